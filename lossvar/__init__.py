@@ -1,0 +1,35 @@
+"""lossvar: measure the noise of stochastic optimization against exact theory.
+
+The layers, lowest first: problems and data -> sampling -> engine -> stats and
+theory -> results -> plots, CLI, studies. A lower layer never imports a higher
+one.
+"""
+
+__version__ = "0.1.0"
+
+from . import datasets, moments, optim, sampling, schedules, stats, theory  # noqa: E402
+from .data import (  # noqa: E402
+    Dataset,
+    GaussianLinearPopulation,
+    GaussianNoisePopulation,
+    LogisticPopulation,
+    Population,
+)
+from .problems import (  # noqa: E402
+    LinearRegression,
+    LogisticRegression,
+    NoisyQuadratic,
+    SoftmaxRegression,
+)
+from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
+from .stats import ScalingFit, scaling_fit  # noqa: E402
+from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
+
+__all__ = [
+    "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
+    "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",
+    "ScalingFit",
+    "SoftmaxRegression", "VarianceResult", "__version__", "datasets", "loss_variance", "moments",
+    "optim", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "theory",
+    "variance_study",
+]
