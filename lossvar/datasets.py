@@ -1,0 +1,118 @@
+"""Real data sets: scikit-learn's bundled ones, standardized, with their natural model.
+
+Needs scikit-learn (``pip install 'lossvar[datasets]'``); no network access:
+only the data sets shipped inside scikit-learn are offered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lossvar._validate import as_choice
+from lossvar.data import Dataset
+from lossvar.problems import LinearRegression, LogisticRegression, SoftmaxRegression
+
+__all__ = ["NAMES", "REFERENCE_L2", "load", "problem_for", "reference_params"]
+
+NAMES = ("breast_cancer", "diabetes", "digits", "iris", "wine")
+
+#: Ridge strength of the natural models: small, but enough for the minimizer
+#: to exist (breast_cancer is nearly separable) and to be unique.
+REFERENCE_L2 = 1e-2
+
+_REGRESSION = ("diabetes",)
+
+
+def _standardize(a: np.ndarray) -> np.ndarray:
+    """Center each column and scale it to standard deviation 1 (ddof=0).
+
+    Constant columns are centered to 0 and left there, not divided by 0.
+    """
+    a = a - a.mean(axis=0)
+    sd = a.std(axis=0)
+    return np.divide(a, sd, out=np.zeros_like(a), where=sd > 0)
+
+
+def load(name: str) -> Dataset:
+    """Load one of scikit-learn's bundled data sets as a standardized :class:`Dataset`.
+
+    Every feature column is centered and scaled to standard deviation 1
+    (population sd, ddof=0); constant columns (16 pixels of ``digits``
+    never change) are left at 0 rather than divided by 0. No intercept
+    column is added.
+
+    Targets: for the regression set (``diabetes``) y is also centered and
+    scaled to standard deviation 1, so that losses are O(1); for the
+    classification sets y holds integer labels 0..K-1.
+
+    ============= ============== ===== ==== ===
+    name          task           n     d    K
+    ============= ============== ===== ==== ===
+    breast_cancer classification 569   30   2
+    diabetes      regression     442   10   -
+    digits        classification 1797  64   10
+    iris          classification 150   4    3
+    wine          classification 178   13   3
+    ============= ============== ===== ==== ===
+
+    Parameters
+    ----------
+    name : {"breast_cancer", "diabetes", "digits", "iris", "wine"}
+
+    Returns
+    -------
+    Dataset
+        With ``name``, ``task`` and (for classification) ``n_classes`` set.
+    """
+    name = as_choice(name, "name", NAMES)
+    try:
+        import sklearn.datasets
+    except ImportError as exc:
+        raise ImportError(
+            "lossvar.datasets needs scikit-learn: pip install 'lossvar[datasets]'"
+        ) from exc
+    X, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
+    X = _standardize(np.asarray(X, dtype=np.float64))
+    if name in _REGRESSION:
+        y = _standardize(np.asarray(y, dtype=np.float64)[:, None])[:, 0]
+        return Dataset(X, y, name=name, task="regression")
+    y = np.asarray(y, dtype=np.int64)
+    return Dataset(X, y, name=name, task="classification", n_classes=int(y.max()) + 1)
+
+
+def problem_for(dataset: Dataset):
+    """The natural model of a data set, with the ridge ``REFERENCE_L2 = 1e-2``.
+
+    :class:`~lossvar.problems.LinearRegression` for regression,
+    :class:`~lossvar.problems.LogisticRegression` for 2 classes and
+    :class:`~lossvar.problems.SoftmaxRegression` for K > 2 classes.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"`dataset` must be a lossvar Dataset; got {type(dataset).__name__}")
+    if dataset.task == "regression":
+        return LinearRegression(l2=REFERENCE_L2)
+    if dataset.task == "classification":
+        if dataset.n_classes == 2:
+            return LogisticRegression(l2=REFERENCE_L2)
+        return SoftmaxRegression(dataset.n_classes, l2=REFERENCE_L2)
+    raise ValueError(
+        "`dataset` must have task 'regression' or 'classification' to have a natural model; "
+        f"got task={dataset.task!r}"
+    )
+
+
+def reference_params(dataset: Dataset, problem=None) -> np.ndarray:
+    """The reference parameter vector: the minimizer of the mean loss on the full data.
+
+    Computed by ``problem.minimize(dataset.X, dataset.y)`` (gradient norm
+    below 1e-12), deterministic.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    problem : problem, optional
+        Defaults to :func:`problem_for` ``(dataset)``.
+    """
+    if problem is None:
+        problem = problem_for(dataset)
+    return problem.minimize(dataset.X, dataset.y)
