@@ -1,0 +1,102 @@
+"""Batch index draws: with replacement, without replacement, reshuffled epochs.
+
+Every function returns a ``(size, B)`` array of indices into ``range(N)``,
+one independent batch per row, vectorized over rows: there is no Python loop
+over replicates and no per-replicate ``rng.choice`` call.
+
+Indices are int32 when ``N < 2**31`` (half the memory traffic of int64, and
+numpy's integer sort is faster on it); the dtype never changes the set drawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import as_choice
+
+SCHEMES = ("without_replacement", "with_replacement")
+
+#: Below this expected number of repeated indices per row, rejection of
+#: duplicates is cheaper than random keys; above it random keys cost R*N.
+_REJECTION_MAX_COLLISIONS = 4.0
+
+
+def _index_dtype(n: int):
+    return np.int32 if n < 2**31 else np.int64
+
+
+def with_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
+    """``size`` batches of ``batch_size`` independent uniform draws from ``range(n)``."""
+    return rng.integers(0, n, (size, batch_size), dtype=_index_dtype(n))
+
+
+def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
+    """``size`` independent simple random samples of ``batch_size`` distinct indices.
+
+    Each row is a uniformly random ``batch_size``-subset of ``range(n)``
+    (rows are sorted, which does not matter for a batch mean and makes the
+    gather that follows cache friendly). Two vectorized algorithms, chosen by
+    ``(n, batch_size)`` alone so that the stream of numbers is a function of the
+    seed and the problem, never of chunking:
+
+    - rejection of repeats, when ``B^2 / (2N)``, the expected number of repeated
+      indices in a row, is small: draw every row with replacement, sort each
+      row, and redraw only the positions that repeat an earlier index, until
+      no row has a repeat. The procedure treats all labels alike, so the final
+      set is exchangeable and hence a uniform ``B``-subset.
+    - random keys otherwise (``N`` not much larger than ``B``): the ``B``
+      smallest of ``N`` i.i.d. uniform keys per row (``argpartition``), which
+      costs ``size * N`` but no loop.
+    """
+    dtype = _index_dtype(n)
+    if batch_size == 1:
+        return rng.integers(0, n, (size, 1), dtype=dtype)
+    if batch_size == n:
+        return np.broadcast_to(np.arange(n, dtype=dtype), (size, n))
+    if batch_size * batch_size / (2.0 * n) <= _REJECTION_MAX_COLLISIONS and 8 * batch_size <= n:
+        return _rejection(rng, n, batch_size, size, dtype)
+    keys = rng.random((size, n))
+    idx = np.argpartition(keys, batch_size - 1, axis=1)[:, :batch_size]
+    idx.sort(axis=1)
+    return idx.astype(dtype, copy=False)
+
+
+def _rejection(rng, n, batch_size, size, dtype):
+    idx = rng.integers(0, n, (size, batch_size), dtype=dtype)
+    idx.sort(axis=1)
+    repeat = idx[:, 1:] == idx[:, :-1]
+    rows = np.flatnonzero(repeat.any(axis=1))
+    while rows.size:
+        sub = idx[rows]
+        rep = np.zeros(sub.shape, dtype=bool)
+        rep[:, 1:] = sub[:, 1:] == sub[:, :-1]
+        sub[rep] = rng.integers(0, n, int(rep.sum()), dtype=dtype)
+        sub.sort(axis=1)
+        idx[rows] = sub
+        still = (sub[:, 1:] == sub[:, :-1]).any(axis=1)
+        rows = rows[still]
+    return idx
+
+
+def draw(rng: np.random.Generator, n: int, batch_size: int, size: int, sampling: str) -> np.ndarray:
+    """Dispatch on the sampling scheme name (one of :data:`SCHEMES`)."""
+    sampling = as_choice(sampling, "sampling", SCHEMES)
+    if sampling == "with_replacement":
+        return with_replacement(rng, n, batch_size, size)
+    return without_replacement(rng, n, batch_size, size)
+
+
+def reshuffled_epochs(rng: np.random.Generator, n: int, batch_size: int, n_epochs: int,
+                      replicates: int) -> np.ndarray:
+    """Batches of the lecture's algorithm: each epoch a new random permutation, cut in order.
+
+    Returns an array of shape ``(replicates, n_epochs * (n // batch_size), batch_size)``;
+    when ``batch_size`` does not divide ``n`` the last ``n % batch_size`` examples
+    of each permutation are dropped (every batch has exactly ``batch_size``
+    examples, so every update has the same noise level). Marginally each batch
+    is a sample without replacement (THEORY.md, section 1).
+    """
+    per_epoch = n // batch_size
+    keys = rng.random((replicates, n_epochs, n))
+    perms = np.argsort(keys, axis=-1)[..., : per_epoch * batch_size].astype(_index_dtype(n))
+    return perms.reshape(replicates, n_epochs * per_epoch, batch_size)

@@ -1,0 +1,353 @@
+"""The variance of the single-sample, mini-batch and full-batch loss estimators.
+
+:func:`loss_variance` measures, by Monte Carlo, the variance of the mean of a
+random batch of per-sample losses of a fixed data set; :func:`variance_study`
+does the same from a model, parameters and a data source, fixed (the batch is
+the only randomness: optimization noise) or a population (fresh examples each
+replicate: the lecture's ``Var(Loss_full) = Var(div) / N``). Both report the
+exact variance of THEORY.md section 1 beside every estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import sampling as _sampling
+from . import theory
+from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence
+from .engine import Condition, run
+from .moments import Moments
+from .stats import INTERVALS, variance_interval
+
+#: Replicate values per block are chosen so that a block touches about this
+#: many per-sample losses: large enough that per-block overhead is small,
+#: small enough to stay in cache. Part of the definition of the random
+#: numbers (a different rule gives different bits).
+_BLOCK_ELEMENTS = 2**18
+
+COLUMNS = ("batch_size", "estimator", "sampling", "n", "replicates", "mean", "mean_se",
+           "variance", "variance_se", "ci_low", "ci_high", "interval", "exact_mean",
+           "exact_variance", "fpc", "kurtosis")
+
+
+@dataclass(frozen=True)
+class VarianceResult:
+    """The outcome of :func:`loss_variance` or :func:`variance_study`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per batch size, ascending, with columns
+
+        - ``batch_size``; ``estimator``: ``"single"`` (B = 1), ``"minibatch"``
+          or ``"full"`` (B = N);
+        - ``sampling``: ``"without_replacement"``, ``"with_replacement"`` or
+          ``"fresh"`` (new examples from a population every replicate);
+        - ``n``: the data set size N (NaN for a population);
+        - ``replicates``: R, the number of batches drawn;
+        - ``mean``, ``mean_se``: the average batch loss and its standard error;
+        - ``variance``: the sample variance (ddof = 1) of the R batch means;
+          ``variance_se``: its fourth-moment standard error; ``ci_low``,
+          ``ci_high``: the interval named in ``interval``;
+        - ``exact_mean``, ``exact_variance``: the closed forms (NaN where none
+          exists); ``fpc``: the finite-population factor ``(N - B)/(N - 1)``
+          already included in ``exact_variance`` (1 with replacement or
+          fresh data);
+        - ``kurtosis``: of the batch means, for judging the interval.
+    confidence : float
+    seed : numpy.random.SeedSequence
+        The root of all streams of the call: passing it back as ``rng``
+        reproduces the table bit for bit.
+    means : dict of int to ndarray, or None
+        The raw per-replicate batch means, when ``keep_means=True``.
+    """
+
+    table: pd.DataFrame
+    confidence: float
+    seed: np.random.SeedSequence
+    means: dict | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return f"VarianceResult(confidence={self.confidence})\n{self.table.to_string(index=False)}"
+
+
+class _BatchMeans:
+    """Picklable simulator: means of random batches of fixed per-sample losses."""
+
+    def __init__(self, losses, batch_size, sampling):
+        self.losses, self.batch_size, self.sampling = losses, batch_size, sampling
+
+    def __call__(self, rng, size):
+        idx = _sampling.draw(rng, self.losses.size, self.batch_size, size, self.sampling)
+        return self.losses[idx].mean(axis=1)
+
+
+class _FreshMeans:
+    """Picklable simulator: means of losses on ``B`` fresh examples per replicate."""
+
+    def __init__(self, problem, population, w, batch_size):
+        self.problem, self.population, self.w, self.batch_size = problem, population, w, batch_size
+
+    def __call__(self, rng, size):
+        data = self.population.sample(size * self.batch_size, rng)
+        losses = self.problem.loss(self.w, data.X, data.y)
+        return losses.reshape(size, self.batch_size).mean(axis=1)
+
+
+def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_replacement",
+                  confidence=0.95, interval="fourth_moment", rng=None, keep_means=False,
+                  chunk_size=None, progress=False) -> VarianceResult:
+    """Monte Carlo variance of the batch-mean loss for each batch size.
+
+    For each batch size ``B`` draw ``replicates`` independent batches of the
+    ``N`` per-sample losses under ``sampling``, average the losses in each,
+    and estimate the variance of those averages. ``B = 1`` is the
+    single-sample (SGD) estimator, ``1 < B < N`` the mini-batch, ``B = N`` the
+    full batch. Beside each estimate stands the exact variance
+    (THEORY.md section 1; Cochran 1977, Theorem 2.2)
+
+    .. math::
+
+        \\operatorname{Var}(\\bar\\ell_B) = \\frac{s^2}{B} \\cdot
+        \\begin{cases} 1 & \\text{with replacement} \\\\
+        \\frac{N - B}{N - 1} & \\text{without replacement} \\end{cases},
+        \\qquad s^2 = \\frac1N \\sum_i (\\ell_i - \\bar\\ell)^2 .
+
+    The full batch without replacement is the whole data set: its mean is
+    computed once and its variance is exactly 0 (no draws are made).
+
+    Parameters
+    ----------
+    losses : array_like, 1-D
+        Per-sample losses of a fixed data set, from any model or framework.
+    batch_sizes : sequence of int or "full"
+        Distinct batch sizes; ``"full"`` means ``N``. Without replacement each
+        must be in ``[1, N]``.
+    replicates : int, >= 2
+        Batches drawn per batch size.
+    sampling : {"without_replacement", "with_replacement"}
+    confidence : float in (0, 1)
+        Level of the two-sided interval for each variance.
+    interval : {"fourth_moment", "chi2", "bootstrap"}
+        How the interval is made (see :mod:`lossvar.stats`): the default is
+        valid for non-normal losses; ``"chi2"`` is exact only for normal batch
+        means; ``"bootstrap"`` keeps the raw means in memory.
+    rng : int, SeedSequence, Generator or None
+        Root of the randomness (SPEC 7). Batch size ``B`` draws from streams
+        keyed ``(B, block)``, so a table row depends on the seed and ``B``
+        only, not on the other batch sizes or on ``chunk_size``.
+    keep_means : bool
+        Return the raw per-replicate batch means in ``result.means``.
+    chunk_size : int, optional
+        Replicates per unit of work; bounds memory, never changes the result.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    VarianceResult
+
+    Examples
+    --------
+    >>> import numpy as np, lossvar
+    >>> losses = np.random.default_rng(0).exponential(size=1000)
+    >>> res = lossvar.loss_variance(losses, [1, 10, "full"], replicates=2000, rng=1)
+    >>> res.table[["batch_size", "estimator", "exact_variance"]].round(5)
+       batch_size estimator  exact_variance
+    0           1    single         0.93653
+    1          10  minibatch         0.08438
+    2        1000      full         0.00000
+    """
+    losses = as_finite_array(losses, "losses", ndim=1)
+    if losses.size == 0:
+        raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; got size 0")
+    n = losses.size
+    sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
+    sizes = _batch_sizes(batch_sizes, n, sampling)
+    replicates, confidence, interval = _common(replicates, confidence, interval)
+    root = as_seed_sequence(rng)
+    s2 = theory.population_variance(losses)
+    full_mean = float(losses.mean())
+
+    conditions, rows = [], []
+    for b in sizes:
+        fpc = theory.finite_population_factor(n, b, sampling)
+        rows.append(dict(batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
+                         exact_mean=full_mean,
+                         exact_variance=theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
+                         fpc=fpc))
+        if fpc == 0.0 and sampling == "without_replacement":
+            conditions.append(None)
+        else:
+            conditions.append(Condition((b,), replicates, _block_size(b), _BatchMeans(losses, b,
+                                        sampling), label=f"batch_size={b}"))
+    outputs = _run(conditions, root, chunk_size, keep_means or interval == "bootstrap", progress)
+    for row, out in zip(rows, outputs, strict=True):
+        if out is None:  # the whole data set: the mean is known, the variance exactly 0
+            out = _exact_output(full_mean, replicates, keep_means or interval == "bootstrap")
+        row.update(_summary(out, confidence, interval, root))
+    return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates)
+
+
+def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampling=None,
+                   confidence=0.95, interval="fourth_moment", rng=None, full_size=None,
+                   keep_means=False, chunk_size=None, progress=False) -> VarianceResult:
+    """The variance of the loss estimator for a model at parameters ``w``.
+
+    Parameters
+    ----------
+    problem : LinearRegression, LogisticRegression, SoftmaxRegression or NoisyQuadratic
+        The model whose per-sample losses ``problem.loss(w, X, y)`` are averaged.
+    source : Dataset or population
+        A :class:`~lossvar.Dataset` is a fixed finite set: the batch is the
+        random part (the optimization noise of SGD), and the call is
+        :func:`loss_variance` on its per-sample losses (``sampling`` defaults
+        to ``"without_replacement"``). A population (anything with
+        ``sample(n, rng)``, e.g. :class:`~lossvar.GaussianLinearPopulation`)
+        draws ``B`` fresh examples for every replicate, so the batch mean has
+        variance ``Var(div) / B`` exactly, including the "full" batch of
+        ``full_size`` examples (the lecture's ``Var(div) / N``); ``sampling``
+        must then be ``None`` or ``"fresh"``. ``exact_variance`` uses the
+        population's ``loss_moments(w)`` when ``problem`` is its natural model,
+        and is NaN otherwise.
+    w : array_like, 1-D
+        Parameters of the problem, of length ``problem.n_params(d)``.
+    batch_sizes, replicates, confidence, interval, rng, keep_means, chunk_size, progress
+        As in :func:`loss_variance`.
+    full_size : int, optional
+        For a population: the N that ``"full"`` stands for.
+
+    Returns
+    -------
+    VarianceResult
+    """
+    w = as_finite_array(w, "w", ndim=1)
+    if not hasattr(source, "sample"):
+        X, y = source.X, source.y
+        problem.check_params(w, X)
+        sampling = "without_replacement" if sampling is None else sampling
+        return loss_variance(problem.loss(w, X, y), batch_sizes, replicates=replicates,
+                             sampling=sampling, confidence=confidence, interval=interval,
+                             rng=rng, keep_means=keep_means, chunk_size=chunk_size,
+                             progress=progress)
+    if sampling not in (None, "fresh"):
+        raise ValueError("The value for `sampling` must be None or 'fresh' for a population "
+                         f"source (every replicate draws new examples), but {sampling!r} was passed.")
+    if full_size is not None:
+        full_size = as_int(full_size, "full_size", low=1)
+    if "full" in _as_list(batch_sizes) and full_size is None:
+        raise ValueError("`full_size` must be given (the N of the full batch) when `batch_sizes` "
+                         "contains 'full' and the source is a population; got None")
+    sizes = _batch_sizes(batch_sizes, full_size, "fresh")
+    replicates, confidence, interval = _common(replicates, confidence, interval)
+    root = as_seed_sequence(rng)
+    d = source.n_features
+    problem.check_params(w, np.empty((0, d)))
+    exact_mean, var_div = (source.loss_moments(w) if source.problem == problem
+                           else (float("nan"), float("nan")))
+    rows, conditions = [], []
+    for b in sizes:
+        rows.append(dict(batch_size=b, estimator=_estimator(b, full_size), sampling="fresh",
+                         n=float("nan") if full_size is None else full_size,
+                         exact_mean=exact_mean, exact_variance=var_div / b, fpc=1.0))
+        conditions.append(Condition((b,), replicates, _block_size(b * max(d, 1)),
+                                    _FreshMeans(problem, source, w, b), label=f"batch_size={b}"))
+    keep = keep_means or interval == "bootstrap"
+    outputs = _run(conditions, root, chunk_size, keep, progress)
+    for row, out in zip(rows, outputs, strict=True):
+        row.update(_summary(out, confidence, interval, root))
+    return _result(rows, outputs, sizes, confidence, root, keep_means, None, replicates)
+
+
+def _run(conditions, root, chunk_size, keep, progress):
+    live = [c for c in conditions if c is not None]
+    outs = iter(run(live, root, chunk_size=chunk_size, keep_values=keep, progress=progress))
+    return [None if c is None else next(outs) for c in conditions]
+
+
+def _exact_output(value, replicates, keep):
+    from .engine import Output
+
+    values = np.full(replicates, value) if keep else None
+    return Output(Moments(replicates, value, 0.0, 0.0, 0.0), values)
+
+
+def _summary(out, confidence, interval, root):
+    m = out.moments
+    boot_rng = None
+    if interval == "bootstrap":
+        boot_rng = np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (2**32 - 1,))))
+    lo, hi = variance_interval(m, confidence, interval, values=out.values, rng=boot_rng)
+    return dict(replicates=m.count, mean=m.mean, mean_se=math.sqrt(m.variance / m.count),
+                variance=m.variance, variance_se=m.variance_se(), ci_low=lo, ci_high=hi,
+                interval=interval, kurtosis=m.kurtosis)
+
+
+def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates):
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    means = None
+    if keep_means:
+        means = {}
+        for b, out in zip(sizes, outputs, strict=True):
+            means[b] = out.values if out is not None else np.full(replicates, full_mean)
+    return VarianceResult(table=table, confidence=confidence, seed=root, means=means)
+
+
+def _common(replicates, confidence, interval):
+    replicates = as_int(replicates, "replicates", low=2)
+    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True,
+                          high_open=True)
+    interval = as_choice(interval, "interval", INTERVALS)
+    return replicates, confidence, interval
+
+
+def _as_list(batch_sizes):
+    if isinstance(batch_sizes, (str, numbers.Integral)):
+        return [batch_sizes]
+    try:
+        return list(batch_sizes)
+    except TypeError:
+        raise TypeError("`batch_sizes` must be a sequence of positive integers or 'full'; "
+                        f"got {batch_sizes!r}") from None
+
+
+def _batch_sizes(batch_sizes, n, sampling):
+    """Validate and normalize to a sorted list of distinct ints ('full' -> n)."""
+    items = _as_list(batch_sizes)
+    if not items:
+        raise ValueError("`batch_sizes` must contain at least one batch size; got an empty sequence")
+    high = n if sampling == "without_replacement" else None
+    allowed = f"integers in [1, N={n}] or 'full'" if high else "positive integers or 'full'"
+    sizes = []
+    for b in items:
+        if isinstance(b, str):
+            if b != "full":
+                raise ValueError(f"`batch_sizes` must be {allowed}; got {b!r}")
+            b = n
+        elif isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Integral):
+            raise TypeError(f"`batch_sizes` must be {allowed}; got {b!r}")
+        b = int(b)
+        if b < 1 or (high is not None and b > high):
+            raise ValueError(f"`batch_sizes` must be {allowed}; got {b}")
+        if b in sizes:
+            raise ValueError(f"`batch_sizes` must be distinct; got {b} twice")
+        sizes.append(b)
+    return sorted(sizes)
+
+
+def _estimator(b, n):
+    if b == 1:
+        return "single"
+    return "full" if b == n else "minibatch"
+
+
+def _block_size(elements_per_replicate: int) -> int:
+    """Replicates per block: a power of two in [16, 65536]."""
+    exponent = int(math.log2(_BLOCK_ELEMENTS)) - math.ceil(math.log2(max(elements_per_replicate, 1)))
+    return 2 ** min(16, max(4, exponent))

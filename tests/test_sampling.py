@@ -1,0 +1,67 @@
+"""Batch draws: right support, no repeats without replacement, uniform subsets."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lossvar import sampling
+
+# Every chi-square uniformity test below fails by chance with probability
+# 1e-4 (the p-value threshold), for a false-failure rate of about 4e-4 for
+# this file.
+ALPHA = 1e-4
+
+
+def _subset_counts(idx, n, b):
+    subsets = {s: i for i, s in enumerate(itertools.combinations(range(n), b))}
+    codes = np.array([subsets[tuple(sorted(row))] for row in idx.tolist()])
+    return np.bincount(codes, minlength=len(subsets))
+
+
+@pytest.mark.parametrize("n,b", [(6, 3), (24, 3), (5, 4)])
+def test_without_replacement_uniform_over_subsets(n, b):
+    # (6, 3) and (5, 4) take the random-keys path, (24, 3) the rejection path.
+    rng = np.random.default_rng(123)
+    size = 200 * math.comb(n, b)
+    idx = sampling.without_replacement(rng, n, b, size)
+    assert idx.shape == (size, b)
+    assert (np.diff(np.sort(idx, axis=1), axis=1) > 0).all()
+    counts = _subset_counts(idx, n, b)
+    assert stats.chisquare(counts).pvalue > ALPHA
+
+
+def test_rejection_path_with_many_collisions_has_no_repeats_and_uniform_margins():
+    # B^2 / 2N = 4: about 98% of first draws contain a repeat, so the
+    # redraw loop runs many rounds.
+    n, b, size = 128, 32, 20_000
+    idx = sampling.without_replacement(np.random.default_rng(7), n, b, size)
+    assert (np.diff(idx, axis=1) > 0).all()  # rows come sorted and distinct
+    counts = np.bincount(idx.ravel(), minlength=n)
+    assert stats.chisquare(counts).pvalue > ALPHA
+
+
+def test_with_replacement_uniform():
+    idx = sampling.with_replacement(np.random.default_rng(1), 10, 4, 50_000)
+    assert stats.chisquare(np.bincount(idx.ravel(), minlength=10)).pvalue > ALPHA
+
+
+def test_full_batch_is_the_whole_set():
+    idx = sampling.without_replacement(np.random.default_rng(0), 9, 9, 3)
+    np.testing.assert_array_equal(idx, np.tile(np.arange(9), (3, 1)))
+
+
+def test_reshuffled_epochs_are_permutations():
+    batches = sampling.reshuffled_epochs(np.random.default_rng(0), 10, 3, 2, 4)
+    assert batches.shape == (4, 6, 3)
+    for r in range(4):
+        for e in range(2):
+            epoch = batches[r, 3 * e: 3 * e + 3].ravel()
+            assert len(set(epoch.tolist())) == 9
+
+
+def test_unknown_scheme():
+    with pytest.raises(ValueError, match="`sampling` must be one of .* but 'bootstrap' was passed"):
+        sampling.draw(np.random.default_rng(0), 10, 2, 3, "bootstrap")
