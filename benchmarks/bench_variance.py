@@ -1,0 +1,114 @@
+"""Benchmark of loss_variance against baselines measured in the same run.
+
+    python benchmarks/bench_variance.py            # the issue's grid (about a minute)
+    python benchmarks/bench_variance.py --memory   # also peak RSS at 10^7 replicates, B = 1024
+
+Grid: N = 10^6 per-sample losses, B in {1, 4, 16, 64, 256, 1024}, R = 10^5
+replicates per B, one process. Baselines:
+
+- floor: the bare numpy one-liner ``losses[rng.integers(0, N, (R, B))].mean(axis=1).var(ddof=1)``;
+- loop: the per-replicate loop a user would write, ``rng.choice(N, B, replace=False)``
+  then the mean, once per replicate. It is timed on ``--loop-replicates``
+  replicates per B (default 5000) and its per-replicate time is scaled to R;
+  the ratio is of per-replicate costs.
+
+Prints one line per B and the totals, as ratios (engine time / baseline time).
+Never a test: tests do not assert on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import lossvar
+
+GRID = (1, 4, 16, 64, 256, 1024)
+
+
+def _time(fn, repeat=1):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def machine() -> str:
+    import os
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+            f"{platform.python_version()}, numpy {np.__version__}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10**6)
+    p.add_argument("--replicates", type=int, default=10**5)
+    p.add_argument("--loop-replicates", type=int, default=5000)
+    p.add_argument("--memory", action="store_true",
+                   help="also measure peak RSS for 10^7 replicates at B = 1024 (minutes)")
+    p.add_argument("--_peak", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a._peak:
+        return _peak_child(a.n, a._peak)
+
+    rng = np.random.default_rng(0)
+    losses = rng.exponential(size=a.n)
+    n, r = a.n, a.replicates
+    print(f"machine: {machine()}")
+    print(f"N = {n}, R = {r} per B, B in {list(GRID)}")
+    print(f"{'B':>6} {'floor s':>9} {'with s':>8} {'w/o s':>8} {'loop us/rep':>12} "
+          f"{'with/floor':>11} {'w/o/floor':>10} {'loop/w/o':>9}")
+    tot = dict(floor=0.0, with_=0.0, without=0.0)
+    for b in GRID:
+        t_floor = _time(lambda b=b: losses[rng.integers(0, n, (r, b))].mean(axis=1).var(ddof=1))
+        t_with = _time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
+                                                         sampling="with_replacement", rng=1))
+        t_wo = _time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
+                                                       sampling="without_replacement", rng=1))
+        m = a.loop_replicates
+
+        def loop(b=b, m=m):
+            out = np.empty(m)
+            for i in range(m):
+                out[i] = losses[rng.choice(n, b, replace=False)].mean()
+            return out.var(ddof=1)
+
+        per_loop = _time(loop) / m
+        per_wo = t_wo / r
+        tot["floor"] += t_floor
+        tot["with_"] += t_with
+        tot["without"] += t_wo
+        print(f"{b:>6} {t_floor:>9.3f} {t_with:>8.3f} {t_wo:>8.3f} {per_loop * 1e6:>12.2f} "
+              f"{t_with / t_floor:>11.2f} {t_wo / t_floor:>10.2f} {per_loop / per_wo:>9.1f}x")
+    print(f"{'grid':>6} {tot['floor']:>9.3f} {tot['with_']:>8.3f} {tot['without']:>8.3f} "
+          f"{'':>12} {tot['with_'] / tot['floor']:>11.2f} {tot['without'] / tot['floor']:>10.2f}")
+    print("targets: with/floor <= 1.5, w/o/floor <= 3 (grid totals); "
+          "loop/w/o >= 30x at B <= 16 and >= 1x everywhere")
+    if a.memory:
+        reps = 10**7
+        out = subprocess.run([sys.executable, __file__, "--n", str(n), "--_peak", str(reps)],
+                             capture_output=True, text=True, check=True)
+        print(out.stdout.strip())
+
+
+def _peak_child(n, reps):
+    losses = np.random.default_rng(0).exponential(size=n)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    lossvar.loss_variance(losses, [1024], replicates=reps, rng=1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak RSS for {reps} replicates at B = 1024, N = {n}: {peak / 1024:.0f} MiB "
+          f"(before the call: {base / 1024:.0f} MiB; {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
