@@ -41,6 +41,12 @@ class Condition:
         picklable (a module-level class instance) to run on other processes.
     label : str
         How errors name the condition.
+    reduce : {"moments", "stack"}
+        ``"moments"``: ``simulate`` returns 1-D replicate values, summarized per
+        block by their moments and merged. ``"stack"``: ``simulate`` returns an
+        array whose first axis is the replicate, and the blocks' arrays are
+        concatenated in block order (for per-replicate records such as SGD
+        trajectories).
     """
 
     key: tuple
@@ -48,6 +54,7 @@ class Condition:
     block_size: int
     simulate: Callable
     label: str = ""
+    reduce: str = "moments"
 
     @property
     def n_blocks(self) -> int:
@@ -59,9 +66,10 @@ class Condition:
 
 @dataclass(frozen=True)
 class Output:
-    """Merged moments of a condition and, when kept, its raw replicate values."""
+    """Merged moments of a condition (None for ``reduce="stack"``) and, when
+    kept or stacked, its raw replicate values in replicate order."""
 
-    moments: Moments
+    moments: Moments | None
     values: np.ndarray | None
 
 
@@ -73,8 +81,11 @@ def _run_blocks(condition: Condition, root: np.random.SeedSequence, blocks: rang
     out = []
     for j in blocks:
         values = np.asarray(condition.simulate(stream(root, *condition.key, j),
-                                               condition.block_len(j)), dtype=np.float64)
-        out.append((Moments.of(values), values if keep else None))
+                                               condition.block_len(j)))
+        if condition.reduce == "stack":
+            out.append((None, values))
+        else:
+            out.append((Moments.of(values), values if keep else None))
     return out
 
 
@@ -119,6 +130,9 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
     outputs = []
     for c in conditions:
         blocks = parts[id(c)]
+        if c.reduce == "stack":
+            outputs.append(Output(None, np.concatenate([v for _, v in blocks])))
+            continue
         moments = Moments.merge_all(m for m, _ in blocks)
         values = np.concatenate([v for _, v in blocks]) if keep_values else None
         outputs.append(Output(moments, values))
