@@ -16,9 +16,11 @@ from ._validate import as_choice
 
 SCHEMES = ("without_replacement", "with_replacement")
 
-#: Below this expected number of repeated indices per row, rejection of
-#: duplicates is cheaper than random keys; above it random keys cost R*N.
-_REJECTION_MAX_COLLISIONS = 4.0
+#: Rejection of repeats is used while ``B <= N / _KEYS_RATIO``: then each
+#: redraw repeats an earlier index with probability below 1/8, so the rounds
+#: of redraws die out geometrically. Closer to ``N``, random keys cost
+#: ``size * N <= _KEYS_RATIO * size * B``, a small multiple of the draw itself.
+_KEYS_RATIO = 8
 
 
 def _index_dtype(n: int):
@@ -39,11 +41,12 @@ def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size:
     ``(n, batch_size)`` alone so that the stream of numbers is a function of the
     seed and the problem, never of chunking:
 
-    - rejection of repeats, when ``B^2 / (2N)``, the expected number of repeated
-      indices in a row, is small: draw every row with replacement, sort each
-      row, and redraw only the positions that repeat an earlier index, until
-      no row has a repeat. The procedure treats all labels alike, so the final
-      set is exchangeable and hence a uniform ``B``-subset.
+    - rejection of repeats, when ``8 B <= N``: draw every row with replacement,
+      sort each row, and redraw only the positions that repeat an earlier
+      index, until no row has a repeat (about ``B^2 / (2N)`` redraws a row in
+      the first round, each failing again with probability below ``B / N``).
+      The procedure treats all labels alike, so the final set is
+      exchangeable and hence a uniform ``B``-subset.
     - random keys otherwise (``N`` not much larger than ``B``): the ``B``
       smallest of ``N`` i.i.d. uniform keys per row (``argpartition``), which
       costs ``size * N`` but no loop.
@@ -53,7 +56,7 @@ def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size:
         return rng.integers(0, n, (size, 1), dtype=dtype)
     if batch_size == n:
         return np.broadcast_to(np.arange(n, dtype=dtype), (size, n))
-    if batch_size * batch_size / (2.0 * n) <= _REJECTION_MAX_COLLISIONS and 8 * batch_size <= n:
+    if _KEYS_RATIO * batch_size <= n:
         return _rejection(rng, n, batch_size, size, dtype)
     keys = rng.random((size, n))
     idx = np.argpartition(keys, batch_size - 1, axis=1)[:, :batch_size]
