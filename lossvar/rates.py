@@ -1,0 +1,221 @@
+"""Convergence rates of SGD ensembles: E[metric] ~ C k^-a, or a plateau.
+
+:func:`convergence_rate` fits the exponent ``a`` of the across-replicate mean
+of a recorded metric over the tail of a :class:`~lossvar.sgd.Trajectories`,
+with an interval that respects the correlation of the records of one run
+across steps (a bootstrap over replicates), and reports a plateau with its
+level when the exponent is consistent with 0.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+from ._validate import as_choice, as_float, as_int, as_seed_sequence, stream
+
+__all__ = ["METRICS", "RateFit", "convergence_rate"]
+
+METRICS = ("dist2", "loss", "excess_loss", "avg_dist2", "avg_loss", "avg_excess_loss")
+
+#: Bootstrap resamples are drawn in batches of about this many counts.
+_BATCH_ELEMENTS = 2**22
+
+
+@dataclass(frozen=True)
+class RateFit:
+    """The fit of ``E[metric] ~ C k^-a`` over the tail of an ensemble.
+
+    Attributes
+    ----------
+    metric : str
+    exponent : float
+        a, the decay exponent (a > 0: decreasing).
+    ci_low, ci_high : float
+        ``confidence`` interval of a: a +- z * se with the bootstrap se.
+    se : float
+        Standard deviation of a over the replicate bootstrap.
+    intercept : float
+        log C.
+    plateau : bool
+        True when the interval of a contains 0: the metric is consistent with a
+        constant level over the tail.
+    level, level_se, level_low, level_high : float
+        Mean of the metric over the tail (each replicate's average over the
+        tail steps, then the mean over replicates), its standard error and
+        ``confidence`` interval. Reported always; the level of a plateau.
+    steps : tuple of int
+        The tail steps fitted (k = the number of updates made).
+    replicates : int
+        Replicates used (diverged ones are left out by the trajectories).
+    confidence : float
+    n_resamples : int
+    method : str
+        How the fit and the interval were made.
+    """
+
+    metric: str
+    exponent: float
+    ci_low: float
+    ci_high: float
+    se: float
+    intercept: float
+    plateau: bool
+    level: float
+    level_se: float
+    level_low: float
+    level_high: float
+    steps: tuple
+    replicates: int
+    confidence: float
+    n_resamples: int
+    method: str
+
+    def __str__(self) -> str:
+        c = 100 * self.confidence
+        rng = f"k in [{self.steps[0]}, {self.steps[-1]}] ({len(self.steps)} steps)"
+        if self.plateau:
+            return (f"E[{self.metric}]: plateau at {self.level:.6g} ({c:g}% CI "
+                    f"[{self.level_low:.6g}, {self.level_high:.6g}]); exponent "
+                    f"{self.exponent:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}] contains 0; {rng}")
+        return (f"E[{self.metric}] ~ {math.exp(self.intercept):.4g} k^-{self.exponent:.4f} "
+                f"({c:g}% CI [{self.ci_low:.4f}, {self.ci_high:.4f}]); {rng}")
+
+
+def convergence_rate(trajectories, metric: str = "dist2", *, tail=0.5, confidence: float = 0.95,
+                     n_resamples: int = 999, rng=None) -> RateFit:
+    """Fit the exponent a of ``E[metric] ~ C k^-a`` over the tail of the records.
+
+    Let :math:`\\bar x_k` be the mean over replicates of the metric at step k
+    (the number of updates made) and :math:`s_k` its standard error. The fit
+    is weighted least squares of :math:`\\log \\bar x_k` on :math:`\\log k`
+    with weights :math:`(\\bar x_k / s_k)^2` (the delta method:
+    :math:`SE(\\log \\bar x) \\approx s/\\bar x`); ``a`` is minus the slope.
+
+    The records of one run are correlated across k, so the standard error of
+    an independent-point regression would be too small. The interval is
+    instead made by resampling whole replicates (their entire trajectories)
+    with replacement, ``n_resamples`` times, refitting with the same weights,
+    and taking the standard deviation of the refitted exponents as its
+    standard error: ``a +- z se`` with z the normal quantile of
+    ``confidence`` (a normal interval, so that extreme confidence levels do
+    not need more resamples).
+
+    If the interval contains 0, the metric is reported as a plateau; its
+    ``level`` is the mean over replicates of each replicate's average over
+    the tail steps, with the standard error across replicates (which again
+    respects the correlation across k). Under a constant step it estimates
+    the stationary floor, provided the tail starts after the transient.
+
+    Parameters
+    ----------
+    trajectories : Trajectories
+        From :func:`lossvar.run_sgd`.
+    metric : {"dist2", "loss", "excess_loss", "avg_dist2", "avg_loss", "avg_excess_loss"}
+        ``excess_loss`` is ``loss - trajectories.loss_star``; the ``avg_``
+        metrics need ``average=True``.
+    tail : float in (0, 1] or (k_min, k_max)
+        The fraction of the recorded steps k >= 1 to use, the last ones (0.5:
+        the later half, on the log-spaced default grid the last half of the
+        decades), or the inclusive range of steps. At least 3 steps.
+    confidence : float in (0, 1)
+    n_resamples : int, >= 2
+    rng : int, SeedSequence, Generator or None
+        For the bootstrap; by default a stream of ``trajectories.seed``
+        reserved for it, so the fit is reproducible from the trajectories.
+
+    Returns
+    -------
+    RateFit
+
+    References
+    ----------
+    Efron & Tibshirani (1993), *An Introduction to the Bootstrap*, ch. 6;
+    THEORY.md section 2 for the exponents to expect.
+    """
+    metric = as_choice(metric, "metric", METRICS)
+    confidence = as_float(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
+    n_resamples = as_int(n_resamples, "n_resamples", low=2)
+    base = metric.replace("excess_", "")
+    if base not in trajectories.metrics:
+        raise ValueError(f"`metric` {metric!r} was not recorded (recorded: "
+                         f"{', '.join(trajectories.metrics)}); the avg_ metrics need "
+                         "run_sgd(..., average=True)")
+    values = trajectories.values(base)
+    if metric != base:
+        values = values - trajectories.loss_star
+    steps = trajectories.steps
+    sel = _tail(steps, tail)
+    k = steps[sel]
+    V = values[:, sel]
+    R = V.shape[0]
+    if R < 2:
+        raise ValueError(f"`trajectories` must have at least 2 replicates used; got {R}")
+    mean = V.mean(axis=0)
+    if not np.all(mean > 0):
+        raise ValueError(f"the mean of {metric!r} must be positive at every tail step to fit a "
+                         f"power law; got {mean.min():.6g} at step {int(k[np.argmin(mean)])}")
+    se = V.std(axis=0, ddof=1) / math.sqrt(R)
+    weights = (mean / se) ** 2 if np.all(se > 0) else np.ones_like(mean)
+    x = np.log(k.astype(np.float64))
+    slope, intercept = _wls(x, np.log(mean)[None, :], weights)
+    root = as_seed_sequence(rng) if rng is not None else None
+    gen = stream(root) if root is not None else stream(trajectories.seed, 2**32 - 2)
+    boot = []
+    batch = max(1, _BATCH_ELEMENTS // R)
+    for start in range(0, n_resamples, batch):
+        counts = gen.multinomial(R, np.full(R, 1.0 / R), size=min(batch, n_resamples - start))
+        means = counts @ V / R
+        # A resampled mean can only be 0 if every picked replicate is 0 there.
+        boot.append(_wls(x, np.log(np.maximum(means, np.finfo(float).tiny)), weights)[0])
+    boot_slopes = np.concatenate(boot)
+    exponent = -float(slope[0])
+    boot_se = float(np.std(boot_slopes, ddof=1))
+    z = float(_st.norm.ppf(0.5 + confidence / 2))
+    lo, hi = exponent - z * boot_se, exponent + z * boot_se
+    per_replicate = V.mean(axis=1)
+    level = float(per_replicate.mean())
+    level_se = float(per_replicate.std(ddof=1) / math.sqrt(R))
+    method = (f"WLS of log mean on log k over {len(k)} tail steps, weights (mean/se)^2; "
+              f"interval a +- z se with se from {n_resamples} bootstrap resamples of whole "
+              "replicates (records of one run are correlated across k); plateau when the "
+              "interval contains 0")
+    return RateFit(
+        metric=metric, exponent=exponent, ci_low=lo, ci_high=hi, se=boot_se,
+        intercept=float(intercept[0]), plateau=bool(lo <= 0 <= hi), level=level,
+        level_se=level_se, level_low=level - z * level_se, level_high=level + z * level_se,
+        steps=tuple(int(s) for s in k), replicates=R, confidence=confidence,
+        n_resamples=n_resamples, method=method,
+    )
+
+
+def _wls(x, Y, w):
+    """Slopes and intercepts of each row of Y on x with weights w."""
+    xbar = np.sum(w * x) / np.sum(w)
+    ybar = (Y * w).sum(axis=1) / np.sum(w)
+    dx = x - xbar
+    slope = ((Y - ybar[:, None]) * (w * dx)).sum(axis=1) / np.sum(w * dx * dx)
+    return slope, ybar - slope * xbar
+
+
+def _tail(steps, tail):
+    positive = np.flatnonzero(steps >= 1)
+    if isinstance(tail, numbers.Real) and not isinstance(tail, (bool, np.bool_)):
+        frac = as_float(tail, "tail", low=0, high=1, low_open=True)
+        n = math.ceil(frac * positive.size)
+        sel = positive[positive.size - n:]
+    else:
+        try:
+            k_min, k_max = tail
+        except (TypeError, ValueError):
+            raise TypeError(f"`tail` must be a fraction in (0, 1] or a pair (k_min, k_max); "
+                            f"got {tail!r}") from None
+        sel = positive[(steps[positive] >= k_min) & (steps[positive] <= k_max)]
+    if sel.size < 3:
+        raise ValueError(f"`tail` must select at least 3 recorded steps k >= 1 to fit a slope; "
+                         f"got {sel.size} (tail={tail!r}, recorded steps {steps.tolist()})")
+    return sel

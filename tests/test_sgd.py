@@ -1,0 +1,300 @@
+"""SGD ensembles against the exact recursions of THEORY.md section 2.
+
+Monte Carlo checks: at every recorded step k >= 1 the across-replicate mean of
+(w_k - w*)^2 must agree with the exact recursion within z standard errors,
+with z Bonferroni-corrected over the recorded steps so that one run of one
+check fails by chance with probability at most ALPHA = 1e-4 (two-sided
+normal approximation of the mean of R = 4096 replicates). This file makes
+about 12 such checks: a new seed fails by chance with probability about 1e-3.
+The seeds are fixed, so a checkout passes or fails deterministically.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import lossvar
+from lossvar import optim, schedules, theory
+from lossvar._validate import stream
+from lossvar.sgd import DivergenceWarning, epoch_batches, run_sgd
+
+ALPHA = 1e-4
+R = 4096
+MU, SIGMA, M1 = 1.0, 1.0, 3.0
+
+
+def _z(n_checks):
+    return stats.norm.isf(ALPHA / (2 * n_checks))
+
+
+def _agrees(estimate, se, exact):
+    z = _z(len(estimate))
+    dev = np.abs(estimate - exact)
+    assert np.all(dev <= z * se), pd.DataFrame(dict(estimate=estimate, exact=exact, se=se,
+                                                    z=dev / se))
+
+
+def _quadratic_run(schedule, *, steps=1000, batch_size=1, curvature=MU, average=False, rng=0,
+                   replicates=R):
+    q = lossvar.NoisyQuadratic(curvature, noise_std=SIGMA)
+    w0 = np.full(q.dim, M1)
+    return run_sgd(q, q.population(), optim.sgd(schedule), steps=steps, batch_size=batch_size,
+                   replicates=replicates, w0=w0, rng=rng, average=average)
+
+
+SCHEDULES = {
+    "constant": schedules.constant(0.1),
+    "c/k, 2c mu > 1": schedules.polynomial(2.0, 1.0),
+    "c/k, 2c mu < 1": schedules.polynomial(0.25, 1.0),
+    "c/k^0.75": schedules.polynomial(1.0, 0.75),
+    "c/k^0.3": schedules.polynomial(0.5, 0.3),
+    "c/k^2": schedules.polynomial(0.5, 2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_monte_carlo_matches_exact_recursion(name):
+    schedule = SCHEDULES[name]
+    tr = _quadratic_run(schedule, rng=sum(map(ord, name)))
+    exact = theory.quadratic_moments(schedule, MU, SIGMA**2, m1=M1, steps=1000)
+    s = tr.summary
+    assert s.dist2_mean[0] == M1**2 and s.dist2_se[0] == 0  # the fixed start
+    s = s[s.step >= 1]
+    _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact.mse[s.step])
+    # the expected risk of the quadratic population is mu/2 (w - w*)^2, exactly
+    np.testing.assert_allclose(tr.table.loss, 0.5 * MU * tr.table.dist2, rtol=1e-15)
+    np.testing.assert_allclose(s.lr, schedule(s.step.to_numpy()), rtol=1e-15)
+    if name == "c/k^2":  # the stall: the mean of w keeps a start-dependent offset
+        final = tr.final_params[:, 0]
+        se = final.std(ddof=1) / np.sqrt(R)
+        _agrees(np.array([final.mean()]), np.array([se]), exact.mean[-1])
+        assert abs(final.mean()) > 10 * se
+
+
+def test_minibatch_and_diagonal_hessian():
+    # B = 4 fresh noise vectors per step: sigma^2 -> sigma^2 / 4; two independent coordinates
+    h = np.array([0.5, 2.0])
+    tr = _quadratic_run(schedules.constant(0.2), steps=300, batch_size=4, curvature=h, rng=5)
+    exact = theory.quadratic_moments(0.2, h, SIGMA**2 / 4, m1=M1, steps=300)
+    s = tr.summary[tr.summary.step >= 1]
+    _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact.mse[s.step])
+    assert exact.mse[-1] == pytest.approx(theory.constant_step_floor(0.2, h, SIGMA**2 / 4),
+                                          rel=1e-6)
+
+
+def test_inverse_k_step_gives_sigma2_over_mu2_n():
+    mu = 2.0
+    schedule = schedules.polynomial(1 / mu, 1.0)  # eta_k = 1 / (mu k)
+    q = lossvar.NoisyQuadratic(mu, noise_std=SIGMA)
+    tr = run_sgd(q, q.population(), optim.sgd(schedule), steps=500, batch_size=1,
+                 replicates=R, w0=[M1], rng=7)
+    s = tr.summary[tr.summary.step >= 1]
+    exact = theory.inverse_k_exact(s.step.to_numpy() + 1, mu, SIGMA**2)
+    np.testing.assert_allclose(exact, SIGMA**2 / (mu**2 * s.step), rtol=1e-15)
+    _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact)
+
+
+@pytest.mark.parametrize("schedule", [schedules.constant(0.1), schedules.polynomial(1.0, 0.75)],
+                         ids=["constant", "c/k^0.75"])
+def test_polyak_ruppert_average_matches_exact(schedule):
+    tr = _quadratic_run(schedule, steps=1000, average=True, rng=11)
+    exact = theory.quadratic_moments(schedule, MU, SIGMA**2, m1=M1, steps=1000)
+    s = tr.summary[tr.summary.step >= 1]
+    both = np.concatenate
+    _agrees(both([s.dist2_mean, s.avg_dist2_mean]), both([s.dist2_se, s.avg_dist2_se]),
+            both([exact.mse[s.step], exact.avg_mse[s.step]]))
+    assert s.avg_dist2_mean.iloc[-1] < s.dist2_mean.iloc[-1]  # averaging helps here
+
+
+# -- fixed data sets -------------------------------------------------------------------
+
+
+def _linear_dataset(n=60, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.standard_normal(n)
+    return lossvar.Dataset(X, y, task="regression")
+
+
+@pytest.mark.parametrize("n, b", [(12, 3), (10, 3), (7, 7), (5, 1)])
+def test_epoch_batches_visit_every_example_once(n, b):
+    batches = epoch_batches(np.random.default_rng(0), n, b, 50)
+    assert batches.shape == (50, n // b, b)
+    flat = batches.reshape(50, -1)
+    for row in flat:  # distinct within the epoch: each example at most once
+        assert len(set(row.tolist())) == (n // b) * b
+    if n % b == 0:  # then exactly once
+        assert np.all(np.sort(flat, axis=1) == np.arange(n))
+    else:  # the dropped remainder is a uniformly random set: every example gets dropped
+        dropped = set(range(n)) - set(flat[0].tolist())
+        assert len(dropped) == n % b
+        counts = np.bincount(flat.ravel(), minlength=n)
+        assert counts.min() < 50  # some replicate dropped each example at least once
+        assert counts.min() > 0
+
+
+def test_reshuffle_on_linear_regression_decreases_distance():
+    data = _linear_dataset()
+    tr = run_sgd(lossvar.LinearRegression(), data, optim.sgd(0.05), steps=300, batch_size=6,
+                 replicates=64, rng=1)
+    s = tr.summary
+    np.testing.assert_allclose(tr.w_star, np.linalg.lstsq(data.X, data.y, rcond=None)[0])
+    assert s.dist2_mean.iloc[-1] < 0.01 * s.dist2_mean.iloc[0]
+    assert s.loss_mean.iloc[-1] < s.loss_mean.iloc[0]
+    assert tr.loss_star == pytest.approx(lossvar.LinearRegression().mean_loss(tr.w_star, data.X,
+                                                                              data.y))
+
+
+def test_full_batch_is_gradient_descent_and_stacking_is_exact():
+    data = _linear_dataset()
+    problem = lossvar.LinearRegression(l2=0.1)
+    w0 = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [-5.0, 0.5, 2.0]])
+    tr = run_sgd(problem, data, optim.sgd(0.1), steps=25, replicates=3, sampling="full",
+                 w0=w0, rng=0, record=[0, 10, 25])
+    X, y = data.X, data.y
+    for r in range(3):
+        w = w0[r].copy()
+        for _ in range(25):
+            w = w - 0.1 * (X.T @ (X @ w - y) / len(y) + 0.1 * w)
+        np.testing.assert_allclose(tr.final_params[r], w, rtol=1e-12)
+        one = run_sgd(problem, data, optim.sgd(0.1), steps=25, replicates=1, sampling="full",
+                      w0=w0[r], record=[0, 10, 25])
+        np.testing.assert_array_equal(one.final_params[0], tr.final_params[r])
+    assert tr.info["batch_size"] == len(y)
+
+
+def _with_replacement_batches(gen, n, b, reps, steps):
+    return [gen.integers(0, n, (reps, b), dtype=np.int32) for _ in range(steps)]
+
+
+def _reshuffled_batches(gen, n, b, reps, steps):
+    out = []
+    while len(out) < steps:
+        epoch = epoch_batches(gen, n, b, reps)
+        out += [epoch[:, i] for i in range(n // b)]
+    return out[:steps]
+
+
+@pytest.mark.parametrize("sampling, batches", [("with_replacement", _with_replacement_batches),
+                                               ("reshuffle", _reshuffled_batches)])
+def test_stacked_replicates_equal_one_at_a_time_with_the_same_batches(sampling, batches):
+    data = lossvar.Dataset(*_logistic_data(), task="classification")
+    problem, opt = lossvar.LogisticRegression(), optim.adam(0.05)
+    steps, b, reps = 60, 8, 5  # 60 steps = 2.4 epochs of 25 batches (N = 200)
+    tr = run_sgd(problem, data, opt, steps=steps, batch_size=b, replicates=reps,
+                 sampling=sampling, rng=42, record=[steps])
+    # the documented draws of block 0 from stream(root, 0, 0, 0)
+    idx = batches(stream(tr.seed, 0, 0, 0), data.n, b, reps, steps)
+    X, y = data.X, data.y.astype(float)
+    for r in range(reps):
+        w = np.zeros(data.d)
+        state = opt.init(w)
+        for t in range(steps):
+            i = idx[t][r]
+            w, state = opt.step(w, problem.mean_grad(w, X[i], y[i]), state)
+        np.testing.assert_array_equal(tr.final_params[r], w)
+
+
+def _logistic_data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, 2))])
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ np.array([0.3, 1.0, -1.0])))).astype(int)
+    return X, y
+
+
+def test_same_seed_same_bits_whatever_the_chunking():
+    data = _linear_dataset()
+    kw = dict(steps=40, batch_size=5, replicates=300, rng=9, average=True)
+    a = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **kw)
+    b = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), chunk_size=1000, **kw)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.summary, b.summary)
+    c = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **(kw | {"rng": a.seed}))
+    pd.testing.assert_frame_equal(a.table, c.table)
+    d = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **(kw | {"rng": 10}))
+    assert not a.table.dist2.equals(d.table.dist2)
+    assert list(a.table.columns) == ["replicate", "step", "loss", "dist2", "lr", "avg_loss",
+                                     "avg_dist2"]
+    assert len(a.table) == 300 * len(a.summary)
+    assert a.summary.step.iloc[0] == 0 and a.summary.step.iloc[-1] == 40
+
+
+def test_population_loss_is_nan_when_the_risk_is_unknown():
+    pop = lossvar.GaussianLinearPopulation([1.0, -1.0], noise_std=0.5)
+    tr = run_sgd(lossvar.LinearRegression(l2=0.1), pop, optim.sgd(0.05), steps=20,
+                 batch_size=4, replicates=8, rng=0)
+    assert tr.table.loss.isna().all() and np.isnan(tr.loss_star)
+    assert np.isfinite(tr.table.dist2).all()
+    tr = run_sgd(lossvar.LinearRegression(), pop, optim.sgd(0.05), steps=20, batch_size=4,
+                 replicates=8, rng=0, record=[20])
+    w = tr.final_params
+    np.testing.assert_allclose(tr.table.loss, (np.sum((w - [1, -1]) ** 2, 1) + 0.25) / 2)
+
+
+# -- divergence and bad input ----------------------------------------------------------
+
+
+def test_divergence_is_reported_and_excluded():
+    # eta = 2.5 > 2/mu and no noise: w0 = 0 stays at w* forever, w0 = 1 grows like 1.5^k
+    q = lossvar.NoisyQuadratic(1.0, noise_std=0.0)
+    w0 = np.array([[0.0], [1.0], [0.0], [-1.0], [0.0]])
+    with pytest.warns(DivergenceWarning, match=r"2 of 5 replicates diverged.*1 \(step"):
+        tr = run_sgd(q, q.population(), optim.sgd(2.5), steps=2000, batch_size=1, replicates=5,
+                     w0=w0, rng=0, record=[0, 10, 2000])
+    # the parameters first overflow at the same update as a hand loop
+    u, k = 1.0, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        while np.isfinite(u):
+            u, k = u - 2.5 * (1.0 * (u - 0.0) + 0.0), k + 1
+    assert tr.diverged.replicate.tolist() == [1, 3]
+    assert tr.diverged.step.tolist() == [k, k]
+    assert tr.summary.n.tolist() == [3, 3, 3]
+    assert np.all(tr.summary.dist2_mean == 0)
+    assert np.isnan(tr.final_params[[1, 3]]).all()
+    assert tr.values("dist2").shape == (3, 3)
+
+    # overflow of the recorded loss (u^2) is caught at the record step, before the params
+    with pytest.warns(DivergenceWarning):
+        tr = run_sgd(q, q.population(), optim.sgd(2.5), steps=1000, batch_size=1, replicates=5,
+                     w0=w0, rng=0, record=[0, 500, 1000])
+    assert tr.diverged.step.tolist() == [1000, 1000]
+    row = tr.table[(tr.table.replicate == 1) & (tr.table.step == 1000)]
+    assert row.dist2.isna().all() and row.loss.isna().all()
+
+
+@pytest.fixture
+def small():
+    q = lossvar.NoisyQuadratic([1.0, 2.0])
+    return q, lossvar.Dataset(np.random.default_rng(0).standard_normal((50, 2)))
+
+
+def test_bad_input(small):
+    q, data = small
+    opt = optim.sgd(0.1)
+    with pytest.raises(ValueError, match=r"`steps` must be an integer >= 1; got 0"):
+        run_sgd(q, data, opt, steps=0, batch_size=5, replicates=2)
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer in \[1, N=50\] with "
+                                         r"sampling='reshuffle'.*got 51"):
+        run_sgd(q, data, opt, steps=5, batch_size=51, replicates=2)
+    run_sgd(q, data, opt, steps=2, batch_size=51, replicates=2, sampling="with_replacement")
+    with pytest.raises(ValueError, match=r"The value for `sampling` must be one of 'reshuffle', "
+                                         r"'with_replacement', 'full', but 'bogus' was passed"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, sampling="bogus")
+    with pytest.raises(ValueError, match=r"must be one of 'fresh', but 'reshuffle' was passed"):
+        run_sgd(q, q.population(), opt, steps=5, batch_size=5, replicates=2,
+                sampling="reshuffle")
+    with pytest.raises(ValueError, match=r"`w0` must have shape \(p,\)=\(2,\) or \(R, p\)="
+                                         r"\(3, 2\); got an array of shape \(3,\)"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=3, w0=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"`record` must hold step counts in \[0, steps=5\]; "
+                                         r"got 6"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, record=[0, 6])
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer in \[50, 50\]"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, sampling="full")
+    with pytest.raises(TypeError, match=r"`batch_size` must be given"):
+        run_sgd(q, data, opt, steps=5, replicates=2)
+    with pytest.raises(ValueError, match=r"`replicates` must be an integer >= 1; got 0"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=0)
+    with pytest.raises(ValueError, match=r"`w0` must be finite"):
+        run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, w0=[np.nan, 0.0])
