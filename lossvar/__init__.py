@@ -7,7 +7,7 @@ one.
 
 __version__ = "0.1.0"
 
-from . import datasets, moments, optim, sampling, schedules, stats, theory  # noqa: E402
+from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, theory  # noqa: E402,I001
 from .data import (  # noqa: E402
     Dataset,
     GaussianLinearPopulation,
@@ -21,11 +21,15 @@ from .problems import (  # noqa: E402
     NoisyQuadratic,
     SoftmaxRegression,
 )
+from .rates import RateFit, convergence_rate  # noqa: E402
 from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
-from .stats import ScalingFit, scaling_fit  # noqa: E402
+from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
+from .stats import ScalingFit, plan_replicates, scaling_fit  # noqa: E402
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
+    "DivergenceWarning", "RateFit", "Trajectories", "convergence_rate", "engine", "plan_replicates",
+    "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",
     "ScalingFit",

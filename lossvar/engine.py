@@ -7,19 +7,42 @@ the condition with key ``k`` draws from its own stream
 Blocks are grouped into *chunks* only to schedule work (to bound memory, or
 to hand work to a worker); the summaries are merged in block order whatever
 the chunking, so the same root seed gives bit-identical results for every
-chunk size, worker count, executor and completion order.
+chunk size, worker count, executor (serial, local processes, dask) and
+completion order.
+
+Chunks can be checkpointed (each finished chunk written atomically, with a
+checksum) so that a killed run resumes where it stopped, and a condition can
+run until the relative standard error of its variance reaches a target,
+decided block by block in index order so that the stopping point does not
+depend on the workers either.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
+import os
+import warnings
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ._validate import stream
 from .moments import Moments
+
+#: Blocks per chunk when ``chunk_size`` is None. Blocks hold about 2**18
+#: per-sample elements, so a chunk is about 2**24 of them (tens of ms of work):
+#: large enough that shipping a chunk to a worker costs little beside it.
+DEFAULT_CHUNK_BLOCKS = 64
+
+#: A condition with a precision target is not judged before it has this many
+#: replicates: the fourth-moment standard error is itself too noisy before.
+MIN_REPLICATES_FOR_TARGET = 1000
 
 
 @dataclass(frozen=True)
@@ -31,7 +54,7 @@ class Condition:
     key : tuple of int
         The condition's stream key under the root seed (e.g. ``(B,)``).
     replicates : int
-        How many replicate values to produce.
+        How many replicate values to produce (the cap, with a precision target).
     block_size : int
         Replicates per block, the unit of randomness. Part of the definition
         of the random numbers: changing it changes the bits, changing the
@@ -66,31 +89,85 @@ class Condition:
 
 @dataclass(frozen=True)
 class Output:
-    """Merged moments of a condition (None for ``reduce="stack"``) and, when
-    kept or stacked, its raw replicate values in replicate order."""
+    """Merged moments of a condition (None for ``reduce="stack"``), its raw
+    replicate values in replicate order when kept or stacked, and whether a
+    precision target was met (None without a target)."""
 
     moments: Moments | None
     values: np.ndarray | None
+    target_met: bool | None = None
 
 
 class ChunkError(RuntimeError):
-    """A chunk of a condition failed; the condition's result is not returned."""
+    """A chunk of a condition failed; no result of the call is returned."""
 
 
-def _run_blocks(condition: Condition, root: np.random.SeedSequence, blocks: range, keep: bool):
-    out = []
-    for j in blocks:
-        values = np.asarray(condition.simulate(stream(root, *condition.key, j),
-                                               condition.block_len(j)))
+class CheckpointMismatch(ValueError):
+    """A checkpoint folder was written by a call with other parameters."""
+
+
+def run_chunk(condition: Condition, root: np.random.SeedSequence, start: int, stop: int,
+              keep: bool):
+    """Compute blocks ``start..stop-1`` of a condition (the unit a worker runs).
+
+    Returns ``(moments, values)``: an ``(n, 5)`` float array of per-block
+    ``(count, mean, M2, M3, M4)`` (None for ``reduce="stack"``) and the
+    concatenated values of the chunk (None unless kept or stacked).
+    """
+    stats, values = [], []
+    for j in range(start, stop):
+        v = np.asarray(condition.simulate(stream(root, *condition.key, j), condition.block_len(j)))
         if condition.reduce == "stack":
-            out.append((None, values))
-        else:
-            out.append((Moments.of(values), values if keep else None))
-    return out
+            values.append(v)
+            continue
+        m = Moments.of(v)
+        stats.append((m.count, m.mean, m.m2, m.m3, m.m4))
+        if keep:
+            values.append(v)
+    moments = None if condition.reduce == "stack" else np.array(stats, dtype=np.float64)
+    return moments, (np.concatenate(values) if values else None)
+
+
+_INSTALLED: tuple = ()
+
+
+def _install(conditions, root):
+    """Process-pool initializer: keep the call's conditions in the worker."""
+    global _INSTALLED
+    _INSTALLED = (conditions, root)
+
+
+def _run_installed(index, start, stop, keep):
+    conditions, root = _INSTALLED
+    return run_chunk(conditions[index], root, start, stop, keep)
+
+
+class _Inline(Executor):
+    """Runs each task at submission, in the calling process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        fut = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            fut.set_exception(exc)
+        return fut
+
+
+def resolve_workers(workers) -> int:
+    """``workers`` as a count: a positive int, or -1 for all cores."""
+    from ._validate import as_int
+
+    workers = as_int(workers, "workers", low=-1)
+    if workers == 0:
+        raise ValueError("`workers` must be a positive integer or -1 (all cores); got 0")
+    return (os.cpu_count() or 1) if workers == -1 else workers
 
 
 def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = None,
-        keep_values: bool = False, progress: bool = False) -> list[Output]:
+        keep_values: bool = False, progress: bool = False, workers: int = 1,
+        executor: Executor | None = None, checkpoint=None, fingerprint: dict | None = None,
+        target_rel_se: float | None = None) -> list[Output]:
     """Run every condition's blocks and merge them in block order.
 
     Parameters
@@ -99,44 +176,157 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
     root : SeedSequence
         The call's root (see :func:`lossvar._validate.as_seed_sequence`).
     chunk_size : int, optional
-        Replicates per chunk of work, rounded up to whole blocks (default: one
-        block per chunk). Affects memory and scheduling only, never the result.
+        Replicates per chunk of work, rounded up to whole blocks (default:
+        :data:`DEFAULT_CHUNK_BLOCKS` blocks). Affects memory and scheduling
+        only, never the result.
     keep_values : bool
-        Keep the raw replicate values (memory grows with the replicates).
+        Keep the raw replicate values (memory then grows with the replicates).
     progress : bool
         Show a tqdm bar over chunks.
+    workers : int
+        1 (serial, in this process), a number of local processes, or -1 for
+        all cores. Ignored when ``executor`` is given.
+    executor : concurrent.futures.Executor, optional
+        Where chunks run, e.g. a dask ``Client.get_executor()``.
+    checkpoint : path, optional
+        Folder where each finished chunk is written atomically; a rerun of
+        the same call computes only the missing chunks.
+    fingerprint : dict, optional
+        JSON-serializable description of the call, stored in the checkpoint
+        and compared on resume: a difference is refused, naming the keys.
+    target_rel_se : float, optional
+        Stop each condition at the first block (in index order) after which
+        ``SE(S2) / S2 <= target_rel_se``, or at ``condition.replicates``
+        (reported in ``Output.target_met``).
     """
-    tasks = []
-    for c in conditions:
-        per_chunk = 1 if chunk_size is None else max(1, math.ceil(chunk_size / c.block_size))
-        for start in range(0, c.n_blocks, per_chunk):
-            tasks.append((c, range(start, min(start + per_chunk, c.n_blocks))))
-    bar = _progress_bar(len(tasks), progress)
-    parts: dict[int, list] = {id(c): [] for c in conditions}
+    conditions = list(conditions)
+    store = _Store(checkpoint, fingerprint, chunk_size) if checkpoint is not None else None
+    own_pool = None
+    if executor is None:
+        n_workers = resolve_workers(workers)
+        if n_workers == 1:
+            executor = _Inline()
+        else:  # the conditions (and their data) reach each worker once, not once per chunk
+            executor = own_pool = ProcessPoolExecutor(n_workers, initializer=_install,
+                                                      initargs=(conditions, root))
+        in_flight = 2 * n_workers
+    else:  # an external pool of unknown size: keep enough work queued
+        in_flight = 4 * (os.cpu_count() or 1)
+    states = [_State(c, i, chunk_size, keep_values, target_rel_se)
+              for i, c in enumerate(conditions)]
+    total = sum(s.n_chunks for s in states)
+    bar = _progress_bar(total, progress)
+    pending: dict[Future, tuple[_State, int]] = {}
     try:
-        for i, (c, blocks) in enumerate(tasks):
-            try:
-                parts[id(c)].extend(_run_blocks(c, root, blocks, keep_values))
-            except Exception as exc:
-                raise ChunkError(
-                    f"condition {c.label or c.key} failed in chunk {i} "
-                    f"(blocks {blocks.start}..{blocks.stop - 1}): {exc!r}"
-                ) from exc
-            if bar is not None:
-                bar.update(1)
+        queue = ((s, i) for s in states for i in range(s.n_chunks))
+        for s, i in queue:
+            if s.done:
+                continue
+            cached = store.load(s.condition, s.chunks[i], keep_values) if store else None
+            if cached is not None:
+                s.accept(i, cached)
+                _tick(bar)
+                continue
+            start, stop = s.chunks[i]
+            if own_pool is not None:
+                fut = executor.submit(_run_installed, s.index, start, stop, keep_values)
+            else:
+                fut = executor.submit(run_chunk, s.condition, root, start, stop, keep_values)
+            pending[fut] = (s, i)
+            while len(pending) >= in_flight:
+                _collect(pending, store, bar)
+        while pending:
+            _collect(pending, store, bar)
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        raise
     finally:
         if bar is not None:
             bar.close()
-    outputs = []
-    for c in conditions:
-        blocks = parts[id(c)]
-        if c.reduce == "stack":
-            outputs.append(Output(None, np.concatenate([v for _, v in blocks])))
-            continue
-        moments = Moments.merge_all(m for m, _ in blocks)
-        values = np.concatenate([v for _, v in blocks]) if keep_values else None
-        outputs.append(Output(moments, values))
-    return outputs
+        if own_pool is not None:
+            own_pool.shutdown(wait=True, cancel_futures=True)
+    return [s.output() for s in states]
+
+
+def _collect(pending, store, bar):
+    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+    for fut in sorted(done, key=lambda f: pending[f][1]):
+        s, i = pending.pop(fut)
+        try:
+            result = fut.result()
+        except Exception as exc:
+            start, stop = s.chunks[i]
+            raise ChunkError(
+                f"condition {s.condition.label or s.condition.key} failed in chunk {i} "
+                f"(blocks {start}..{stop - 1}); no partial result is returned: {exc!r}"
+            ) from exc
+        if store is not None:
+            store.save(s.condition, s.chunks[i], result)
+        s.accept(i, result)
+        _tick(bar)
+
+
+class _State:
+    """Per-condition bookkeeping: chunks, the in-order merge, the stopping rule."""
+
+    def __init__(self, condition: Condition, index: int, chunk_size, keep, target):
+        self.condition, self.index, self.keep, self.target = condition, index, keep, target
+        per = (DEFAULT_CHUNK_BLOCKS if chunk_size is None
+               else max(1, math.ceil(chunk_size / condition.block_size)))
+        nb = condition.n_blocks
+        self.chunks = [(a, min(a + per, nb)) for a in range(0, nb, per)]
+        self.n_chunks = len(self.chunks)
+        self.ready: dict[int, tuple] = {}
+        self.next_chunk = 0
+        self.moments = Moments.empty()
+        self.values: list = []
+        self.done = False
+        self.target_met = None if target is None else False
+
+    def accept(self, i, result):
+        self.ready[i] = result
+        while not self.done and self.next_chunk in self.ready:
+            moments, values = self.ready.pop(self.next_chunk)
+            self._merge(moments, values)
+            self.next_chunk += 1
+            if self.next_chunk == self.n_chunks:
+                self.done = True
+        if self.done:
+            self.ready.clear()
+
+    def _merge(self, moments, values):
+        if self.condition.reduce == "stack":
+            self.values.append(values)
+            return
+        offset = 0
+        for count, mean, m2, m3, m4 in moments:
+            block = Moments(int(count), float(mean), float(m2), float(m3), float(m4))
+            self.moments = self.moments.merge(block)
+            if self.keep:
+                self.values.append(values[offset:offset + block.count])
+            offset += block.count
+            if self.target is not None and self._target_reached():
+                self.target_met = True
+                self.done = True
+                return
+
+    def _target_reached(self) -> bool:
+        m = self.moments
+        if m.count < MIN_REPLICATES_FOR_TARGET:
+            return False
+        s2 = m.variance
+        return s2 == 0.0 or m.variance_se() <= self.target * s2
+
+    def output(self) -> Output:
+        values = np.concatenate(self.values) if self.values else None
+        moments = None if self.condition.reduce == "stack" else self.moments
+        return Output(moments, values, self.target_met)
+
+
+def _tick(bar):
+    if bar is not None:
+        bar.update(1)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -145,3 +335,84 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="chunk", desc="lossvar")
+
+
+class _Store:
+    """A checkpoint folder: ``meta.json`` plus one checksummed file per chunk."""
+
+    def __init__(self, folder, fingerprint, chunk_size):
+        from . import __version__
+
+        self.folder = Path(folder)
+        self.meta = dict(fingerprint or {}, chunk_size=chunk_size, lossvar=__version__)
+        self.meta = json.loads(json.dumps(self.meta, sort_keys=True, default=str))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        meta_path = self.folder / "meta.json"
+        if meta_path.exists():
+            try:
+                old = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise CheckpointMismatch(f"`checkpoint`: {meta_path} is unreadable ({exc}); "
+                                         "remove the folder to start afresh") from None
+            differ = sorted(k for k in set(old) | set(self.meta) if old.get(k) != self.meta.get(k))
+            if differ:
+                detail = "; ".join(f"{k}: checkpoint has {old.get(k)!r}, this call "
+                                   f"{self.meta.get(k)!r}" for k in differ)
+                raise CheckpointMismatch(f"`checkpoint` {self.folder} was written with other "
+                                         f"parameters ({detail}); use another folder or remove it")
+        else:
+            _atomic_write(meta_path, json.dumps(self.meta, sort_keys=True, indent=1).encode())
+
+    def _path(self, condition, chunk):
+        key = "_".join(str(k) for k in condition.key)
+        return self.folder / f"chunk-{key}-{chunk[0]}-{chunk[1]}.npz"
+
+    def save(self, condition, chunk, result):
+        moments, values = result
+        buf = io.BytesIO()
+        arrays = {}
+        if moments is not None:
+            arrays["moments"] = moments
+        if values is not None:
+            arrays["values"] = values
+        np.savez(buf, **arrays)
+        payload = buf.getvalue()
+        _atomic_write(self._path(condition, chunk),
+                      hashlib.sha256(payload).hexdigest().encode() + payload)
+
+    def load(self, condition, chunk, keep):
+        path = self._path(condition, chunk)
+        if not path.exists():
+            return None
+        raw = path.read_bytes()
+        digest, payload = raw[:64], raw[64:]
+        try:
+            ok = hashlib.sha256(payload).hexdigest().encode() == digest
+            if ok:
+                with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+                    moments = z["moments"] if "moments" in z else None
+                    values = z["values"] if "values" in z else None
+                needs_values = condition.reduce == "stack" or keep
+                ok = (values is not None) or not needs_values
+        except (ValueError, OSError, KeyError):
+            ok = False
+        if not ok:
+            warnings.warn(f"checkpoint chunk {path.name} is corrupted or incomplete; recomputing it",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return moments, values
+
+
+def _atomic_write(path: Path, data: bytes):
+    """Write via a temporary file, fsync, and rename: a reader sees all or nothing."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

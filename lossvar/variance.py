@@ -10,6 +10,7 @@ exact variance of THEORY.md section 1 beside every estimate.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pandas as pd
 from . import sampling as _sampling
 from . import theory
 from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence
-from .engine import Condition, run
+from .engine import Condition, Output, run
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
 
@@ -101,7 +102,8 @@ class _FreshMeans:
 
 def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_replacement",
                   confidence=0.95, interval="fourth_moment", rng=None, keep_means=False,
-                  chunk_size=None, progress=False) -> VarianceResult:
+                  chunk_size=None, progress=False, workers=1, executor=None, checkpoint=None,
+                  target_rel_se=None) -> VarianceResult:
     """Monte Carlo variance of the batch-mean loss for each batch size.
 
     For each batch size ``B`` draw ``replicates`` independent batches of the
@@ -146,7 +148,24 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     chunk_size : int, optional
         Replicates per unit of work; bounds memory, never changes the result.
     progress : bool
-        Show a progress bar.
+        Show a progress bar over chunks.
+    workers : int
+        1 (serial), a number of local processes, or -1 for all cores.
+    executor : concurrent.futures.Executor, optional
+        Run chunks there instead, e.g. ``dask.distributed.Client(...).get_executor()``.
+        The table is bit-identical for every ``workers``, ``executor`` and
+        ``chunk_size``: streams are keyed by (batch size, block), never by
+        worker or chunk, and blocks are merged in index order.
+    checkpoint : path, optional
+        Folder for finished chunks (written atomically, with checksums). A
+        rerun of the same call resumes from it and gives the table of an
+        uninterrupted run; a folder written with other parameters is refused,
+        and a corrupted chunk is recomputed.
+    target_rel_se : float in (0, 1), optional
+        Instead of a fixed count: add blocks to each batch size, in index
+        order, until ``variance_se / variance <= target_rel_se`` (judged from
+        1000 replicates on), with ``replicates`` as the cap. The columns
+        ``target_rel_se`` and ``target_met`` report the outcome.
 
     Returns
     -------
@@ -170,6 +189,7 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _batch_sizes(batch_sizes, n, sampling)
     replicates, confidence, interval = _common(replicates, confidence, interval)
+    target_rel_se = _target(target_rel_se, executor, workers)
     root = as_seed_sequence(rng)
     s2 = theory.population_variance(losses)
     full_mean = float(losses.mean())
@@ -186,17 +206,24 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
         else:
             conditions.append(Condition((b,), replicates, _block_size(b), _BatchMeans(losses, b,
                                         sampling), label=f"batch_size={b}"))
-    outputs = _run(conditions, root, chunk_size, keep_means or interval == "bootstrap", progress)
+    keep = keep_means or interval == "bootstrap"
+    fingerprint = dict(source="losses", data=hashlib.sha256(losses.tobytes()).hexdigest(), n=n,
+                       batch_sizes=sizes, sampling=sampling, replicates=replicates,
+                       target_rel_se=target_rel_se, keep=keep, seed=_seed_text(root))
+    outputs = _run(conditions, root, keep, dict(
+        chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
+        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
     for row, out in zip(rows, outputs, strict=True):
         if out is None:  # the whole data set: the mean is known, the variance exactly 0
-            out = _exact_output(full_mean, replicates, keep_means or interval == "bootstrap")
-        row.update(_summary(out, confidence, interval, root))
+            out = _exact_output(full_mean, replicates, keep, target_rel_se)
+        row.update(_summary(out, confidence, interval, root, target_rel_se))
     return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates)
 
 
 def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampling=None,
                    confidence=0.95, interval="fourth_moment", rng=None, full_size=None,
-                   keep_means=False, chunk_size=None, progress=False) -> VarianceResult:
+                   keep_means=False, chunk_size=None, progress=False, workers=1, executor=None,
+                   checkpoint=None, target_rel_se=None) -> VarianceResult:
     """The variance of the loss estimator for a model at parameters ``w``.
 
     Parameters
@@ -234,7 +261,8 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
         return loss_variance(problem.loss(w, X, y), batch_sizes, replicates=replicates,
                              sampling=sampling, confidence=confidence, interval=interval,
                              rng=rng, keep_means=keep_means, chunk_size=chunk_size,
-                             progress=progress)
+                             progress=progress, workers=workers, executor=executor,
+                             checkpoint=checkpoint, target_rel_se=target_rel_se)
     if sampling not in (None, "fresh"):
         raise ValueError("The value for `sampling` must be None or 'fresh' for a population "
                          f"source (every replicate draws new examples), but {sampling!r} was passed.")
@@ -245,6 +273,7 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
                          "contains 'full' and the source is a population; got None")
     sizes = _batch_sizes(batch_sizes, full_size, "fresh")
     replicates, confidence, interval = _common(replicates, confidence, interval)
+    target_rel_se = _target(target_rel_se, executor, workers)
     root = as_seed_sequence(rng)
     d = source.n_features
     problem.check_params(w, np.empty((0, d)))
@@ -258,39 +287,62 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
         conditions.append(Condition((b,), replicates, _block_size(b * max(d, 1)),
                                     _FreshMeans(problem, source, w, b), label=f"batch_size={b}"))
     keep = keep_means or interval == "bootstrap"
-    outputs = _run(conditions, root, chunk_size, keep, progress)
+    fingerprint = dict(source="population", population=repr(source), problem=repr(problem),
+                       w=w.tolist(), batch_sizes=sizes, full_size=full_size,
+                       replicates=replicates, target_rel_se=target_rel_se, keep=keep,
+                       seed=_seed_text(root))
+    outputs = _run(conditions, root, keep, dict(
+        chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
+        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
     for row, out in zip(rows, outputs, strict=True):
-        row.update(_summary(out, confidence, interval, root))
+        row.update(_summary(out, confidence, interval, root, target_rel_se))
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, replicates)
 
 
-def _run(conditions, root, chunk_size, keep, progress):
+def _run(conditions, root, keep, options):
     live = [c for c in conditions if c is not None]
-    outs = iter(run(live, root, chunk_size=chunk_size, keep_values=keep, progress=progress))
+    outs = iter(run(live, root, keep_values=keep, **options))
     return [None if c is None else next(outs) for c in conditions]
 
 
-def _exact_output(value, replicates, keep):
-    from .engine import Output
+def _seed_text(root):
+    return f"SeedSequence(entropy={root.entropy}, spawn_key={tuple(root.spawn_key)})"
 
+
+def _target(target_rel_se, executor, workers):
+    if executor is not None and workers != 1:
+        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and "
+                         f"an executor")
+    if target_rel_se is None:
+        return None
+    return as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True,
+                    high_open=True)
+
+
+def _exact_output(value, replicates, keep, target):
     values = np.full(replicates, value) if keep else None
-    return Output(Moments(replicates, value, 0.0, 0.0, 0.0), values)
+    return Output(Moments(replicates, value, 0.0, 0.0, 0.0), values,
+                  None if target is None else True)
 
 
-def _summary(out, confidence, interval, root):
+def _summary(out, confidence, interval, root, target_rel_se):
     m = out.moments
     boot_rng = None
     if interval == "bootstrap":
         boot_rng = np.random.Generator(np.random.PCG64(
             np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (2**32 - 1,))))
     lo, hi = variance_interval(m, confidence, interval, values=out.values, rng=boot_rng)
-    return dict(replicates=m.count, mean=m.mean, mean_se=math.sqrt(m.variance / m.count),
-                variance=m.variance, variance_se=m.variance_se(), ci_low=lo, ci_high=hi,
-                interval=interval, kurtosis=m.kurtosis)
+    row = dict(replicates=m.count, mean=m.mean, mean_se=math.sqrt(m.variance / m.count),
+               variance=m.variance, variance_se=m.variance_se(), ci_low=lo, ci_high=hi,
+               interval=interval, kurtosis=m.kurtosis)
+    if target_rel_se is not None:
+        row.update(target_rel_se=target_rel_se, target_met=out.target_met)
+    return row
 
 
 def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates):
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    extra = [c for c in ("target_rel_se", "target_met") if c in rows[0]]
+    table = pd.DataFrame(rows, columns=list(COLUMNS) + extra)
     means = None
     if keep_means:
         means = {}
