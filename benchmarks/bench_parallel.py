@@ -1,0 +1,90 @@
+"""Throughput of loss_variance serially, on 2 local processes and on a dask LocalCluster.
+
+    python benchmarks/bench_parallel.py                 # 10^6 replicates per B (a few minutes)
+    python benchmarks/bench_parallel.py --replicates 200000
+
+The work is the foundation benchmark's grid (N = 10^6 losses, B in {1, 4, 16,
+64, 256, 1024}, without replacement) at ``--replicates`` per batch size. All
+three runs must give the same table, bit for bit (checked). Then the peak
+resident memory of the coordinating process, with 2 workers, at R and 10 R
+replicates of one batch size (each in a fresh subprocess): it must not grow
+with R. Ratios only; never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+import lossvar
+
+GRID = [1, 4, 16, 64, 256, 1024]
+
+
+def _losses(n):
+    return np.random.default_rng(0).exponential(size=n)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=10**6)
+    p.add_argument("--replicates", type=int, default=10**6)
+    p.add_argument("--_rss", type=int, default=0, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    losses = _losses(a.n)
+    if a._rss:
+        lossvar.loss_variance(losses, [64], replicates=a._rss, rng=1, workers=2)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return
+    import os
+    import platform
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, numpy {np.__version__}")
+    print(f"N = {a.n}, R = {a.replicates} per B, B in {GRID}, without replacement")
+    kw = dict(replicates=a.replicates, rng=1)
+    times = {}
+    t0 = time.perf_counter()
+    serial = lossvar.loss_variance(losses, GRID, **kw)
+    times["1 worker"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pool = lossvar.loss_variance(losses, GRID, **kw, workers=2)
+    times["2 workers (processes)"] = time.perf_counter() - t0
+    pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
+    try:
+        import distributed
+    except ImportError:
+        print("dask: skipped (install the 'distributed' extra)")
+    else:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            t0 = time.perf_counter()
+            dask = lossvar.loss_variance(losses, GRID, **kw, executor=client.get_executor())
+            times["dask LocalCluster (2 processes)"] = time.perf_counter() - t0
+        pd.testing.assert_frame_equal(serial.table, dask.table, check_exact=True)
+    for name, t in times.items():
+        print(f"{name:>34}: {t:8.2f} s   throughput x{times['1 worker'] / t:.2f} of 1 worker")
+    if "dask LocalCluster (2 processes)" in times:
+        print(f"dask / process pool time: "
+              f"{times['dask LocalCluster (2 processes)'] / times['2 workers (processes)']:.2f}")
+    print("tables bit-identical across the three: yes")
+    print("targets: 2 workers >= 1.6x throughput of 1; dask <= 1.5x the process pool's time")
+    rss = {}
+    for r in (a.replicates // 10, a.replicates):
+        out = subprocess.run([sys.executable, __file__, "--n", str(a.n), "--_rss", str(r)],
+                             capture_output=True, text=True, check=True)
+        rss[r] = int(out.stdout.split()[-1]) / 1024
+    print("coordinator peak RSS (2 workers, B = 64): "
+          + ", ".join(f"R = {r}: {m:.0f} MiB" for r, m in rss.items()))
+
+
+if __name__ == "__main__":
+    main()
