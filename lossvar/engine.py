@@ -131,6 +131,16 @@ def run_chunk(condition: Condition, root: np.random.SeedSequence, start: int, st
 _INSTALLED: tuple = ()
 
 
+def _fork_context():
+    """Fork where it is safe (Linux): workers inherit the conditions without
+    pickling them, so closures (optimizers, schedules) work too. Elsewhere the
+    platform's default, which pickles the initializer's arguments once per worker."""
+    import multiprocessing
+    import sys
+
+    return multiprocessing.get_context("fork") if sys.platform == "linux" else None
+
+
 def _install(conditions, root):
     """Process-pool initializer: keep the call's conditions in the worker."""
     global _INSTALLED
@@ -207,7 +217,8 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
         if n_workers == 1:
             executor = _Inline()
         else:  # the conditions (and their data) reach each worker once, not once per chunk
-            executor = own_pool = ProcessPoolExecutor(n_workers, initializer=_install,
+            executor = own_pool = ProcessPoolExecutor(n_workers, mp_context=_fork_context(),
+                                                      initializer=_install,
                                                       initargs=(conditions, root))
         in_flight = 2 * n_workers
     else:  # an external pool of unknown size: keep enough work queued
