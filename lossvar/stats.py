@@ -118,8 +118,10 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
     fixed data set) carry no information about the slope and are left out,
     and so are rows with a measured variance of 0; ``excluded`` says which.
 
-    The fit regresses ``y = log(S2 / fpc)`` on ``log B`` by weighted least
-    squares with weights ``1 / SE(log S2)^2 = (S2 / SE(S2))^2``. The rows use
+    The fit regresses ``y = log(S2 / fpc) + SE(S2)^2 / (2 S2^2)`` (the
+    second term removes the delta-method bias of ``log S2``, which matters for
+    heavy-tailed single-sample rows) on ``log B`` by weighted least squares
+    with weights ``1 / SE(log S2)^2 = (S2 / SE(S2))^2``. The rows use
     independent streams, so the weights are inverse variances and the slope's
     standard error is ``1 / sqrt(sum w (x - xbar_w)^2)`` (known-variance
     regression); the p-value is the normal test of ``exponent = -1``.
@@ -157,8 +159,11 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
     rows = table.loc[keep]
     x = np.log(rows["batch_size"].to_numpy(dtype=float))
     s2 = rows["variance"].to_numpy(dtype=float)
-    y = np.log(s2 / fpc[keep].to_numpy(dtype=float))
-    w = (s2 / rows["variance_se"].to_numpy(dtype=float)) ** 2
+    rel2 = (rows["variance_se"].to_numpy(dtype=float) / s2) ** 2
+    # log S2 is biased low by about Var(S2) / (2 sigma^4) (delta method);
+    # heavy-tailed single-sample rows would otherwise tilt the slope.
+    y = np.log(s2 / fpc[keep].to_numpy(dtype=float)) + 0.5 * rel2
+    w = 1.0 / rel2
     xbar = np.sum(w * x) / np.sum(w)
     ybar = np.sum(w * y) / np.sum(w)
     sxx = np.sum(w * (x - xbar) ** 2)
