@@ -37,6 +37,16 @@ example:
 """
 
 
+RUN_EPILOG = """\
+Every study takes --seed, --workers, --out DIR, --overwrite, --quick and --dpi,
+and writes DIR (default: a new results/NAME-YYYYmmdd-HHMMSS) with tidy CSV
+tables, PNG and SVG figures, summary.md and manifest.json.
+
+example:
+  lossvar run variance_scaling --data breast_cancer --seed 1 --out results/vs
+"""
+
+
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
@@ -88,7 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace variance.csv and variance.png if DIR already has them")
     v.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on when stderr is a terminal)")
+    v.add_argument("--workers", type=int, default=1,
+                   help="worker processes, where the engine supports them; never changes the "
+                        "results (default: 1)")
     v.set_defaults(func=_cmd_variance)
+
+    ls = sub.add_parser("list", help="the studies, one line each",
+                        description="List the studies that `lossvar run` knows.")
+    ls.set_defaults(func=_cmd_list)
+    r = sub.add_parser("run", help="run a study into a results folder",
+                       description="Run a study: `lossvar run NAME [options]`; "
+                                   "`lossvar run NAME --help` shows its options.",
+                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("name", metavar="NAME", help="a study name (see `lossvar list`)")
+    r.add_argument("study_args", nargs=argparse.REMAINDER, metavar="...",
+                   help="options passed to the study")
+    r.set_defaults(func=_cmd_run)
+    ver = sub.add_parser("verify", help="rerun a results folder and compare its tables bit for bit",
+                         description="Rerun the study of FOLDER with the parameters in its "
+                                     "manifest.json and report, table by table, whether the new "
+                                     "tables are bit-identical. Exit status 0 only if all are.")
+    ver.add_argument("folder", type=Path, metavar="FOLDER")
+    ver.set_defaults(func=_cmd_verify)
     return parser
 
 
@@ -155,9 +186,12 @@ def _cmd_variance(args) -> int:
                        "or pass --overwrite")
     losses, what = load_losses(args.data)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    from .studies import parallel
+
     res = loss_variance(losses, args.batch_sizes, replicates=args.replicates,
                         sampling=args.sampling, confidence=args.confidence,
-                        interval=args.interval, rng=args.seed, progress=progress)
+                        interval=args.interval, rng=args.seed, progress=progress,
+                        **parallel(loss_variance, args))
     out.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(targets[0], index=False)
     _save_plot(res.table, targets[1], what)
@@ -169,6 +203,42 @@ def _cmd_variance(args) -> int:
         print(f"(no scaling fit: {exc})")
     print(f"wrote {targets[0]} and {targets[1]}")
     return 0
+
+
+def _cmd_list(args) -> int:
+    from .studies import STUDIES
+
+    width = max(len(n) for n in STUDIES)
+    for name, what in STUDIES.items():
+        print(f"{name:<{width}}  {what}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from . import studies
+
+    try:
+        module = studies.get(args.name)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    return module.main(args.study_args)
+
+
+def _cmd_verify(args) -> int:
+    from . import studies
+    from .results import ManifestError, read_manifest
+
+    try:
+        manifest = read_manifest(args.folder)
+    except ManifestError as exc:
+        raise CLIError(f"verify: {exc}") from None
+    if manifest["study"] not in studies.STUDIES:
+        raise CLIError(f"verify: the manifest names an unknown study {manifest['study']!r}; "
+                       f"the studies are: {', '.join(studies.STUDIES)}")
+    print(f"verifying {args.folder}: rerunning {manifest['study']} from its manifest ...")
+    report = studies.verify(args.folder)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _save_plot(table, path, what):

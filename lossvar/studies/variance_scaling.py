@@ -1,0 +1,148 @@
+"""Var(Loss) of the single-sample, mini-batch and full-batch estimators against B.
+
+The lecture: Var(Loss) = Var(div) for the single sample, Var(div)/B for a
+mini-batch and Var(div)/N for the full batch. Measured here in both regimes:
+
+- fixed data set of N examples (the optimization noise of SGD): without
+  replacement the variance is s^2/B (N - B)/(N - 1) and the full batch has
+  none; with replacement it is s^2/B;
+- fresh data every batch (a population): Var(div)/B, the full batch of N
+  examples Var(div)/N, the lecture's statement.
+
+On a synthetic problem with exact moments (Gaussian linear regression at
+w = 0) and on a real data set at its reference fit. The exponent of
+Var(B) ~ B^a is fitted after dividing by the finite-population factor, and
+must be -1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+import lossvar
+from lossvar import plots, studies
+
+NAME = "variance_scaling"
+FULL = {"replicates": 20_000, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, "full"]}
+QUICK = {"replicates": 3_000, "batch_sizes": [1, 4, 16, 64, "full"]}
+W_TRUE = (1.0, -2.0, 0.5)
+
+
+def build_parser():
+    p = studies.parser(NAME, __doc__)
+    p.add_argument("--replicates", type=int, default=None,
+                   help=f"batches per batch size (default {FULL['replicates']}, "
+                        f"quick {QUICK['replicates']})")
+    p.add_argument("--batch-sizes", type=studies.batch_size_list, default=None, metavar="LIST",
+                   help="batch sizes, 'full' for N (default: a log grid 1..256 and full)")
+    p.add_argument("--n", type=int, default=1000,
+                   help="size N of the synthetic data set (default: 1000)")
+    p.add_argument("--noise-std", type=float, default=1.0,
+                   help="noise of the synthetic Gaussian linear model (default: 1)")
+    p.add_argument("--data", default="breast_cancer",
+                   help=f"real data set, one of {', '.join(lossvar.datasets.NAMES)}, or 'none'")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    return p
+
+
+def _sizes(batch_sizes, n):
+    return [b for b in batch_sizes if b == "full" or b <= n]
+
+
+def check(args):
+    if args.data != "none" and args.data not in lossvar.datasets.NAMES:
+        raise ValueError(f"--data must be one of {', '.join(lossvar.datasets.NAMES)} or 'none'; "
+                         f"got {args.data!r}")
+
+
+def compute(args, folder):
+    seeds = np.random.SeedSequence(args.seed).spawn(6)
+    common = dict(replicates=args.replicates, confidence=args.confidence)
+    common.update(studies.parallel(lossvar.variance_study, args))
+    pop = lossvar.GaussianLinearPopulation(np.array(W_TRUE), noise_std=args.noise_std)
+    w = np.zeros(len(W_TRUE))
+    fixed = pop.sample(args.n, seeds[0])
+    sizes = _sizes(args.batch_sizes, args.n)
+    runs = [("synthetic", lossvar.variance_study(pop.problem, pop, w, sizes, full_size=args.n,
+                                                 rng=seeds[1], **common))]
+    for i, sampling in enumerate(("without_replacement", "with_replacement")):
+        runs.append(("synthetic", lossvar.variance_study(pop.problem, fixed, w, sizes,
+                                                         sampling=sampling, rng=seeds[2 + i],
+                                                         **common)))
+    real = None
+    if args.data != "none":
+        real = lossvar.datasets.load(args.data)
+        problem = lossvar.datasets.problem_for(real)
+        w_ref = lossvar.datasets.reference_params(real, problem)
+        for i, sampling in enumerate(("without_replacement", "with_replacement")):
+            runs.append((args.data, lossvar.variance_study(
+                problem, real, w_ref, _sizes(args.batch_sizes, real.n), sampling=sampling,
+                rng=seeds[4 + i], **common)))
+    variance = pd.concat([r.table.assign(source=src) for src, r in runs], ignore_index=True)
+    variance = variance[["source", *[c for c in variance.columns if c != "source"]]]
+    fits = []
+    for src, r in runs:
+        fit = lossvar.scaling_fit(r, confidence=args.confidence)
+        fits.append(dict(source=src, sampling=r.table.sampling.iloc[0], exponent=fit.exponent,
+                         se=fit.se, ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue,
+                         chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue,
+                         batch_sizes=" ".join(str(b) for b in fit.batch_sizes),
+                         confidence=fit.confidence))
+    fit_table = pd.DataFrame(fits)
+    folder.table("variance", variance)
+    folder.table("scaling_fit", fit_table)
+    _figure(folder, variance, args, real)
+    return _summary(args, variance, fit_table, real)
+
+
+def _figure(folder, variance, args, real):
+    import matplotlib.pyplot as plt
+
+    sources = list(dict.fromkeys(variance.source))
+    fig, axes = plt.subplots(1, len(sources), figsize=(6.2 * len(sources), 4.8), squeeze=False)
+    for ax, src in zip(axes[0], sources, strict=True):
+        t = variance[variance.source == src]
+        if src == "synthetic":
+            what = (f"synthetic: Gaussian linear model, w = 0, fixed set N = {args.n} "
+                    "or fresh data")
+        else:
+            what = f"{src}: {lossvar.datasets.problem_for(real).name} model at its fit, N = {real.n}"
+        plots.variance_plot(t, ax=ax, title=f"Variance of the loss estimator\n{what}")
+    fig.tight_layout()
+    folder.figure("variance", fig)
+
+
+def _summary(args, variance, fits, real):
+    lines = [f"# variance_scaling (seed {args.seed}, {args.replicates} batches per batch size)",
+             "",
+             "Exponent a of Var(B) ~ B^a, fitted on log-log by weighted least squares after "
+             "dividing by the finite-population factor (N - B)/(N - 1); the lecture's claim is "
+             f"a = -1. {args.confidence:.0%} intervals.", "",
+             "| source | sampling | exponent | interval | p (a = -1) |", "|---|---|---|---|---|"]
+    for f in fits.itertuples():
+        lines.append(f"| {f.source} | {f.sampling} | {f.exponent:.4f} | "
+                     f"[{f.ci_low:.4f}, {f.ci_high:.4f}] | {f.pvalue:.3g} |")
+    single = variance[(variance.batch_size == 1)]
+    lines += ["", "Single-sample variance against the exact s^2 (or Var(div)):", "",
+              "| source | sampling | Var(B = 1) | interval | exact |", "|---|---|---|---|---|"]
+    for r in single.itertuples():
+        lines.append(f"| {r.source} | {r.sampling} | {r.variance:.5g} | "
+                     f"[{r.ci_low:.5g}, {r.ci_high:.5g}] | {r.exact_variance:.5g} |")
+    full = variance[(variance.estimator == "full")]
+    lines += ["", "Full batch: with a fixed data set it has no batch noise (variance exactly 0); "
+              "with fresh data it is Var(div)/N:", ""]
+    for r in full.itertuples():
+        lines.append(f"- {r.source}, {r.sampling}, B = N = {r.batch_size}: variance "
+                     f"{r.variance:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}], exact "
+                     f"{r.exact_variance:.4g}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the study; see ``lossvar run variance_scaling --help``."""
+    return studies.execute(compute, NAME, build_parser(), argv, FULL, QUICK, check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
