@@ -207,9 +207,11 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
             conditions.append(Condition((b,), replicates, _block_size(b), _BatchMeans(losses, b,
                                         sampling), label=f"batch_size={b}"))
     keep = keep_means or interval == "bootstrap"
-    fingerprint = dict(source="losses", data=hashlib.sha256(losses.tobytes()).hexdigest(), n=n,
-                       batch_sizes=sizes, sampling=sampling, replicates=replicates,
-                       target_rel_se=target_rel_se, keep=keep, seed=_seed_text(root))
+    fingerprint = None
+    if checkpoint is not None:  # hashing N losses costs more than small-B work: only when needed
+        fingerprint = dict(source="losses", data=hashlib.sha256(losses.tobytes()).hexdigest(),
+                           n=n, batch_sizes=sizes, sampling=sampling, replicates=replicates,
+                           target_rel_se=target_rel_se, keep=keep, seed=_seed_text(root))
     outputs = _run(conditions, root, keep, dict(
         chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
         checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
