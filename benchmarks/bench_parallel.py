@@ -14,15 +14,18 @@ with R. Ratios only; never a test.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import lossvar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, peak_rss_mib  # noqa: E402
 
 GRID = [1, 4, 16, 64, 256, 1024]
 
@@ -41,13 +44,9 @@ def main(argv=None):
     losses = _losses(a.n)
     if a._rss:
         lossvar.loss_variance(losses, [64], replicates=a._rss, rng=1, workers=2)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(peak_rss_mib())
         return
-    import os
-    import platform
-
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, numpy {np.__version__}")
+    print(f"machine: {machine()}")
     print(f"N = {a.n}, R = {a.replicates} per B, B in {GRID}, without replacement")
     kw = dict(replicates=a.replicates, rng=1)
     times = {}
@@ -81,7 +80,7 @@ def main(argv=None):
     for r in (a.replicates // 10, a.replicates):
         out = subprocess.run([sys.executable, __file__, "--n", str(a.n), "--_rss", str(r)],
                              capture_output=True, text=True, check=True)
-        rss[r] = int(out.stdout.split()[-1]) / 1024
+        rss[r] = float(out.stdout.split()[-1])
     print("coordinator peak RSS (2 workers, B = 64): "
           + ", ".join(f"R = {r}: {m:.0f} MiB" for r, m in rss.items()))
 

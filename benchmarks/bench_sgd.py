@@ -24,25 +24,22 @@ log-spaced records. Never a test: tests do not assert on wall-clock time.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import scipy.special
 
 import lossvar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, machine  # noqa: E402
+
 from lossvar import optim
 from lossvar.sgd import run_sgd
 
 R, STEPS, B, N, D, LR = 256, 500, 32, 10_000, 20, 1e-2
 B1, B2, EPS = 0.9, 0.999, 1e-8
-
-
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}, "
-            f"{platform.python_implementation()} {platform.python_version()}, "
-            f"numpy {np.__version__}, {platform.system()} {platform.release()}")
 
 
 def dataset(seed=0) -> lossvar.Dataset:
@@ -51,15 +48,6 @@ def dataset(seed=0) -> lossvar.Dataset:
     w_true = rng.standard_normal(D) / np.sqrt(D)
     y = (rng.random(N) < scipy.special.expit(X @ w_true)).astype(np.int64)
     return lossvar.Dataset(X, y, name="synthetic_logistic", task="classification")
-
-
-def _best(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def floor(X, y, w_star, rng):
@@ -133,12 +121,12 @@ def main(argv=None):
 
     run_sgd(problem, data, opt, steps=5, batch_size=B, replicates=R,
             sampling="with_replacement", rng=1)  # warm-up (and w* is then cached by BLAS)
-    t_engine = _best(engine, args.repeat)
-    t_floor = _best(lambda: floor(X, y, w_star, np.random.default_rng(1)), args.repeat)
-    t_default = _best(lambda: run_sgd(problem, data, opt, steps=STEPS, batch_size=B,
+    t_engine = best_time(engine, args.repeat)
+    t_floor = best_time(lambda: floor(X, y, w_star, np.random.default_rng(1)), args.repeat)
+    t_default = best_time(lambda: run_sgd(problem, data, opt, steps=STEPS, batch_size=B,
                                       replicates=R, sampling="with_replacement", rng=1), 1)
     runs = args.loop_runs
-    t_loop = _best(lambda: lossvar_loop(problem, X, y, runs, np.random.default_rng(2)), 1)
+    t_loop = best_time(lambda: lossvar_loop(problem, X, y, runs, np.random.default_rng(2)), 1)
     t_loop *= R / runs
     run_steps = R * STEPS
     us = 1e6 / run_steps
@@ -153,7 +141,7 @@ def main(argv=None):
         print("torch per-run loop:   skipped (torch not installed)")
     else:
         torch.set_num_threads(1)
-        t_torch = _best(lambda: torch_loop(X, y, runs, np.random.default_rng(3)), 1) * R / runs
+        t_torch = best_time(lambda: torch_loop(X, y, runs, np.random.default_rng(3)), 1) * R / runs
         print(f"torch per-run loop:   {t_torch:8.3f} s  ({t_torch * us:6.2f} us per run-step; "
               f"{runs} runs timed, scaled to {R}; torch {torch.__version__}, 1 thread)")
     print(f"run_sgd with default log-spaced records (info): {t_default:.3f} s")

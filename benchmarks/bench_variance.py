@@ -19,33 +19,19 @@ Never a test: tests do not assert on wall-clock time.
 from __future__ import annotations
 
 import argparse
-import platform
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import lossvar
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_time, machine, peak_rss_mib  # noqa: E402
+
 GRID = (1, 4, 16, 64, 256, 1024)
-
-
-def _time(fn, repeat=1):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def machine() -> str:
-    import os
-
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-            f"{platform.python_version()}, numpy {np.__version__}")
 
 
 def main(argv=None):
@@ -55,11 +41,14 @@ def main(argv=None):
     p.add_argument("--loop-replicates", type=int, default=5000)
     p.add_argument("--memory", action="store_true",
                    help="also measure peak RSS for 10^7 replicates at B = 1024 (minutes)")
+    p.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     p.add_argument("--_peak", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._peak:
         return _peak_child(a.n, a._peak)
 
+    if a.memory_only:
+        return _memory(a.n)
     rng = np.random.default_rng(0)
     losses = rng.exponential(size=a.n)
     n, r = a.n, a.replicates
@@ -71,11 +60,11 @@ def main(argv=None):
     lossvar.loss_variance(losses, [1, 2], replicates=1000, rng=0)  # warm-up: imports, caches
     for b in GRID:
         rep = 5 if b <= 16 else 1  # best of several where a run takes milliseconds
-        t_floor = _time(lambda b=b: losses[rng.integers(0, n, (r, b))].mean(axis=1).var(ddof=1),
+        t_floor = best_time(lambda b=b: losses[rng.integers(0, n, (r, b))].mean(axis=1).var(ddof=1),
                         rep)
-        t_with = _time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
+        t_with = best_time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
                                                          sampling="with_replacement", rng=1), rep)
-        t_wo = _time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
+        t_wo = best_time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r,
                                                        sampling="without_replacement", rng=1), rep)
         m = a.loop_replicates
 
@@ -85,7 +74,7 @@ def main(argv=None):
                 out[i] = losses[rng.choice(n, b, replace=False)].mean()
             return out.var(ddof=1)
 
-        per_loop = _time(loop) / m
+        per_loop = best_time(loop) / m
         per_wo = t_wo / r
         tot["floor"] += t_floor
         tot["with_"] += t_with
@@ -97,20 +86,23 @@ def main(argv=None):
     print("targets: with/floor <= 1.5, w/o/floor <= 3 (grid totals); "
           "loop/w/o >= 30x at B <= 16 and >= 1x everywhere")
     if a.memory:
-        reps = 10**7
-        out = subprocess.run([sys.executable, __file__, "--n", str(n), "--_peak", str(reps)],
-                             capture_output=True, text=True, check=True)
-        print(out.stdout.strip())
+        _memory(n)
+
+
+def _memory(n):
+    reps = 10**7
+    out = subprocess.run([sys.executable, __file__, "--n", str(n), "--_peak", str(reps)],
+                         capture_output=True, text=True, check=True)
+    print(out.stdout.strip())
 
 
 def _peak_child(n, reps):
     losses = np.random.default_rng(0).exponential(size=n)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = peak_rss_mib()
     t0 = time.perf_counter()
     lossvar.loss_variance(losses, [1024], replicates=reps, rng=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"peak RSS for {reps} replicates at B = 1024, N = {n}: {peak / 1024:.0f} MiB "
-          f"(before the call: {base / 1024:.0f} MiB; {time.perf_counter() - t0:.0f} s)")
+    print(f"peak RSS for {reps} replicates at B = 1024, N = {n}: {peak_rss_mib():.0f} MiB "
+          f"(before the call: {base:.0f} MiB; {time.perf_counter() - t0:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import sys
 
 from .. import results
 
@@ -122,12 +123,15 @@ def resolve(args, full: dict, quick: dict) -> dict:
 
 
 def parallel(fn, args) -> dict:
-    """``{"workers": args.workers}`` if ``fn`` accepts ``workers``, else ``{}``."""
+    """The execution options of ``fn`` that it accepts: ``workers`` from the
+    command line, and a progress bar when stderr is a terminal (never in the
+    results: neither changes a bit)."""
     try:
         accepted = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return {}
-    return {"workers": args.workers} if "workers" in accepted else {}
+    options = {"workers": args.workers, "progress": sys.stderr.isatty()}
+    return {k: v for k, v in options.items() if k in accepted}
 
 
 def start(name: str, args, params: dict) -> results.StudyFolder:
