@@ -152,6 +152,25 @@ def _run_installed(index, start, stop, keep):
     return run_chunk(conditions[index], root, start, stop, keep)
 
 
+def _run_shared(shared, index, start, stop, keep):
+    conditions, root = shared
+    return run_chunk(conditions[index], root, start, stop, keep)
+
+
+def _share(executor, obj):
+    """``obj`` as the executor should receive it with every chunk.
+
+    A dask ``Client.get_executor()`` gets it scattered to every worker once
+    (a future that dask resolves on the worker), so the data of a condition
+    (say 10^6 losses) does not travel with each chunk. Any other executor
+    gets the object itself.
+    """
+    client = getattr(executor, "_client", None)
+    if client is not None and hasattr(client, "scatter"):
+        return client.scatter([obj], broadcast=True, hash=False)[0]
+    return obj
+
+
 class _Inline(Executor):
     """Runs each task at submission, in the calling process."""
 
@@ -228,6 +247,7 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
     total = sum(s.n_chunks for s in states)
     bar = _progress_bar(total, progress)
     pending: dict[Future, tuple[_State, int]] = {}
+    shared = None
     try:
         queue = ((s, i) for s in states for i in range(s.n_chunks))
         for s, i in queue:
@@ -242,7 +262,9 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
             if own_pool is not None:
                 fut = executor.submit(_run_installed, s.index, start, stop, keep_values)
             else:
-                fut = executor.submit(run_chunk, s.condition, root, start, stop, keep_values)
+                if shared is None:
+                    shared = _share(executor, (conditions, root))
+                fut = executor.submit(_run_shared, shared, s.index, start, stop, keep_values)
             pending[fut] = (s, i)
             while len(pending) >= in_flight:
                 _collect(pending, store, bar)
