@@ -185,13 +185,14 @@ def _cmd_variance(args) -> int:
         raise CLIError(f"--out: {out} already holds variance results; choose another folder "
                        "or pass --overwrite")
     losses, what = load_losses(args.data)
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     from .studies import parallel
 
+    execution = parallel(loss_variance, args)
+    if args.progress is not None:
+        execution["progress"] = args.progress
     res = loss_variance(losses, args.batch_sizes, replicates=args.replicates,
                         sampling=args.sampling, confidence=args.confidence,
-                        interval=args.interval, rng=args.seed, progress=progress,
-                        **parallel(loss_variance, args))
+                        interval=args.interval, rng=args.seed, **execution)
     out.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(targets[0], index=False)
     _save_plot(res.table, targets[1], what)
