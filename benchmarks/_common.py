@@ -19,8 +19,19 @@ def best_time(fn, repeat: int = 1) -> float:
     return best
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}, "
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}, "
             f"{platform.python_implementation()} {platform.python_version()}, "
             f"numpy {np.__version__}, {platform.system()} {platform.release()}")
 
