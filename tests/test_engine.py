@@ -208,3 +208,16 @@ def test_bad_execution_arguments():
             lossvar.loss_variance(LOSSES, [1], replicates=10, workers=2, executor=ex)
     with pytest.raises(ValueError, match=r"`target_rel_se` must be .* in \(0.0, 1.0\); got 0"):
         lossvar.loss_variance(LOSSES, [1], replicates=10, target_rel_se=0)
+
+
+def test_shared_payload_unpickles_to_aligned_private_arrays():
+    # dask hands a worker arrays that view its message frames, at any byte
+    # offset; the payload must replace them with aligned copies on arrival.
+    raw = bytearray(8 * 100 + 1)
+    misaligned = np.frombuffer(raw, dtype=np.float64, offset=1)
+    assert not misaligned.flags.aligned
+    shared = engine._Shared.__new__(engine._Shared)
+    shared.__setstate__(([{"losses": misaligned}], np.random.SeedSequence(1)))
+    arrived = shared.conditions[0]["losses"]
+    assert arrived.flags.aligned and arrived.flags.owndata
+    np.testing.assert_array_equal(arrived, misaligned)
