@@ -71,7 +71,7 @@ def main(argv=None):
         # also freezes glibc's adaptive mmap threshold at 128 KiB: every numpy
         # temporary of a block (about 2 MiB) is then mapped, zero-filled and
         # unmapped afresh. Measured with dask's defaults and with the thresholds
-        # glibc itself settles on in a long-running process (README, Scale out).
+        # glibc itself settles on in a long-running process (README, Performance: "dask workers and malloc").
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
         tuned = {**environ, **DASK_MALLOC}
         for name, env in ((DASK, environ), (DASK_TUNED, tuned)):
