@@ -2,7 +2,7 @@
 
 Each public function calls these once, at the top, so that the algorithm that
 follows reads clean (the scipy.stats habit). Every error names the parameter,
-what is allowed and the value given (STYLE.md, convention 1).
+what is allowed and the value given (the convention of scipy.stats and seaborn).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A :class:`Dataset` is a finite, immutable sample (X, y): the regime where a
 full batch has no batch noise. A population draws new i.i.d. examples on
 every call of ``sample``: the regime where a batch of n fresh examples has
 mean-loss variance ``loss_moments(w)[1] / n``, the Var(div)/n of the lecture
-(THEORY.md, section 1). Each population knows its natural problem, its
+(docs/theory.md, section 1). Each population knows its natural problem, its
 expected-risk minimizer ``w_star`` and the exact moments of the per-sample
 loss, against which the Monte Carlo engine is tested.
 
@@ -198,7 +198,7 @@ class GaussianLinearPopulation(Population):
     residual :math:`r = x \cdot w - y \sim N(0, s^2)` with
     :math:`s^2 = \|w - w_{true}\|^2 + \sigma^2`, so the per-sample loss
     :math:`r^2/2` has exactly mean :math:`s^2/2` and variance :math:`s^4/2`
-    (THEORY.md, section 1).
+    (docs/theory.md, section 1).
 
     Parameters
     ----------

@@ -95,7 +95,7 @@ class Moments:
 
         ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` with ``mu4`` estimated
         by ``m4 = M4 / R`` and ``sigma^2`` by ``S2`` (Morris, White & Crowther
-        2019, Table 6; THEORY.md section 1). Valid without normality; under
+        2019, Table 6; docs/theory.md, section 2). Valid without normality; under
         normality it reduces to ``S2 sqrt(2/(R - 1))``.
         """
         r = self.count

@@ -17,7 +17,7 @@ advances in one call, bit-identical to R separate runs on shape (d,).
 ``lr`` is a positive float or a schedule, a callable of the step
 k = 1, 2, ... (:mod:`lossvar.schedules`). Arrays are float64.
 
-Where libraries differ (THEORY.md, section 4), the options reach each
+Where libraries differ (docs/theory.md, section 9), the options reach each
 convention exactly; each docstring says which setting matches PyTorch,
 optax and Keras. The lecture's RMSProp and Adam put eps inside the square
 root (``eps_in_sqrt=True``).

@@ -21,7 +21,7 @@ def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None):
 
     Draws, for each sampling regime in ``table`` (a ``VarianceResult.table``,
     or several concatenated): the Monte Carlo variances with their interval
-    bars, the exact curve of THEORY.md section 1 (with the finite-population
+    bars, the exact curve of docs/theory.md, section 1 (with the finite-population
     factor where it applies), and a dotted ``s^2 / B`` reference through the
     single-sample variance. Rows with exact variance 0 (the full batch of a
     fixed data set) cannot sit on a log axis: they are listed in a note.

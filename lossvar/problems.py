@@ -487,7 +487,7 @@ class NoisyQuadratic(_Problem):
     :math:`E[\nabla l] = H u`, with noise covariance :math:`\sigma^2 I`, and
     the per-sample loss has exactly mean :math:`\tfrac12 u^\top H u` and
     variance :math:`\sigma^2 \|u\|^2` (:meth:`loss_moments`). This is the
-    model of THEORY.md section 2 (exact SGD recursions). ``n_params(d) = d``,
+    model of docs/theory.md, section 6 (exact SGD recursions). ``n_params(d) = d``,
     and d must be the dimension of ``curvature``.
 
     Parameters

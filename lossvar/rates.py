@@ -135,7 +135,7 @@ def convergence_rate(trajectories, metric: str = "dist2", *, tail=0.5, confidenc
     References
     ----------
     Efron & Tibshirani (1993), *An Introduction to the Bootstrap*, ch. 6;
-    THEORY.md section 2 for the exponents to expect.
+    docs/theory.md, section 7 for the exponents to expect.
     """
     metric = as_choice(metric, "metric", METRICS)
     confidence = as_float(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)

@@ -97,7 +97,7 @@ def reshuffled_epochs(rng: np.random.Generator, n: int, batch_size: int, n_epoch
     when ``batch_size`` does not divide ``n`` the last ``n % batch_size`` examples
     of each permutation are dropped (every batch has exactly ``batch_size``
     examples, so every update has the same noise level). Marginally each batch
-    is a sample without replacement (THEORY.md, section 1).
+    is a sample without replacement (docs/theory.md, section 1).
     """
     per_epoch = n // batch_size
     keys = rng.random((replicates, n_epochs, n))

@@ -2,7 +2,7 @@
 
 A schedule is a plain callable of the step ``k = 1, 2, ...``: ``k`` is the
 1-based index of the update being made, so ``eta_1`` is the step size of the
-first update (the convention of THEORY.md, section 2, where eta_k = c / k^p).
+first update (the convention of docs/theory.md, section 5, where eta_k = c / k^p).
 Every schedule here is a small frozen dataclass, so that :func:`robbins_monro`
 can recognise its family and decide the conditions exactly, and every one
 accepts a numpy array of ``k`` as well as an int (for the numeric path of
@@ -204,7 +204,7 @@ def inverse_time(eta0, k0) -> InverseTime:
 
 
 def polynomial(c, p, k0=0) -> Polynomial:
-    """Polynomial decay, eta_k = c / (k + k0)^p (THEORY.md, section 2).
+    """Polynomial decay, eta_k = c / (k + k0)^p (docs/theory.md, section 5).
 
     Satisfies the Robbins-Monro conditions exactly when 1/2 < p <= 1.
 
@@ -314,7 +314,7 @@ _NOTE = (
     "not necessary: on a strongly convex problem with finite-variance noise any "
     "eta_k -> 0 with sum eta_k = inf converges in mean square, including c/k^p with "
     "p <= 1/2 (more slowly); only sum eta_k < inf stalls, and a constant step plateaus "
-    "(THEORY.md, section 2)."
+    "(docs/theory.md, section 5)."
 )
 
 
@@ -433,7 +433,7 @@ def robbins_monro(schedule) -> RobbinsMonroReport:
 
     References
     ----------
-    Robbins & Monro (1951), Ann. Math. Stat. 22:400. THEORY.md, section 2.
+    Robbins & Monro (1951), Ann. Math. Stat. 22:400. docs/theory.md, section 5.
     """
     schedule = as_schedule(schedule, name="schedule")
     if isinstance(schedule, UserSchedule):

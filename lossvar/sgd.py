@@ -6,7 +6,7 @@ records at chosen steps the full-data loss, the squared distance to the
 minimizer and the step size (and, on request, the same for the Polyak-Ruppert
 average). The result, :class:`Trajectories`, holds a tidy per-replicate table
 and a per-step summary with standard errors, which the exact recursions of
-:mod:`lossvar.theory` (THEORY.md section 2) are compared against.
+:mod:`lossvar.theory` (docs/theory.md, section 6) are compared against.
 
 Randomness. Replicates are processed in blocks of :data:`BLOCK_SIZE`, the
 unit of randomness: block j (replicates ``j*BLOCK_SIZE`` onwards) is one
@@ -188,7 +188,7 @@ def run_sgd(problem, source, optimizer, *, steps, batch_size=None, replicates, s
         (anything with ``sample(n, rng)``, ``w_star`` and ``n_features``). For
         ``NoisyQuadratic(...).population()`` with batch size B, the gradient is
         :math:`H(w - w^*)` plus the mean of B fresh N(0, sigma^2 I) vectors:
-        THEORY.md's additive-noise model with sigma^2 / B.
+        docs/theory.md's additive-noise model with sigma^2 / B.
     optimizer : lossvar.optim.Optimizer
         E.g. ``lossvar.optim.sgd(lossvar.schedules.polynomial(1.0, 0.75))``.
     steps : int
@@ -210,7 +210,7 @@ def run_sgd(problem, source, optimizer, *, steps, batch_size=None, replicates, s
         Default: 0, ``steps`` and about 10 log-spaced steps per decade.
     average : bool
         Also record the Polyak-Ruppert average :math:`\\bar w` of the iterates
-        after 0, 1, ..., step updates (the start included: THEORY.md's
+        after 0, 1, ..., step updates (the start included: docs/theory.md's
         :math:`\\bar w_{n}` with n = step + 1).
     chunk_size : int, optional
         Replicates per unit of work of the engine; never changes the result.

@@ -113,7 +113,7 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
 
     Each row's variance is first divided by its finite-population factor
     ``(N - B)/(N - 1)`` (column ``fpc``; 1 with replacement or fresh data), so
-    that under the theory of THEORY.md section 1 the corrected variances are
+    that under the theory of docs/theory.md, section 1 the corrected variances are
     exactly ``s^2 / B``. Rows whose exact variance is 0 (the full batch of a
     fixed data set) carry no information about the slope and are left out,
     and so are rows with a measured variance of 0; ``excluded`` says which.
@@ -185,7 +185,7 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
 def plan_replicates(pilot, target_rel_se: float) -> pd.DataFrame:
     """Replicates needed for a target relative standard error of each variance.
 
-    From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (THEORY.md section
+    From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (docs/theory.md section
     1), the relative standard error is ``sqrt((kappa - (R - 3)/(R - 1)) / R)``
     with ``kappa = mu4 / sigma^4`` the kurtosis of the batch means. Solving
     ``(kappa - (R - 3)/(R - 1)) / R = t^2`` for ``R`` gives the quadratic

@@ -1,6 +1,6 @@
-"""Exact results that the Monte Carlo engine is tested against (THEORY.md).
+"""Exact results that the Monte Carlo engine is tested against (docs/theory.md).
 
-Section 1 of THEORY.md: the variance of the mean of a batch of size ``B``.
+docs/theory.md, section 1: the variance of the mean of a batch of size ``B``.
 Section 2: the exact moment recursions of SGD on the quadratic with additive
 noise, its constant-step floor and its asymptotic laws.
 """
@@ -47,7 +47,7 @@ def batch_mean_variance(population_variance: float, batch_size: int, *, n: int |
     References
     ----------
     W. G. Cochran (1977), *Sampling Techniques*, 3rd ed., Theorem 2.2;
-    THEORY.md section 1.
+    docs/theory.md, section 1.
     """
     if n is None:
         return population_variance / batch_size
@@ -59,9 +59,9 @@ def population_variance(losses) -> float:
     return float(np.var(np.asarray(losses, dtype=np.float64)))
 
 
-# -- Section 2 of THEORY.md: SGD on the quadratic with additive noise ---------------
+# -- docs/theory.md, section 6: SGD on the quadratic with additive noise ---------------
 #
-# Indexing. THEORY.md writes w_1 for the start and eta_k for the update from w_k
+# Indexing. docs/theory.md writes w_1 for the start and eta_k for the update from w_k
 # to w_{k+1}. lossvar's tables count ``step`` = the number of updates made, so
 # the iterate after n updates is w_{n+1}: step n <-> k = n + 1, and the update
 # that produces step n uses eta_n (the schedule is called with n = 1, 2, ...).
@@ -69,10 +69,10 @@ def population_variance(losses) -> float:
 
 @dataclass(frozen=True)
 class QuadraticMoments:
-    r"""Exact first and second moments of SGD on a diagonal quadratic (THEORY.md, sec. 2).
+    r"""Exact first and second moments of SGD on a diagonal quadratic (docs/theory.md, section 6).
 
     Every array is indexed by ``step`` n = 0, 1, ..., steps (the number of
-    updates made; the iterate is THEORY.md's :math:`w_{n+1}`). Per-coordinate
+    updates made; the iterate is docs/theory.md's :math:`w_{n+1}`). Per-coordinate
     arrays have shape ``(steps + 1, d)``.
 
     Attributes
@@ -86,7 +86,7 @@ class QuadraticMoments:
         :math:`E\|w - w^*\|^2 = \sum_i m_i^2 + v_i`.
     avg_mean, avg_var : ndarray, shape (steps + 1, d)
         The same for the Polyak-Ruppert average :math:`\bar w` of the iterates
-        :math:`w_1, \dots, w_{n+1}` (the start included, as in THEORY.md).
+        :math:`w_1, \dots, w_{n+1}` (the start included, as in docs/theory.md).
     avg_mse : ndarray, shape (steps + 1,)
         :math:`E\|\bar w - w^*\|^2`.
     """
@@ -177,7 +177,7 @@ def quadratic_moments(schedule, mu, sigma2, m1, v1=0.0, *, steps) -> QuadraticMo
     ----------
     Robbins & Monro (1951), Ann. Math. Stat. 22:400; Bach & Moulines (2011),
     NeurIPS; Polyak & Juditsky (1992), SIAM J. Control Optim. 30:838;
-    THEORY.md section 2.
+    docs/theory.md, section 6.
     """
     steps = as_int(steps, "steps", low=1)
     h = _curvatures(mu)
@@ -236,7 +236,7 @@ def constant_step_floor(eta, mu, sigma2) -> float:
 
     References
     ----------
-    THEORY.md section 2; Liu, Ziyin & Ueda (2021), ICML.
+    docs/theory.md, section 6; Liu, Ziyin & Ueda (2021), ICML.
     """
     h = _curvatures(mu)
     eta = as_float(eta, "eta", low=0, low_open=True)
@@ -265,7 +265,7 @@ def stationary_covariance(eta, hessian, noise_cov) -> np.ndarray:
 
     References
     ----------
-    THEORY.md section 2; Liu, Ziyin & Ueda (2021), ICML.
+    docs/theory.md, section 6; Liu, Ziyin & Ueda (2021), ICML.
     """
     eta = as_float(eta, "eta", low=0, low_open=True)
     H = as_finite_array(hessian, "hessian", ndim=2)
@@ -283,12 +283,12 @@ def inverse_k_exact(k, mu, sigma2):
 
     The first update has :math:`a_1 = 0`, which forgets the start, and from
     then on :math:`w_{k}` is the running mean of :math:`w^* - \xi_j / \mu`,
-    ``j < k``. ``k`` is THEORY.md's iterate index (k >= 2), i.e. the value
+    ``j < k``. ``k`` is docs/theory.md's iterate index (k >= 2), i.e. the value
     after ``k - 1`` updates: after n updates, :math:`\sigma^2/(\mu^2 n)`.
 
     References
     ----------
-    THEORY.md section 2.
+    docs/theory.md, section 6.
     """
     k = np.asarray(k, dtype=np.float64)
     if np.any(k < 2):
@@ -339,7 +339,7 @@ def sgd_asymptote(c, p, mu, sigma2) -> Asymptote:
 
     References
     ----------
-    Robbins & Monro (1951); Bach & Moulines (2011), NeurIPS; THEORY.md section 2.
+    Robbins & Monro (1951); Bach & Moulines (2011), NeurIPS; docs/theory.md, section 5.
     """
     c = as_float(c, "c", low=0, low_open=True)
     p = as_float(p, "p", low=0)
@@ -377,7 +377,7 @@ def stall_factor(c, p, mu, *, terms: int = 10**6) -> float:
 
     References
     ----------
-    THEORY.md section 2.
+    docs/theory.md, section 6.
     """
     c = as_float(c, "c", low=0, low_open=True)
     p = as_float(p, "p", low=1, low_open=True)
@@ -405,7 +405,7 @@ def polyak_ruppert_limit(mu, sigma2) -> float:
 
     References
     ----------
-    Polyak & Juditsky (1992), SIAM J. Control Optim. 30:838; THEORY.md section 2.
+    Polyak & Juditsky (1992), SIAM J. Control Optim. 30:838; docs/theory.md, section 6.
     """
     h = _curvatures(mu)
     return float(np.sum(sigma2 / h**2))

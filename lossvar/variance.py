@@ -5,7 +5,7 @@ random batch of per-sample losses of a fixed data set; :func:`variance_study`
 does the same from a model, parameters and a data source, fixed (the batch is
 the only randomness: optimization noise) or a population (fresh examples each
 replicate: the lecture's ``Var(Loss_full) = Var(div) / N``). Both report the
-exact variance of THEORY.md section 1 beside every estimate.
+exact variance of docs/theory.md, section 1 beside every estimate.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     and estimate the variance of those averages. ``B = 1`` is the
     single-sample (SGD) estimator, ``1 < B < N`` the mini-batch, ``B = N`` the
     full batch. Beside each estimate stands the exact variance
-    (THEORY.md section 1; Cochran 1977, Theorem 2.2)
+    (docs/theory.md, section 1; Cochran 1977, Theorem 2.2)
 
     .. math::
 

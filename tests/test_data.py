@@ -23,7 +23,7 @@ def _mean_and_variance_within_se(losses, mean, variance):
     """Check the sample mean and the sample variance S2 of ``losses`` against exact values.
 
     se(mean) = S / sqrt(R); Var(S2) = (m4 - S2^2 (R - 3)/(R - 1)) / R with the
-    fourth central moment m4 (THEORY.md section 1, Morris et al. 2019).
+    fourth central moment m4 (docs/theory.md, section 2, Morris et al. 2019).
     """
     r = losses.size
     s2 = losses.var(ddof=1)

@@ -1,4 +1,4 @@
-"""Optimizers reproduce the discriminating values of THEORY.md section 4 and converge.
+"""Optimizers reproduce the discriminating values of docs/theory.md, section 9 and converge.
 
 The discriminating problem is f = theta^2 / 2 (gradient theta), theta_0 = 1,
 lr = 0.1, three steps: the conventions of the lecture, PyTorch, optax and
@@ -21,7 +21,7 @@ def _three_steps(opt, grads=None):
     return out
 
 
-# THEORY.md, section 4 table, to the 7 decimals printed there.
+# docs/theory.md, section 9 table, to the 7 decimals printed there.
 THEORY_ROWS = [
     (optim.rmsprop(0.1, decay=0.9, eps=0.1, eps_in_sqrt=True), [0.7763932, 0.6212010, 0.5024920]),
     (optim.rmsprop(0.1, decay=0.9, eps=0.1, eps_in_sqrt=False), [0.7597469, 0.6028864, 0.4850101]),

@@ -1,4 +1,4 @@
-"""Fitted convergence rates recover the exponents of THEORY.md section 2.
+"""Fitted convergence rates recover the exponents of docs/theory.md, section 6.
 
 Each fit's interval is a +- Z se (se from the replicate bootstrap) with
 Z = 4.4, a two-sided false-failure rate of about 1e-5 per check if the

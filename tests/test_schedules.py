@@ -1,5 +1,5 @@
 """Schedules give their formulas; robbins_monro decides exactly for the families
-and numerically (or says inconclusive) for arbitrary callables (THEORY.md, section 2)."""
+and numerically (or says inconclusive) for arbitrary callables (docs/theory.md, section 5)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""SGD ensembles against the exact recursions of THEORY.md section 2.
+"""SGD ensembles against the exact recursions of docs/theory.md, section 6.
 
 Monte Carlo checks: at every recorded step k >= 1 the across-replicate mean of
 (w_k - w*)^2 must agree with the exact recursion within z standard errors,

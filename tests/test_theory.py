@@ -1,4 +1,4 @@
-"""The exact SGD recursions of lossvar.theory (THEORY.md section 2).
+"""The exact SGD recursions of lossvar.theory (docs/theory.md, section 6).
 
 Everything here is deterministic. Identities that hold exactly are checked to
 rounding (rtol 1e-12); asymptotic forms are checked against the size of their

@@ -1,4 +1,4 @@
-"""The variance engine against the exact theory of THEORY.md section 1.
+"""The variance engine against the exact theory of docs/theory.md, section 1.
 
 Tolerances come from each estimate's own standard error. Unless a test says
 otherwise an agreement check is |estimate - exact| <= Z * SE with Z = 4.4,

@@ -5,9 +5,9 @@ The lecture: shrink the step size so that sum eta_k = inf and sum eta_k^2 < inf
 
 On the 1-D quadratic f(w) = mu/2 (w - w*)^2 with additive gradient noise of
 variance sigma^2 (lossvar.NoisyQuadratic), where E(w_k - w*)^2 is known
-exactly (THEORY.md section 2), for each schedule:
+exactly (docs/theory.md, section 6), for each schedule:
 
-- the verdict of lossvar.robbins_monro beside the rule of THEORY.md;
+- the verdict of lossvar.robbins_monro beside the rule of docs/theory.md, section 5;
 - Monte Carlo E(w_k - w*)^2 across replicates (lossvar.sgd.run_sgd) with the
   exact recursion overlaid;
 - the fitted decay exponent (lossvar.rates.convergence_rate, bootstrap over
@@ -62,7 +62,7 @@ def _schedules(args):
 
 
 def _theory_rule(schedule, p):
-    """THEORY.md section 2, written out: (RM satisfied, E -> 0, asymptotic exponent, regime)."""
+    """docs/theory.md, section 6, written out: (RM satisfied, E -> 0, asymptotic exponent, regime)."""
     if isinstance(schedule, schedules.Exponential):
         return False, False, 0.0, "sum eta_k < inf (geometric): stalls"
     if p == 0:
@@ -163,7 +163,8 @@ def _summary(args, rows):
                      f"{r.theory_exponent:.3g} | {r.exact_local_exponent:.3f} | "
                      f"{r.fitted_exponent:.3f} | [{r.fitted_ci_low:.3f}, {r.fitted_ci_high:.3f}] | "
                      f"{r.mc_final:.4g} +- {r.mc_final_se:.2g} | {r.exact_final:.4g} |")
-    lines += ["", f"All verdicts match THEORY.md: {bool(rows.verdict_matches.all())}. The "
+    lines += ["", "All verdicts match the theory (docs/theory.md, section 5): "
+              f"{bool(rows.verdict_matches.all())}. The "
               "conditions are sufficient, not necessary: c/k^p with p <= 1/2 fails them yet "
               "converges (slowly).", "",
               "Polyak-Ruppert: k E(w_bar_k - w*)^2 at the last step (limit sigma^2/mu^2 = "
