@@ -5,9 +5,8 @@ theory -> results -> plots, CLI, studies. A lower layer never imports a higher
 one.
 """
 
-__version__ = "0.1.0"
-
 from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, theory  # noqa: E402,I001
+from ._build_revision import version as __version__  # noqa: E402
 from .data import (  # noqa: E402
     Dataset,
     GaussianLinearPopulation,
