@@ -23,6 +23,8 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
+import os
 import platform
 import shutil
 import subprocess
@@ -79,10 +81,19 @@ def sha256_file(path) -> str:
 
 
 def environment() -> dict:
-    """Versions, platform and (from a git checkout of lossvar) the commit and dirty flag.
+    """What a reader needs to reproduce a result and to explain a rounding difference.
 
-    ``git`` is asked read-only (``--no-optional-locks``); outside a checkout,
-    or without git, ``commit`` and ``dirty`` are None.
+    ``versions`` of lossvar, numpy, scipy, pandas and Python; ``platform``;
+    ``machine`` (CPU model, numpy's SIMD targets in use, the BLAS library and
+    its kernel: see :func:`machine`); and ``git``, the source revision:
+
+    - from a git checkout of lossvar (an editable install), the live ``commit``
+      and ``dirty`` flag, asked of git read-only;
+    - otherwise the revision recorded when the package was built from a git
+      checkout (``pip install .`` or a wheel), with the dirty flag at build
+      time, ``source: "recorded at build"``;
+    - from an sdist or a tree without git, ``commit`` None and ``source``
+      saying so.
     """
     import numpy
     import scipy
@@ -91,24 +102,84 @@ def environment() -> dict:
 
     versions = {"lossvar": __version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
                 "pandas": pd.__version__, "python": platform.python_version()}
-    return {"versions": versions, "platform": platform.platform(), "git": _git_state()}
+    return {"versions": versions, "platform": platform.platform(), "machine": machine(),
+            "git": _git_state()}
+
+
+def machine() -> dict:
+    """The hardware and numerical libraries that decide the last bits of a result.
+
+    numpy picks SIMD kernels for its ufuncs by CPU (and ``NPY_DISABLE_CPU_FEATURES``),
+    OpenBLAS picks its kernel by CPU (and ``OPENBLAS_CORETYPE``); different kernels
+    round differently, so two machines may agree only to rounding
+    (docs/reproducibility.md; :func:`verify`).
+    """
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "simd": _simd_in_use(), "blas": _blas()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _simd_in_use() -> list[str]:
+    """The SIMD targets numpy dispatches to here (``baseline(...)`` included)."""
+    try:
+        from numpy.lib.introspect import opt_func_info
+    except ImportError:  # numpy < 2.0 has no public introspection
+        return []
+    return sorted({sig["current"] for sigs in opt_func_info().values() for sig in sigs.values()})
+
+
+def _blas() -> list[dict]:
+    from threadpoolctl import threadpool_info
+
+    keys = ("internal_api", "version", "architecture", "threading_layer", "num_threads")
+    found = [{k: info.get(k) for k in keys} for info in threadpool_info() if info.get("user_api") == "blas"]
+    return sorted(found, key=lambda b: (str(b["internal_api"]), str(b["version"])))
 
 
 def _git_state() -> dict:
+    live = _live_git()
+    if live is not None:
+        return {**live, "source": "live git checkout"}
+    from . import _build_revision
+
+    if _build_revision.commit:
+        return {"commit": _build_revision.commit, "dirty": _build_revision.dirty,
+                "source": "recorded at build"}
+    return {"commit": None, "dirty": None,
+            "source": "unknown: installed from an sdist or a tree without git"}
+
+
+def _live_git() -> dict | None:
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
-        return {"commit": None, "dirty": None}
+        return None
 
     def git(*args):
         return subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args],
                               capture_output=True, text=True, timeout=20, check=True).stdout
 
     try:
-        commit = git("rev-parse", "HEAD").strip()
-        dirty = bool(git("status", "--porcelain").strip())
+        return {"commit": git("rev-parse", "HEAD").strip(),
+                "dirty": bool(git("status", "--porcelain").strip())}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
+        return None
+
+
+def describe_revision(git: dict) -> str:
+    """One phrase for summaries: ``git commit abc123 (dirty tree)``, or why none is known."""
+    if not git.get("commit"):
+        return "source revision " + git.get("source", "unknown")
+    how = " (recorded at build)" if git.get("source") == "recorded at build" else ""
+    return f"git commit {git['commit']}{' (dirty tree)' if git.get('dirty') else ''}{how}"
 
 
 def params_to_argv(params: dict) -> list[str]:
@@ -218,8 +289,7 @@ class StudyFolder:
             f"Check a folder bit for bit: `lossvar verify {self.path}`.\n\n"
             f"lossvar {env['versions']['lossvar']}, numpy {env['versions']['numpy']}, "
             f"scipy {env['versions']['scipy']}, pandas {env['versions']['pandas']}, "
-            f"python {env['versions']['python']}; git commit "
-            f"{env['git']['commit'] or 'n/a'}{' (dirty tree)' if env['git']['dirty'] else ''}.\n")
+            f"python {env['versions']['python']}; {describe_revision(env['git'])}.\n")
         (self.path / SUMMARY).write_text(text, encoding="utf-8")
         manifest = {
             "study": self.study,
@@ -263,17 +333,53 @@ def read_manifest(folder) -> dict:
     return manifest
 
 
+#: Two tables "reproduce to rounding" when every number agrees within this relative
+#: tolerance (of itself, or of the largest magnitude in its column, for values that
+#: are small differences of large ones). Different SIMD and BLAS kernels differ by a
+#: few ulps per operation (about 1e-16 relative); through the fits, moments and
+#: iterative solvers behind a table that grows to about 1e-12 (the largest seen
+#: across the studies is in docs/reproducibility.md), while a real change in code
+#: or data moves numbers by far more than 1e-9.
+ROUNDING_RTOL = 1e-9
+
+IDENTICAL, ROUNDING, DIFFERS, CHANGED = ("identical", "reproduced to rounding", "DIFFERS",
+                                         "changed after the run")
+
+
 @dataclass(frozen=True)
 class TableCheck:
-    """The verdict on one table: ``identical`` or not, and why."""
+    """The verdict on one table.
+
+    Attributes
+    ----------
+    table : str
+    outcome : str
+        ``"identical"`` (bit for bit), ``"reproduced to rounding"`` (every number
+        within :data:`ROUNDING_RTOL` of the rerun's), ``"DIFFERS"``, or
+        ``"changed after the run"`` (the file no longer matches the manifest's
+        sha256, whatever the rerun says).
+    detail : str
+        Where it differs first, or the largest rounding difference.
+    max_rel_diff : float
+        The largest relative difference found between the two tables (0 when
+        identical, NaN when they cannot be compared number by number).
+    """
 
     table: str
-    identical: bool
-    detail: str
+    outcome: str
+    detail: str = ""
+    max_rel_diff: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (IDENTICAL, ROUNDING)
+
+    @property
+    def identical(self) -> bool:
+        return self.outcome == IDENTICAL
 
     def __str__(self) -> str:
-        return f"{self.table}: {'identical' if self.identical else 'DIFFERS'}" + (
-            f" ({self.detail})" if self.detail else "")
+        return f"{self.table}: {self.outcome}" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass(frozen=True)
@@ -287,41 +393,101 @@ class VerifyReport:
         One per table of the manifest.
     version_warnings : list of str
         Package versions that differ from the manifest's (bits may then differ).
+    platform_notes : list of str
+        What differs between the machine that made the results and this one
+        (CPU, SIMD targets, BLAS kernel): the usual cause of rounding differences.
     """
 
     study: str
     checks: list
     version_warnings: list
+    platform_notes: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """True when every table is identical or reproduced to rounding."""
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def identical(self) -> bool:
         """True when every table is bit-identical."""
         return bool(self.checks) and all(c.identical for c in self.checks)
 
     def __str__(self) -> str:
         lines = [f"WARNING: {w}" for w in self.version_warnings]
         lines += [str(c) for c in self.checks]
-        n_bad = sum(not c.identical for c in self.checks)
-        lines.append(f"verified: all {len(self.checks)} tables bit-identical" if self.ok else
-                     f"NOT verified: {n_bad} of {len(self.checks)} tables differ")
+        n_bad = sum(not c.ok for c in self.checks)
+        n = len(self.checks)
+        if self.identical:
+            lines.append(f"verified: all {n} tables bit-identical")
+        elif self.ok:
+            worst = max(c.max_rel_diff for c in self.checks)
+            lines.append(f"verified: {sum(c.identical for c in self.checks)} of {n} tables "
+                         f"bit-identical, the others reproduced to rounding (largest relative "
+                         f"difference {worst:.2g}, tolerance {ROUNDING_RTOL:g})")
+            if self.platform_notes:
+                lines.append("the two platforms differ in: " + "; ".join(self.platform_notes))
+        else:
+            lines.append(f"NOT verified: {n_bad} of {n} tables differ")
         return "\n".join(lines)
 
 
-def _first_difference(old: bytes, new: bytes) -> str:
+def _read_text_table(data: bytes):
+    return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+
+
+def _as_float(text: str) -> float | None:
     try:
-        a = pd.read_csv(io.BytesIO(old), dtype=str, keep_default_na=False)
-        b = pd.read_csv(io.BytesIO(new), dtype=str, keep_default_na=False)
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _column_scale(values) -> float:
+    nums = [abs(v) for v in (_as_float(t) for t in values) if v is not None and math.isfinite(v)]
+    return max(nums, default=0.0)
+
+
+def compare_bytes(old: bytes, new: bytes, rtol: float = ROUNDING_RTOL) -> tuple[str, str, float]:
+    """Compare two CSV tables: ``(outcome, detail, largest relative difference)``.
+
+    Identical bytes are ``identical``. Otherwise the tables must have the same
+    columns and rows; text cells must be equal, and each number ``a`` in the
+    folder and ``b`` in the rerun must satisfy
+    ``|a - b| <= rtol * max(|a|, |b|, scale)``, where ``scale`` is the largest
+    magnitude in the column (a value that is a small difference of large ones
+    carries the large ones' rounding); NaN equals NaN, infinities must match.
+    """
+    if old == new:
+        return IDENTICAL, "", 0.0
+    try:
+        a, b = _read_text_table(old), _read_text_table(new)
     except (ValueError, pd.errors.ParserError):
-        return "the file cannot be read as CSV"
+        return DIFFERS, "the file cannot be read as CSV", math.nan
     if list(a.columns) != list(b.columns):
-        return f"columns differ: {list(a.columns)} vs {list(b.columns)}"
+        return DIFFERS, f"columns differ: {list(a.columns)} vs {list(b.columns)}", math.nan
     if len(a) != len(b):
-        return f"{len(a)} rows in the folder, {len(b)} in the rerun"
-    for i in range(len(a)):
-        for col in a.columns:
-            if a.at[i, col] != b.at[i, col]:
-                return f"first at row {i}, column {col!r}: {a.at[i, col]} vs rerun {b.at[i, col]}"
-    return "bytes differ (formatting)"
+        return DIFFERS, f"{len(a)} rows in the folder, {len(b)} in the rerun", math.nan
+    worst, where, first_bad = 0.0, "", None
+    for col in a.columns:
+        scale = _column_scale(a[col])
+        for i, (x, y) in enumerate(zip(a[col], b[col], strict=True)):
+            if x == y:
+                continue
+            fx, fy = _as_float(x), _as_float(y)
+            if fx is None or fy is None or not (math.isfinite(fx) and math.isfinite(fy)):
+                rel = math.inf
+            else:
+                rel = abs(fx - fy) / max(abs(fx), abs(fy), scale)
+            if rel > worst:
+                worst, where = rel, f"row {i}, column {col!r}: {x} vs rerun {y}"
+            if rel > rtol and first_bad is None:
+                first_bad = f"first at row {i}, column {col!r}: {x} vs rerun {y}"
+    if first_bad is not None:
+        return DIFFERS, f"{first_bad}; largest relative difference {worst:.3g}", worst
+    if worst == 0.0:
+        return ROUNDING, "the same numbers, formatted differently", 0.0
+    return ROUNDING, f"largest relative difference {worst:.2g}, at {where}", worst
 
 
 def compare_tables(manifest: dict, folder, new_folder) -> list[TableCheck]:
@@ -330,22 +496,18 @@ def compare_tables(manifest: dict, folder, new_folder) -> list[TableCheck]:
     for name, entry in manifest["tables"].items():
         old_path, new_path = Path(folder) / entry["file"], Path(new_folder) / entry["file"]
         if not old_path.is_file():
-            checks.append(TableCheck(name, False, f"{entry['file']} is missing from the folder"))
+            checks.append(TableCheck(name, DIFFERS, f"{entry['file']} is missing from the folder",
+                                     math.nan))
+            continue
+        old = old_path.read_bytes()
+        if hashlib.sha256(old).hexdigest() != entry["sha256"]:
+            checks.append(TableCheck(name, CHANGED, f"{entry['file']} does not match the sha256 "
+                                     "in the manifest: it was edited after the run", math.nan))
             continue
         if not new_path.is_file():
-            checks.append(TableCheck(name, False, "the rerun did not write it"))
+            checks.append(TableCheck(name, DIFFERS, "the rerun did not write it", math.nan))
             continue
-        old, new = old_path.read_bytes(), new_path.read_bytes()
-        tampered = hashlib.sha256(old).hexdigest() != entry["sha256"]
-        if old == new and not tampered:
-            checks.append(TableCheck(name, True, ""))
-        elif old == new:
-            checks.append(TableCheck(name, False, "the file does not match the manifest's sha256"))
-        else:
-            why = _first_difference(old, new)
-            if tampered:
-                why += "; the file was changed after the run (sha256 differs from the manifest)"
-            checks.append(TableCheck(name, False, why))
+        checks.append(TableCheck(name, *compare_bytes(old, new_path.read_bytes())))
     return checks
 
 
@@ -357,8 +519,36 @@ def version_warnings(manifest: dict) -> list[str]:
             "the tables may legitimately differ" for pkg in _VERSIONED if then.get(pkg) != now[pkg]]
 
 
+def platform_differences(manifest: dict) -> list[str]:
+    """What differs between the manifest's machine and this one (CPU, SIMD, BLAS)."""
+    then, now = manifest.get("machine"), machine()
+    if not isinstance(then, dict):
+        return ["the manifest records no machine (made by an older lossvar)"]
+    notes = []
+    for key, label in (("cpu", "CPU"), ("simd", "numpy SIMD targets"), ("blas", "BLAS")):
+        if then.get(key) != now[key]:
+            notes.append(f"{label}: {_brief(key, then.get(key))} there, {_brief(key, now[key])} here")
+    return notes
+
+
+def _brief(key, value) -> str:
+    if key == "blas" and isinstance(value, list):
+        return ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')})"
+                         for b in value) or "none"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
 def verify(folder, rerun) -> VerifyReport:
-    """Rerun a study from its manifest and compare the tables bit for bit.
+    """Rerun a study from its manifest and compare the tables.
+
+    Each table is judged on its own: ``identical`` bit for bit, ``reproduced
+    to rounding`` (every number within :data:`ROUNDING_RTOL`, as different CPUs
+    and BLAS kernels give; the report names what differs between the two
+    platforms), ``DIFFERS``, or ``changed after the run`` when the folder's file
+    no longer matches the sha256 in its manifest (a failure whatever the rerun
+    gives).
 
     Parameters
     ----------
@@ -371,8 +561,7 @@ def verify(folder, rerun) -> VerifyReport:
     Returns
     -------
     VerifyReport
-        ``ok`` only if every table is bit-identical to the folder's and the
-        folder's files still match the manifest's sha256.
+        ``ok`` when every table is identical or reproduced to rounding.
     """
     manifest = read_manifest(folder)
     argv = manifest.get("argv")
@@ -382,5 +571,5 @@ def verify(folder, rerun) -> VerifyReport:
         out = Path(tmp) / "rerun"
         rerun(manifest["study"], [str(a) for a in argv], out)
         checks = compare_tables(manifest, folder, out)
-    return VerifyReport(manifest["study"], checks, version_warnings(manifest))
-
+    return VerifyReport(manifest["study"], checks, version_warnings(manifest),
+                        platform_differences(manifest))

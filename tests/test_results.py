@@ -9,6 +9,7 @@ import pytest
 from lossvar import results
 
 
+@pytest.mark.reproducibility
 def test_write_table_round_trips_floats_exactly(tmp_path):
     x = np.random.default_rng(0).standard_normal(200) * 10.0 ** np.arange(-100, 100)
     table = pd.DataFrame({"name": ["a"] * 200, "x": x, "k": np.arange(200)})
@@ -87,24 +88,81 @@ def _rerun(value):
     return rerun
 
 
+@pytest.mark.reproducibility
 def test_verify_identical_and_different(tmp_path):
     path = _folder(tmp_path)
     report = results.verify(path, _rerun(1.0))
-    assert report.ok and "numbers: identical" in str(report)
+    assert report.ok and report.identical and "numbers: identical" in str(report)
     report = results.verify(path, _rerun(1.5))
     assert not report.ok
-    assert "numbers: DIFFERS (first at row 1, column 'x': 1 vs rerun 1.5)" in str(report)
+    assert "numbers: DIFFERS (first at row 1, column 'x': 1 vs rerun 1.5" in str(report)
+    assert "NOT verified: 1 of 1 tables differ" in str(report)
 
 
-def test_verify_detects_an_edited_table(tmp_path):
+@pytest.mark.reproducibility
+def test_verify_rounding_is_reproduced_not_identical(tmp_path):
+    path = _folder(tmp_path)
+    # A rerun on another CPU: the same numbers but for a few ulps.
+    report = results.verify(path, _rerun(np.nextafter(np.nextafter(1.0, 2.0), 2.0)))
+    assert report.ok and not report.identical
+    check = report.checks[0]
+    assert check.outcome == "reproduced to rounding"
+    assert 0 < check.max_rel_diff < 1e-15
+    assert "largest relative difference 4.4e-16, at row 1, column 'x'" in str(report)
+    assert "the others reproduced to rounding" in str(report)
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("factor", [1 + 1e-7, 1 + 1e-12])
+def test_verify_fails_a_table_edited_after_the_run(tmp_path, factor):
+    # Even an edit far below the rounding tolerance is caught: the sha256 no
+    # longer matches the manifest, whatever the rerun gives.
     path = _folder(tmp_path)
     csv = path / "numbers.csv"
-    csv.write_text(csv.read_text().replace("0.10000000000000001", "0.2"))
+    csv.write_text(csv.read_text().replace("0.33333333333333331", repr(1 / 3 * factor)))
     report = results.verify(path, _rerun(1.0))
     assert not report.ok
-    text = str(report)
-    assert "numbers: DIFFERS (first at row 0, column 'x'" in text
-    assert "changed after the run" in text
+    assert "numbers: changed after the run" in str(report)
+    assert "NOT verified" in str(report)
+
+
+def test_compare_bytes_rules():
+    def csv(*rows):
+        return ("name,x\n" + "".join(f"{n},{x}\n" for n, x in rows)).encode()
+
+    same = csv(("a", "1"), ("b", "nan"))
+    assert results.compare_bytes(same, same)[0] == "identical"
+    assert results.compare_bytes(csv(("a", "1.0")), csv(("a", "1")))[0] == "reproduced to rounding"
+    assert results.compare_bytes(csv(("a", "1"), ("b", "nan")), csv(("a", "1"), ("b", "nan ")))[0] == \
+        "DIFFERS"
+    assert results.compare_bytes(csv(("a", "1")), csv(("b", "1")))[0] == "DIFFERS"
+    assert results.compare_bytes(csv(("a", "inf")), csv(("a", "-inf")))[0] == "DIFFERS"
+    assert results.compare_bytes(csv(("a", "1")), csv(("a", "1"), ("b", "2")))[0] == "DIFFERS"
+    # A value near zero in a column of large ones is judged on the column's scale.
+    outcome, _, rel = results.compare_bytes(csv(("a", "100"), ("b", "1e-17")),
+                                            csv(("a", "100"), ("b", "3e-17")))
+    assert outcome == "reproduced to rounding" and rel == pytest.approx(2e-19)
+    outcome, _, rel = results.compare_bytes(csv(("a", "1")), csv(("a", "1.0000001")))
+    assert outcome == "DIFFERS" and rel == pytest.approx(1e-7)
+
+
+def test_manifest_records_the_machine_and_revision(tmp_path):
+    m = results.read_manifest(_folder(tmp_path))
+    assert set(m["machine"]) == {"cpu", "cores", "simd", "blas"}
+    assert m["machine"]["simd"] and all("internal_api" in b for b in m["machine"]["blas"])
+    assert m["git"]["source"] in {"live git checkout", "recorded at build"}
+    assert m["git"]["commit"]
+    summary = (m_path := tmp_path / "run" / "summary.md").read_text()
+    assert f"git commit {m['git']['commit']}" in summary, m_path
+
+
+def test_describe_revision_without_git():
+    unknown = {"commit": None, "dirty": None,
+               "source": "unknown: installed from an sdist or a tree without git"}
+    assert results.describe_revision(unknown) == (
+        "source revision unknown: installed from an sdist or a tree without git")
+    built = {"commit": "abc123", "dirty": True, "source": "recorded at build"}
+    assert results.describe_revision(built) == "git commit abc123 (dirty tree) (recorded at build)"
 
 
 def test_verify_warns_about_versions(tmp_path):
