@@ -16,6 +16,8 @@ import lossvar
 from lossvar import engine
 from lossvar.stats import plan_replicates
 
+pytestmark = pytest.mark.reproducibility  # bit-identity across workers, executors, chunks, resume
+
 LOSSES = np.random.default_rng(99).exponential(size=5000)
 KW = dict(batch_sizes=[1, 7, 64, 1000, "full"], replicates=30_000, rng=2024, chunk_size=2000)
 

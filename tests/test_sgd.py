@@ -203,6 +203,7 @@ def _logistic_data(n=200, seed=0):
     return X, y
 
 
+@pytest.mark.reproducibility
 def test_same_seed_same_bits_whatever_the_chunking():
     data = _linear_dataset()
     kw = dict(steps=40, batch_size=5, replicates=300, rng=9, average=True)

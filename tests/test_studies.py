@@ -7,6 +7,10 @@ fixed, so a given checkout passes or fails deterministically.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -14,6 +18,9 @@ import pandas as pd
 import pytest
 
 from lossvar import studies
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dispatch import alternate_environment  # noqa: E402
 
 matplotlib.use("Agg")
 Z = 3.29
@@ -54,6 +61,7 @@ def trend_optimizers(tmp_path_factory):
     return _run(tmp_path_factory, "trend_optimizers")
 
 
+@pytest.mark.reproducibility
 @pytest.mark.parametrize("fixture", ["variance_scaling", "sgd_vs_batch", "erm_spread",
                                      "robbins_monro", "trend_optimizers"])
 def test_folder_is_complete(fixture, request):
@@ -73,6 +81,21 @@ def test_folder_is_complete(fixture, request):
     assert any(f.endswith(".svg") for f in manifest["figures"])
     summary = (folder / "summary.md").read_text()
     assert f"lossvar run {fixture}" in summary and "--seed 1" in summary
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("fixture", ["variance_scaling", "sgd_vs_batch", "erm_spread",
+                                     "robbins_monro", "trend_optimizers"])
+def test_verified_under_another_cpu_dispatch(fixture, request):
+    # Written under this machine's dispatch, rerun in a subprocess as another
+    # CPU would (other numpy SIMD targets, another OpenBLAS kernel): identical
+    # or reproduced to rounding, never DIFFERS.
+    folder = request.getfixturevalue(fixture)
+    env = {**os.environ, **alternate_environment(), "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "lossvar.cli", "verify", str(folder)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "DIFFERS" not in proc.stdout and "verified:" in proc.stdout
 
 
 def test_variance_scaling_exponent_is_minus_one(variance_scaling):

@@ -197,6 +197,7 @@ def test_scaling_fit_rejects_other_exponent():
     assert fit.ci_low <= -0.5 <= fit.ci_high
 
 
+@pytest.mark.reproducibility
 def test_same_seed_bit_identical_whatever_chunking(skewed_losses):
     kw = dict(batch_sizes=[1, 3, 50, "full"], replicates=70_000, rng=42)
     base = loss_variance(skewed_losses, **kw, keep_means=True)
@@ -207,6 +208,7 @@ def test_same_seed_bit_identical_whatever_chunking(skewed_losses):
             np.testing.assert_array_equal(base.means[b], other.means[b])
 
 
+@pytest.mark.reproducibility
 def test_rows_depend_only_on_seed_and_batch_size(skewed_losses):
     a = loss_variance(skewed_losses, [1, 3, 50], replicates=3000, rng=42).table
     b = loss_variance(skewed_losses, [50, 7], replicates=3000, rng=42).table
@@ -215,6 +217,7 @@ def test_rows_depend_only_on_seed_and_batch_size(skewed_losses):
     assert c.variance.iloc[0] != a.variance.iloc[2]
 
 
+@pytest.mark.reproducibility
 def test_rng_forms(skewed_losses):
     run = lambda rng: loss_variance(skewed_losses, [5], replicates=500, rng=rng).table  # noqa: E731
     ss = np.random.SeedSequence(5)
