@@ -185,8 +185,8 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
 def plan_replicates(pilot, target_rel_se: float) -> pd.DataFrame:
     """Replicates needed for a target relative standard error of each variance.
 
-    From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (docs/theory.md section
-    1), the relative standard error is ``sqrt((kappa - (R - 3)/(R - 1)) / R)``
+    From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (docs/theory.md, sections
+    2 and 3), the relative standard error is ``sqrt((kappa - (R - 3)/(R - 1)) / R)``
     with ``kappa = mu4 / sigma^4`` the kurtosis of the batch means. Solving
     ``(kappa - (R - 3)/(R - 1)) / R = t^2`` for ``R`` gives the quadratic
     ``t^2 R^2 - (t^2 + kappa - 1) R + (kappa - 3) = 0``, whose larger root is

@@ -1,8 +1,10 @@
 """Exact results that the Monte Carlo engine is tested against (docs/theory.md).
 
-docs/theory.md, section 1: the variance of the mean of a batch of size ``B``.
-Section 2: the exact moment recursions of SGD on the quadratic with additive
-noise, its constant-step floor and its asymptotic laws.
+Section 1 of docs/theory.md: the variance of the mean of a batch of size ``B``.
+Section 3: its exact fourth moment, and the exact error of a Monte Carlo
+variance. Section 6: the exact moment recursions of SGD on the quadratic with
+additive noise, its constant-step floor and its asymptotic laws. Section 10:
+one SGD step on a quadratic model, and the optimal learning rate.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ._validate import as_finite_array, as_float, as_int
+from ._validate import as_choice, as_finite_array, as_float, as_int
+from .sampling import SCHEMES
 from .schedules import as_schedule
 
 
@@ -339,7 +342,7 @@ def sgd_asymptote(c, p, mu, sigma2) -> Asymptote:
 
     References
     ----------
-    Robbins & Monro (1951); Bach & Moulines (2011), NeurIPS; docs/theory.md, section 5.
+    Robbins & Monro (1951); Bach & Moulines (2011), NeurIPS; docs/theory.md, section 6.
     """
     c = as_float(c, "c", low=0, low_open=True)
     p = as_float(p, "p", low=0)
@@ -409,3 +412,354 @@ def polyak_ruppert_limit(mu, sigma2) -> float:
     """
     h = _curvatures(mu)
     return float(np.sum(sigma2 / h**2))
+
+
+# -- docs/theory.md, section 3: higher moments of the batch mean, error of a variance ---
+
+
+def _population(losses) -> np.ndarray:
+    x = as_finite_array(losses, "losses", ndim=1)
+    if x.size < 2:
+        raise ValueError(f"`losses` must hold at least 2 values (a population of N >= 2 examples); "
+                         f"got N={x.size}")
+    return x
+
+
+def _central_moments(x: np.ndarray) -> tuple[float, float]:
+    """Population ``mu2``, ``mu4`` (divisor N), centred twice.
+
+    Powers of uncentred values cancel catastrophically when the mean is large
+    against the spread; the second pass removes the rounding error of the
+    first mean, so ``y`` is centred to working precision.
+    """
+    if x.min() == x.max():  # a rounded mean of equal values need not equal them
+        return 0.0, 0.0
+    y = x - x.mean()
+    y -= y.mean()
+    y2 = y * y
+    return float(y2.mean()), float((y2 * y2).mean())
+
+
+def _srs_fourth_moment(m2: float, m4: float, n: int, b: int) -> float:
+    """Fourth central moment of the mean of a simple random sample (2 <= b <= n)."""
+    if n < 4:
+        # The closed form is 0/0 here. The batch mean is -(N - B)/B times the mean
+        # of the N - B examples left out, and N - B <= 1 for 2 <= B <= N <= 3.
+        return ((n - b) / b) ** 4 * m4
+    coef4 = n * n + n - 6 * n * b + 6 * b * b
+    coef22 = 3 * n * (b - 1) * (n - b - 1)
+    return (n - b) * (coef4 * m4 + coef22 * m2 * m2) / (float(b) ** 3 * (n - 1) * (n - 2) * (n - 3))
+
+
+def _batch_moments(losses, batch_size, sampling) -> tuple[float, float]:
+    """(variance, fourth central moment) of the batch mean, validated."""
+    x = _population(losses)
+    n = x.size
+    sampling = as_choice(sampling, "sampling", SCHEMES)
+    b = as_int(batch_size, "batch_size", low=1, high=n if sampling == "without_replacement" else None)
+    m2, m4 = _central_moments(x)
+    var = batch_mean_variance(m2, b, n=n, sampling=sampling)
+    if b == 1:  # one uniform draw under either scheme
+        return var, m4
+    if sampling == "with_replacement":
+        return var, (m4 + 3 * (b - 1) * m2 * m2) / float(b) ** 3
+    return var, _srs_fourth_moment(m2, m4, n, b)
+
+
+def batch_mean_fourth_moment(losses, batch_size, sampling) -> float:
+    r"""Exact fourth central moment of the mean of a batch of ``B`` of the losses :math:`l_1..l_N`.
+
+    With the population central moments :math:`\mu_r = \frac1N \sum_i (l_i - m)^r`:
+
+    .. math::
+
+        E(\bar\ell_B - m)^4 = \frac{\mu_4 + 3 (B - 1)\mu_2^2}{B^3}
+        \quad\text{(B independent uniform draws)},
+
+    .. math::
+
+        E(\bar\ell_B - m)^4 = \frac{N - B}{B^3 (N-1)(N-2)(N-3)}
+        \Big[(N^2 + N - 6NB + 6B^2)\,\mu_4 + 3N(B - 1)(N - B - 1)\,\mu_2^2\Big]
+
+    without replacement (simple random sampling), for :math:`N \ge 4`; it is 0
+    at :math:`B = N` and tends to the first form as :math:`N \to \infty`. For
+    :math:`N \le 3` the bracket is 0/0 and the value is
+    :math:`((N - B)/B)^4 \mu_4` (:math:`B \ge 2`), since the batch mean is
+    :math:`-(N-B)/B` times the mean of the examples left out. Both forms give
+    :math:`\mu_4` at ``B = 1``.
+
+    The second form expands :math:`E(\sum_{k \le B} Y_k)^4` of draws without
+    replacement into the averages of :math:`y_i^4`, :math:`y_i^3 y_j`,
+    :math:`y_i^2 y_j^2`, :math:`y_i^2 y_j y_k`, :math:`y_i y_j y_k y_l` over
+    distinct indices of the centred population (:math:`\sum y_i = 0`).
+
+    Parameters
+    ----------
+    losses : array_like, shape (N,)
+        The fixed per-example losses, N >= 2.
+    batch_size : int
+        B >= 1; at most N without replacement.
+    sampling : {"with_replacement", "without_replacement"}
+
+    Returns
+    -------
+    float
+
+    References
+    ----------
+    J. W. Tukey (1950), "Some sampling simplified", J. Amer. Statist. Assoc.
+    45:501; J. Wishart (1952), "Moment coefficients of the k-statistics in
+    samples from a finite population", Biometrika 39:1; docs/theory.md, section 3.
+    """
+    return _batch_moments(losses, batch_size, sampling)[1]
+
+
+def batch_mean_kurtosis(losses, batch_size, sampling) -> float:
+    r"""Kurtosis :math:`\mu_{4,B} / \sigma_B^4` of the batch mean (3 for a normal law).
+
+    :math:`\mu_{4,B}` from :func:`batch_mean_fourth_moment`, :math:`\sigma_B^2`
+    from :func:`batch_mean_variance`. NaN where :math:`\sigma_B = 0` (the full
+    batch without replacement, or equal losses). It is the factor that sets
+    the relative error of a Monte Carlo variance (:func:`variance_se`).
+
+    References
+    ----------
+    docs/theory.md, section 3.
+    """
+    var, m4 = _batch_moments(losses, batch_size, sampling)
+    return m4 / (var * var) if var > 0 else float("nan")
+
+
+def _replicates(replicates) -> np.ndarray:
+    r = np.asarray(replicates)
+    if r.ndim == 0:
+        value = replicates.item() if isinstance(replicates, np.ndarray) else replicates
+        return np.asarray(as_int(value, "replicates", low=2), dtype=np.float64)
+    values = [as_int(v, "replicates", low=2) for v in r.ravel().tolist()]
+    return np.asarray(values, dtype=np.float64).reshape(r.shape)
+
+
+def variance_se(fourth_moment, variance, replicates):
+    r"""Exact standard deviation of the sample variance (ddof = 1) of R i.i.d. values.
+
+    .. math::
+
+        \operatorname{SD}(S^2) = \sqrt{\frac{1}{R}\Big(\mu_4 - \sigma^4 \frac{R - 3}{R - 1}\Big)},
+
+    for values with variance :math:`\sigma^2` and fourth central moment
+    :math:`\mu_4`; :math:`\sigma^2\sqrt{2/(R - 1)}` for normal values
+    (:math:`\mu_4 = 3\sigma^4`). For R batch means pass
+    :func:`batch_mean_fourth_moment` and :func:`batch_mean_variance`; with
+    plug-in moments (:math:`m_4` with divisor R and :math:`S^2`) it is the
+    usual Monte Carlo standard error of a variance.
+
+    Parameters
+    ----------
+    fourth_moment, variance : float or array_like
+        :math:`\mu_4 \ge 0` and :math:`\sigma^2 \ge 0`; broadcast together
+        with ``replicates``.
+    replicates : int or array_like of int
+        R >= 2.
+
+    Returns
+    -------
+    float or ndarray
+        A float when every input is a scalar.
+
+    References
+    ----------
+    T. P. Morris, I. R. White & M. J. Crowther (2019), "Using simulation
+    studies to evaluate statistical methods", Stat. Med. 38:2074, Table 6;
+    docs/theory.md, section 3.
+    """
+    m4 = as_finite_array(fourth_moment, "fourth_moment")
+    s2 = as_finite_array(variance, "variance")
+    r = _replicates(replicates)
+    try:
+        shape = np.broadcast_shapes(m4.shape, s2.shape, r.shape)
+    except ValueError:
+        raise ValueError(f"`fourth_moment`, `variance` and `replicates` must broadcast together; got "
+                         f"shapes {m4.shape}, {s2.shape} and {r.shape}") from None
+    for name, a in (("fourth_moment", m4), ("variance", s2)):
+        if np.any(a < 0):
+            raise ValueError(f"`{name}` must be >= 0; got {float(a.min())!r}")
+    excess = m4 - s2 * s2 * (r - 3) / (r - 1)
+    if np.any(excess < 0):  # a true mu4 is >= sigma^4, which keeps this positive
+        i = np.unravel_index(np.argmin(excess), shape)
+        raise ValueError("`fourth_moment` must be >= variance**2 (R - 3)/(R - 1); got fourth_moment="
+                         f"{float(np.broadcast_to(m4, shape)[i])!r}, "
+                         f"variance={float(np.broadcast_to(s2, shape)[i])!r}")
+    out = np.sqrt(excess / r)
+    return float(out) if out.ndim == 0 else out
+
+
+# -- docs/theory.md, section 10: one SGD step on a quadratic model ------------------------
+
+
+@dataclass(frozen=True)
+class OneStep:
+    r"""The best single SGD step of a quadratic model (McCandlish et al. 2018, eqs. 2.4-2.6).
+
+    Attributes
+    ----------
+    learning_rate : float or ndarray
+        :math:`\epsilon_{opt} = \|G\|^2 / (G^T H G + c_B \operatorname{tr}(H\Sigma))`.
+    improvement : float or ndarray
+        :math:`\Delta L_{opt} = \|G\|^4 / (2 (G^T H G + c_B \operatorname{tr}(H\Sigma)))`,
+        the expected decrease of the loss at :math:`\epsilon_{opt}`.
+    eps_max : float
+        :math:`\|G\|^2 / G^T H G`, the best step of the exact gradient.
+    improvement_max : float
+        :math:`\|G\|^4 / (2 G^T H G)`.
+    b_noise : float
+        :math:`\operatorname{tr}(H\Sigma) / G^T H G`; for independent draws
+        :math:`\epsilon_{opt} = \epsilon_{max}/(1 + B_{noise}/B)`.
+    batch_size : int or ndarray of int
+        B; the first two fields have its shape.
+    """
+
+    learning_rate: float | np.ndarray
+    improvement: float | np.ndarray
+    eps_max: float
+    improvement_max: float
+    b_noise: float
+    batch_size: int | np.ndarray
+
+
+def _gradient_model(grad, hessian, cov) -> tuple[float, float, float]:
+    """``(||G||^2, G^T H G, tr(H Sigma))`` after checking the shapes agree."""
+    g = as_finite_array(grad, "grad", ndim=1)
+    if g.size == 0:
+        raise ValueError("`grad` must have at least one entry; got shape (0,)")
+    p = g.size
+    h = as_finite_array(hessian, "hessian", ndim=2)
+    s = as_finite_array(cov, "cov", ndim=2)
+    for name, a in (("hessian", h), ("cov", s)):
+        if a.shape != (p, p):
+            raise ValueError(f"`{name}` must have shape (p, p) = ({p}, {p}) to match `grad` of shape "
+                             f"({p},); got shape {a.shape}")
+    # tr(H Sigma) = sum_ij H_ij Sigma_ji, without forming the product
+    return float(g @ g), float(g @ h @ g), float(np.einsum("ij,ji->", h, s))
+
+
+def _noise_factor(batch_size, n, sampling):
+    """``(B, c_B)``: c_B = 1/B for independent draws, (N - B)/(B (N - 1)) without replacement."""
+    sampling = as_choice(sampling, "sampling", SCHEMES)
+    if n is None and sampling == "without_replacement":
+        raise ValueError("`n` (the number of examples batches are drawn from) is required with "
+                         "sampling='without_replacement'; got None")
+    n = None if n is None else as_int(n, "n", low=1)
+    high = n if sampling == "without_replacement" else None
+    arr = np.asarray(batch_size)
+    if arr.ndim == 0:
+        b = as_int(arr.item() if isinstance(batch_size, np.ndarray) else batch_size, "batch_size",
+                   low=1, high=high)
+        return b, finite_population_factor(n, b, sampling) / b
+    sizes = [as_int(v, "batch_size", low=1, high=high) for v in arr.ravel().tolist()]
+    c = [finite_population_factor(n, b, sampling) / b for b in sizes]
+    return (np.asarray(sizes, dtype=np.int64).reshape(arr.shape),
+            np.asarray(c, dtype=np.float64).reshape(arr.shape))
+
+
+def one_step_expected_loss(loss, grad, hessian, cov, batch_size, learning_rate, *, n=None,
+                           sampling="with_replacement"):
+    r"""Expected loss after one SGD step with a batch of size B on a quadratic model.
+
+    .. math::
+
+        E[L(w - \epsilon g_B)] = L - \epsilon \|G\|^2
+        + \frac{\epsilon^2}{2}\big(G^T H G + c_B \operatorname{tr}(H\Sigma)\big),
+
+    with :math:`c_B = 1/B` for B independent uniform draws and
+    :math:`c_B = (N - B)/(B (N - 1))` for a batch drawn without replacement
+    from N examples (0 for the full batch), since
+    :math:`\operatorname{Cov}(g_B) = c_B \Sigma`. Exact when L is quadratic
+    with Hessian H; a second-order model otherwise.
+
+    Parameters
+    ----------
+    loss : float
+        L(w), the full-data loss.
+    grad : array_like, shape (p,)
+        G, the full gradient (mean of the per-example gradients).
+    hessian : array_like, shape (p, p)
+        H.
+    cov : array_like, shape (p, p)
+        :math:`\Sigma`, the covariance of one per-example gradient drawn
+        uniformly, normalized by N.
+    batch_size : int or array_like of int
+        B >= 1 (at most ``n`` without replacement); broadcast with ``learning_rate``.
+    learning_rate : float or array_like
+        :math:`\epsilon \ge 0`.
+    n : int, optional
+        N, required with ``sampling="without_replacement"`` (ignored otherwise).
+    sampling : {"with_replacement", "without_replacement"}
+
+    Returns
+    -------
+    float or ndarray
+        A float when ``batch_size`` and ``learning_rate`` are scalars.
+
+    References
+    ----------
+    S. McCandlish, J. Kaplan, D. Amodei & OpenAI Dota Team (2018), "An
+    Empirical Model of Large-Batch Training", arXiv:1812.06162, eqs. 2.3-2.6;
+    docs/theory.md, section 10.
+    """
+    loss = as_float(loss, "loss")
+    gg, ghg, tr_hs = _gradient_model(grad, hessian, cov)
+    _, c = _noise_factor(batch_size, n, sampling)
+    eps = as_finite_array(learning_rate, "learning_rate")
+    if np.any(eps < 0):
+        raise ValueError(f"`learning_rate` must be >= 0; got {float(eps.min())!r}")
+    try:
+        shape = np.broadcast_shapes(eps.shape, np.shape(c))
+    except ValueError:
+        raise ValueError(f"`batch_size` and `learning_rate` must broadcast together; got shapes "
+                         f"{np.shape(c)} and {eps.shape}") from None
+    out = np.broadcast_to(loss - eps * gg + 0.5 * eps**2 * (ghg + c * tr_hs), shape)
+    return float(out) if out.ndim == 0 else out.copy()
+
+
+def optimal_learning_rate(grad, hessian, cov, batch_size, *, n=None,
+                          sampling="with_replacement") -> OneStep:
+    r"""The step size that minimizes :func:`one_step_expected_loss`, and its gain.
+
+    .. math::
+
+        \epsilon_{opt} = \frac{\|G\|^2}{G^T H G + c_B \operatorname{tr}(H\Sigma)},
+        \qquad
+        \Delta L_{opt} = \frac{\|G\|^4}{2\,(G^T H G + c_B \operatorname{tr}(H\Sigma))},
+
+    so that :math:`\epsilon_{opt} = \epsilon_{max}/(1 + B_{noise}/B)` and
+    :math:`\Delta L_{opt} = \Delta L_{max}/(1 + B_{noise}/B)` for independent
+    draws (:math:`c_B = 1/B`), with :math:`B_{noise} = \operatorname{tr}(H\Sigma)/G^T H G`.
+    Parameters as in :func:`one_step_expected_loss`; requires
+    :math:`G^T H G > 0` (else no finite step is best) and
+    :math:`\operatorname{tr}(H\Sigma) \ge 0`.
+
+    Returns
+    -------
+    OneStep
+        ``learning_rate`` and ``improvement`` have the shape of ``batch_size``.
+
+    References
+    ----------
+    S. McCandlish, J. Kaplan, D. Amodei & OpenAI Dota Team (2018), "An
+    Empirical Model of Large-Batch Training", arXiv:1812.06162, eqs. 2.4-2.6;
+    docs/theory.md, section 10.
+    """
+    gg, ghg, tr_hs = _gradient_model(grad, hessian, cov)
+    if not ghg > 0:
+        raise ValueError(f"`hessian` must have positive curvature along `grad` (G^T H G > 0; else -G "
+                         f"is no descent direction of a convex quadratic model); got G^T H G = {ghg!r}")
+    if tr_hs < 0:
+        raise ValueError(f"`hessian` and `cov` must give tr(H cov) >= 0 (both positive semidefinite); "
+                         f"got {tr_hs!r}")
+    b, c = _noise_factor(batch_size, n, sampling)
+    curvature = ghg + c * tr_hs  # E[g_B^T H g_B], the curvature of the expected loss in epsilon
+    lr, gain = gg / curvature, gg * gg / (2 * curvature)
+    if np.ndim(b) == 0:
+        lr, gain = float(lr), float(gain)
+    return OneStep(learning_rate=lr, improvement=gain, eps_max=gg / ghg,
+                   improvement_max=gg * gg / (2 * ghg), b_noise=tr_hs / ghg, batch_size=b)

@@ -1,0 +1,355 @@
+"""Exact higher-moment and one-step SGD theory of lossvar.theory (docs/theory.md, sections 3 and 10).
+
+Closed forms are checked against exhaustive enumeration of every batch (every
+ordered tuple with replacement, every subset without) to rounding (rtol 1e-12).
+Monte Carlo checks use a fixed seed and a tolerance of z = 4.5 of the Monte
+Carlo's own standard error: a correct formula fails such a check with
+probability P(|Z| > 4.5) ~ 6.8e-6 per comparison.
+"""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from lossvar import theory
+
+WITH, WITHOUT = "with_replacement", "without_replacement"
+Z = 4.5  # two-sided false-failure rate ~ 6.8e-6 per Monte Carlo comparison
+
+POPULATIONS = {
+    "random": np.random.default_rng(7).normal(1.0, 2.0, 7),
+    "ties_and_negatives": np.array([-3.0, -3.0, 0.0, 1.0, 1.0, 1.0, 10.0]),
+}
+
+
+def _all_batches(n, b, sampling):
+    """Every equally likely batch: ordered tuples with replacement, subsets without."""
+    pick = itertools.product(range(n), repeat=b) if sampling == WITH else itertools.combinations(range(n), b)
+    return np.array(list(pick), dtype=np.intp)
+
+
+def _enumerated_moments(losses, b, sampling):
+    """(variance, fourth central moment) of the batch mean over every batch."""
+    means = losses[_all_batches(losses.size, b, sampling)].mean(axis=1)
+    dev = means - means.mean()  # the mean over all batches is the population mean
+    return np.mean(dev**2), np.mean(dev**4)
+
+
+# -- fourth moment and kurtosis of the batch mean -----------------------------------------
+
+
+@pytest.mark.parametrize("sampling", [WITH, WITHOUT])
+@pytest.mark.parametrize("name", sorted(POPULATIONS))
+def test_fourth_moment_matches_enumeration_of_every_batch(name, sampling):
+    losses = POPULATIONS[name]
+    for b in range(1, 8):
+        var, m4 = _enumerated_moments(losses, b, sampling)
+        got = theory.batch_mean_fourth_moment(losses, b, sampling)
+        kurt = theory.batch_mean_kurtosis(losses, b, sampling)
+        if sampling == WITHOUT and b == 7:
+            assert got == 0.0 and np.isnan(kurt)  # the full batch has no noise, exactly
+            assert m4 < 1e-28
+            continue
+        assert got == pytest.approx(m4, rel=1e-12), b
+        assert kurt == pytest.approx(m4 / var**2, rel=1e-12), b
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_fourth_moment_small_populations_without_replacement(n):
+    # N <= 3 has its own branch (the closed form is 0/0 there); N = 4, 5 are its edge
+    losses = np.random.default_rng(n).standard_normal(n)
+    for b in range(1, n + 1):
+        _, m4 = _enumerated_moments(losses, b, WITHOUT)
+        got = theory.batch_mean_fourth_moment(losses, b, WITHOUT)
+        assert got == pytest.approx(m4, rel=1e-12, abs=0.0 if b < n else 1e-28), (n, b)
+    assert theory.batch_mean_fourth_moment(losses, n, WITHOUT) == 0.0
+
+
+@pytest.mark.parametrize("sampling", [WITH, WITHOUT])
+def test_fourth_moment_of_one_draw_is_mu4(sampling):
+    losses = POPULATIONS["random"]
+    mu4 = np.mean((losses - losses.mean()) ** 4)
+    assert theory.batch_mean_fourth_moment(losses, 1, sampling) == pytest.approx(mu4, rel=1e-13)
+
+
+def test_with_replacement_formula_and_kurtosis_decay():
+    losses = POPULATIONS["ties_and_negatives"]
+    y = losses - losses.mean()
+    mu2, mu4 = np.mean(y**2), np.mean(y**4)
+    for b in (1, 2, 5, 40):  # B > N is allowed for independent draws
+        expected = (mu4 + 3 * (b - 1) * mu2**2) / b**3
+        assert theory.batch_mean_fourth_moment(losses, b, WITH) == pytest.approx(expected, rel=1e-13)
+        # the excess kurtosis of a mean of B i.i.d. draws is the population's divided by B
+        excess = theory.batch_mean_kurtosis(losses, b, WITH) - 3
+        assert excess == pytest.approx((mu4 / mu2**2 - 3) / b, rel=1e-12)
+
+
+def test_fourth_moment_is_computed_from_centred_values():
+    # quarters are exact in float64, so adding 2**27 shifts the population exactly and
+    # leaves every central moment unchanged; raw power sums would lose all digits here
+    base = np.random.default_rng(3).integers(-20, 20, 7) / 4.0
+    shifted = base + 2.0**27
+    for sampling in (WITH, WITHOUT):
+        for b in (1, 3, 6):
+            assert theory.batch_mean_fourth_moment(shifted, b, sampling) == pytest.approx(
+                theory.batch_mean_fourth_moment(base, b, sampling), rel=1e-12)
+    assert theory.batch_mean_fourth_moment(shifted, 7, WITHOUT) == 0.0
+
+
+def test_equal_losses_have_zero_moments_and_nan_kurtosis():
+    losses = np.full(7, 0.1)  # the rounded mean of 0.1s is not exactly 0.1
+    assert theory.batch_mean_fourth_moment(losses, 3, WITH) == 0.0
+    assert np.isnan(theory.batch_mean_kurtosis(losses, 3, WITHOUT))
+
+
+@pytest.mark.parametrize("losses, b, sampling, error, match", [
+    ([], 1, WITH, ValueError, r"`losses` must hold at least 2 values .*; got N=0"),
+    ([1.5], 1, WITHOUT, ValueError, r"`losses` must hold at least 2 values .*; got N=1"),
+    ([[1.0, 2.0]], 1, WITH, ValueError, r"`losses` must be a 1-D array; got .* shape \(1, 2\)"),
+    ([1.0, np.nan, 2.0], 1, WITH, ValueError, r"`losses` must be finite; got 1 NaN or inf"),
+    (np.arange(7.0), 0, WITHOUT, ValueError, r"`batch_size` must be an integer in \[1, 7\]; got 0"),
+    (np.arange(7.0), 8, WITHOUT, ValueError, r"`batch_size` must be an integer in \[1, 7\]; got 8"),
+    (np.arange(7.0), 0, WITH, ValueError, r"`batch_size` must be an integer >= 1; got 0"),
+    (np.arange(7.0), 2.5, WITH, TypeError, r"`batch_size` must be an integer >= 1; got 2.5"),
+    (np.arange(7.0), 2, "bootstrap", ValueError,
+     r"`sampling` must be one of 'without_replacement', 'with_replacement', but 'bootstrap'"),
+])
+def test_fourth_moment_rejects_bad_input(losses, b, sampling, error, match):
+    with pytest.raises(error, match=match):
+        theory.batch_mean_fourth_moment(losses, b, sampling)
+    with pytest.raises(error, match=match):
+        theory.batch_mean_kurtosis(losses, b, sampling)
+
+
+# -- standard deviation of a sample variance ----------------------------------------------
+
+
+def test_variance_se_is_the_normal_theory_value_when_mu4_is_3_sigma4():
+    s2 = np.array([[0.5], [1.0], [7.25]])
+    r = np.array([2, 3, 10, 1000])
+    got = theory.variance_se(3 * s2**2, s2, r)
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, s2 * np.sqrt(2 / (r - 1)), rtol=1e-14)
+    assert isinstance(theory.variance_se(3.0, 1.0, 5), float)
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_variance_se_matches_enumeration_of_iid_draws(r):
+    # R i.i.d. uniform draws from a small discrete population: every R-tuple is equally likely
+    values = np.array([-1.0, 0.0, 0.0, 2.0, 5.5])
+    tuples = values[_all_batches(values.size, r, WITH)]
+    s2 = tuples.var(axis=1, ddof=1)
+    y = values - values.mean()
+    got = theory.variance_se(np.mean(y**4), np.mean(y**2), r)
+    assert np.mean(s2) == pytest.approx(np.mean(y**2), rel=1e-13)  # S^2 is unbiased
+    assert got == pytest.approx(np.sqrt(np.mean((s2 - s2.mean()) ** 2)), rel=1e-12)
+
+
+def test_variance_se_of_batch_means_matches_enumeration():
+    # the intended use: R replicate batch means, with the exact moments of one batch mean
+    losses = POPULATIONS["ties_and_negatives"]
+    means = losses[_all_batches(7, 3, WITHOUT)].mean(axis=1)  # 35 equally likely batch means
+    r = 3
+    s2 = means[_all_batches(means.size, r, WITH)].var(axis=1, ddof=1)
+    var_b = theory.batch_mean_variance(theory.population_variance(losses), 3, n=7, sampling=WITHOUT)
+    got = theory.variance_se(theory.batch_mean_fourth_moment(losses, 3, WITHOUT), var_b, r)
+    assert got == pytest.approx(np.sqrt(np.mean((s2 - s2.mean()) ** 2)), rel=1e-12)
+
+
+def test_variance_se_against_monte_carlo_of_normal_samples():
+    rng = np.random.default_rng(20240611)
+    sigma2, r, reps = 2.5, 10, 200_000
+    s2 = (np.sqrt(sigma2) * rng.standard_normal((reps, r))).var(axis=1, ddof=1)
+    # the Monte Carlo variance of S^2 is a mean of squared deviations: its standard error
+    # is the standard deviation of those squares over sqrt(reps)
+    sq = (s2 - s2.mean()) ** 2
+    mc, mc_se = sq.mean(), sq.std(ddof=1) / np.sqrt(reps)
+    exact = theory.variance_se(3 * sigma2**2, sigma2, r) ** 2
+    assert abs(mc - exact) <= Z * mc_se
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((3.0, 1.0, 1), ValueError, r"`replicates` must be an integer >= 2; got 1"),
+    ((3.0, 1.0, 10.0), TypeError, r"`replicates` must be an integer >= 2; got 10.0"),
+    ((3.0, 1.0, [5, 1]), ValueError, r"`replicates` must be an integer >= 2; got 1"),
+    ((3.0, -1.0, 5), ValueError, r"`variance` must be >= 0; got -1.0"),
+    ((-3.0, 1.0, 5), ValueError, r"`fourth_moment` must be >= 0; got -3.0"),
+    ((0.1, 1.0, 100), ValueError, r"`fourth_moment` must be >= variance\*\*2 \(R - 3\)/\(R - 1\); "
+                                  r"got fourth_moment=0.1, variance=1.0"),
+    (([3.0, 3.0], [1.0, 1.0, 1.0], 5), ValueError,
+     r"`fourth_moment`, `variance` and `replicates` must broadcast together; got shapes \(2,\), \(3,\)"),
+])
+def test_variance_se_rejects_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        theory.variance_se(*args)
+
+
+# -- one SGD step on a quadratic (McCandlish et al. 2018, eqs. 2.3-2.6) -------------------
+
+
+def test_one_step_hand_computed_one_dimension():
+    # G = 2, H = 4, Sigma = 3, B = 2 independent draws: G^T H G = 16, tr(H Sigma) = 12, c_B = 1/2
+    one = theory.optimal_learning_rate([2.0], [[4.0]], [[3.0]], 2)
+    assert one.learning_rate == pytest.approx(4 / 22, rel=1e-15)
+    assert one.improvement == pytest.approx(16 / 44, rel=1e-15)
+    assert (one.eps_max, one.improvement_max, one.b_noise, one.batch_size) == (0.25, 0.5, 0.75, 2)
+    # L - eps ||G||^2 + eps^2/2 (16 + 6) at L = 5, eps = 0.1
+    assert theory.one_step_expected_loss(5.0, [2.0], [[4.0]], [[3.0]], 2, 0.1) == pytest.approx(4.71)
+
+
+def test_one_step_hand_computed_two_dimensions_without_replacement():
+    # H = diag(1, 3), G = (1, 2): ||G||^2 = 5, G^T H G = 13; the off-diagonal of Sigma does not
+    # enter tr(H Sigma) = 1*2 + 3*1 = 5. N = 5, B = 2: c_B = 3/(2*4) = 3/8, curvature 13 + 15/8.
+    g, h, cov = [1.0, 2.0], np.diag([1.0, 3.0]), [[2.0, 0.5], [0.5, 1.0]]
+    one = theory.optimal_learning_rate(g, h, cov, 2, n=5, sampling=WITHOUT)
+    curvature = 13 + Fraction(15, 8)
+    assert one.learning_rate == pytest.approx(float(5 / curvature), rel=1e-15)
+    assert one.improvement == pytest.approx(float(Fraction(25, 2) / curvature), rel=1e-15)
+    assert one.eps_max == pytest.approx(5 / 13, rel=1e-15)
+    assert one.improvement_max == pytest.approx(25 / 26, rel=1e-15)
+    assert one.b_noise == pytest.approx(5 / 13, rel=1e-15)
+    # the full batch without replacement is the exact gradient step
+    full = theory.optimal_learning_rate(g, h, cov, 5, n=5, sampling=WITHOUT)
+    assert (full.learning_rate, full.improvement) == (one.eps_max, one.improvement_max)
+
+
+def _random_model(seed, p=4):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((p, p))
+    b = rng.standard_normal((p, p))
+    return rng.standard_normal(p), a @ a.T + 0.1 * np.eye(p), b @ b.T
+
+
+def test_optimum_is_eps_max_over_one_plus_b_noise_over_b():
+    g, h, cov = _random_model(1)
+    sizes = np.array([1, 2, 3, 16, 1000])
+    one = theory.optimal_learning_rate(g, h, cov, sizes)
+    assert one.learning_rate.shape == sizes.shape and one.batch_size.tolist() == sizes.tolist()
+    factor = 1 + one.b_noise / sizes
+    np.testing.assert_allclose(one.learning_rate, one.eps_max / factor, rtol=1e-13)
+    np.testing.assert_allclose(one.improvement, one.improvement_max / factor, rtol=1e-13)
+    for b in sizes:  # the array result is the scalar result element by element
+        assert theory.optimal_learning_rate(g, h, cov, int(b)).learning_rate == pytest.approx(
+            one.learning_rate[sizes == b][0], rel=1e-15)
+
+
+@pytest.mark.parametrize("sampling, n", [(WITH, None), (WITHOUT, 10)])
+def test_expected_loss_is_minimized_at_the_optimal_rate(sampling, n):
+    g, h, cov = _random_model(2)
+    loss, b = 3.0, 4
+    one = theory.optimal_learning_rate(g, h, cov, b, n=n, sampling=sampling)
+    at_opt = theory.one_step_expected_loss(loss, g, h, cov, b, one.learning_rate, n=n, sampling=sampling)
+    assert at_opt == pytest.approx(loss - one.improvement, rel=1e-13)
+    eps = one.learning_rate * np.linspace(0.5, 1.5, 101)  # index 50 is the optimum
+    curve = theory.one_step_expected_loss(loss, g, h, cov, b, eps, n=n, sampling=sampling)
+    assert curve.shape == eps.shape and np.argmin(curve) == 50
+    assert np.all(curve[:50] > at_opt) and np.all(curve[51:] > at_opt)
+
+
+def _quadratic_data(seed=20240611, n=12, p=3):
+    """Per-example losses l_i(w) = 1/2 (w - x_i)^T H (w - x_i) and their exact model."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((p, p))
+    h = a @ a.T / p + 0.5 * np.eye(p)
+    x = rng.standard_normal((n, p))
+    xbar = x.mean(axis=0)
+    w = xbar + 0.2 * rng.standard_normal(p)  # near the optimum: the noise term is large
+    grad = h @ (w - xbar)  # g_i = H (w - x_i), G their mean
+    cov = h @ np.cov(x.T, ddof=0) @ h  # Cov(g_i) with divisor N
+    return rng, h, x, w, grad, cov
+
+
+def _full_loss(w, h, x):
+    d = w[..., None, :] - x  # (..., N, p)
+    return 0.5 * np.einsum("...np,pq,...nq->...", d, h, d) / x.shape[0]
+
+
+def test_model_matches_per_example_gradients():
+    _, h, x, w, grad, cov = _quadratic_data()
+    g_i = (w - x) @ h
+    np.testing.assert_allclose(grad, g_i.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(cov, np.cov(g_i.T, ddof=0), rtol=1e-12, atol=1e-14)
+
+
+def _monte_carlo_step(sampling, b, eps, reps=200_000):
+    """Mean and standard error of L(w - eps g_B) over random batches, and the exact model."""
+    rng, h, x, w, grad, cov = _quadratic_data()
+    n = x.shape[0]
+    if sampling == WITH:
+        idx = rng.integers(0, n, (reps, b))
+    else:  # the first B of a random permutation: a uniformly random B-subset
+        idx = np.argsort(rng.random((reps, n)), axis=1)[:, :b]
+    g_b = (w - x[idx].mean(axis=1)) @ h
+    after = _full_loss(w - eps * g_b, h, x)
+    model = dict(loss=_full_loss(w, h, x), grad=grad, hessian=h, cov=cov, batch_size=b)
+    return after.mean(), after.std(ddof=1) / np.sqrt(reps), model
+
+
+@pytest.mark.parametrize("sampling", [WITH, WITHOUT])
+@pytest.mark.parametrize("b", [2, 6])
+def test_expected_loss_against_monte_carlo_on_an_exact_quadratic(sampling, b):
+    eps = 0.4  # below 2 / lambda_max(H), on the order of eps_max
+    mc, se, model = _monte_carlo_step(sampling, b, eps)
+    exact = theory.one_step_expected_loss(**model, learning_rate=eps, n=12, sampling=sampling)
+    assert abs(mc - exact) <= Z * se  # false-failure rate ~ 6.8e-6 per case (Z = 4.5)
+
+
+def test_without_replacement_needs_the_finite_population_factor():
+    # B = N/2 = 6 of 12: the right c_B is (N - B)/(B (N - 1)) = 1/11, not 1/B = 1/6
+    eps = 0.4
+    mc, se, model = _monte_carlo_step(WITHOUT, 6, eps)
+    right = theory.one_step_expected_loss(**model, learning_rate=eps, n=12, sampling=WITHOUT)
+    wrong = theory.one_step_expected_loss(**model, learning_rate=eps, sampling=WITH)
+    assert abs(mc - right) <= Z * se
+    assert abs(mc - wrong) > 50 * se  # far beyond any plausible Monte Carlo error
+
+
+G1, H1, S1 = [1.0, 2.0], np.eye(2), np.eye(2)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(grad=[[1.0, 2.0]]), ValueError, r"`grad` must be a 1-D array; got an array of shape \(1, 2\)"),
+    (dict(grad=[]), ValueError, r"`grad` must have at least one entry"),
+    (dict(hessian=np.eye(3)), ValueError,
+     r"`hessian` must have shape \(p, p\) = \(2, 2\) to match `grad` of shape \(2,\); got shape \(3, 3\)"),
+    (dict(cov=[1.0, 1.0]), ValueError, r"`cov` must be a 2-D array; got an array of shape \(2,\)"),
+    (dict(cov=np.ones((2, 3))), ValueError, r"`cov` must have shape \(p, p\) = \(2, 2\)"),
+    (dict(hessian=-np.eye(2)), ValueError, r"positive curvature along `grad` .*; got G\^T H G = -5.0"),
+    (dict(grad=[0.0, 0.0]), ValueError, r"got G\^T H G = 0.0"),
+    (dict(cov=-np.eye(2)), ValueError, r"tr\(H cov\) >= 0 .*; got -2.0"),
+    (dict(sampling=WITHOUT), ValueError, r"`n` .* is required with sampling='without_replacement'; got None"),
+    (dict(sampling=WITHOUT, n=3, batch_size=4), ValueError,
+     r"`batch_size` must be an integer in \[1, 3\]; got 4"),
+    (dict(batch_size=[2, 0]), ValueError, r"`batch_size` must be an integer >= 1; got 0"),
+    (dict(batch_size=True), TypeError, r"`batch_size` must be an integer >= 1; got True"),
+    (dict(sampling="fresh"), ValueError, r"`sampling` must be one of .*, but 'fresh' was passed"),
+])
+def test_one_step_rejects_bad_input(kwargs, error, match):
+    args = dict(grad=G1, hessian=H1, cov=S1, batch_size=2) | kwargs
+    with pytest.raises(error, match=match):
+        theory.optimal_learning_rate(**args)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(learning_rate=-0.1), r"`learning_rate` must be >= 0; got -0.1"),
+    (dict(learning_rate=[0.1, np.inf]), r"`learning_rate` must be finite"),
+    (dict(learning_rate=[0.1, 0.2, 0.3], batch_size=[1, 2]),
+     r"`batch_size` and `learning_rate` must broadcast together; got shapes \(2,\) and \(3,\)"),
+    (dict(loss=np.nan), r"`loss` must be a finite real number"),
+])
+def test_expected_loss_rejects_bad_input(kwargs, match):
+    args = dict(loss=1.0, grad=G1, hessian=H1, cov=S1, batch_size=2, learning_rate=0.1) | kwargs
+    with pytest.raises(ValueError, match=match):
+        theory.one_step_expected_loss(**args)
+
+
+def test_expected_loss_broadcasts_batch_size_and_learning_rate():
+    eps = np.array([[0.0], [0.1], [0.2]])
+    sizes = np.array([1, 2, 4, 8])
+    got = theory.one_step_expected_loss(1.0, G1, H1, S1, sizes, eps)
+    assert got.shape == (3, 4)
+    # ||G||^2 = G^T H G = 5, tr(H Sigma) = 2
+    np.testing.assert_allclose(got, 1.0 - 5 * eps + eps**2 / 2 * (5 + 2 / sizes), rtol=1e-15)
+    np.testing.assert_array_equal(got[0], 1.0)
