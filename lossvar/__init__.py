@@ -23,11 +23,12 @@ from .problems import (  # noqa: E402
 from .rates import RateFit, convergence_rate  # noqa: E402
 from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
 from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
-from .stats import ScalingFit, plan_replicates, scaling_fit  # noqa: E402
+from .stats import Agreement, ScalingFit, agreement, plan_replicates, scaling_fit  # noqa: E402
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
-    "DivergenceWarning", "RateFit", "Trajectories", "convergence_rate", "engine", "plan_replicates",
+    "Agreement", "agreement", "DivergenceWarning", "RateFit", "Trajectories", "convergence_rate",
+    "engine", "plan_replicates",
     "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",

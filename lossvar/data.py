@@ -184,6 +184,10 @@ class Population:
         """(mean, variance) of the per-sample loss of ``problem`` at ``w``."""
         raise NotImplementedError
 
+    def loss_kurtosis(self, w) -> float:
+        """Kurtosis ``mu4 / sigma^4`` of the per-sample loss at ``w``; NaN where unknown."""
+        return float("nan")
+
     def _params(self, w):
         w = as_finite_array(w, "w")
         self.problem.check_params(w, np.empty((0, self.n_features)))
@@ -231,6 +235,12 @@ class GaussianLinearPopulation(Population):
         w = self._params(w)
         s2 = np.sum((w - self.w_star) ** 2, axis=-1) + self.noise_std**2
         return s2 / 2, s2**2 / 2
+
+    def loss_kurtosis(self, w) -> float:
+        """Exactly 15 at every ``w``: the loss is ``s^2/2`` times a chi-square with 1 dof,
+        whose kurtosis is ``3 + 12/1`` (docs/theory.md, section 3)."""
+        self._params(w)
+        return 15.0
 
 
 class LogisticPopulation(Population):

@@ -121,7 +121,10 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
     The fit regresses ``y = log(S2 / fpc) + SE(S2)^2 / (2 S2^2)`` (the
     second term removes the delta-method bias of ``log S2``, which matters for
     heavy-tailed single-sample rows) on ``log B`` by weighted least squares
-    with weights ``1 / SE(log S2)^2 = (S2 / SE(S2))^2``. The rows use
+    with weights ``1 / SE(log S2)^2 = (S2 / SE(S2))^2``; where the table has the
+    exact standard errors (``exact_variance_se``, fixed data and known
+    populations), ``SE(S2)/S2`` is the exact ``exact_variance_se /
+    exact_variance`` instead of the plug-in. The rows use
     independent streams, so the weights are inverse variances and the slope's
     standard error is ``1 / sqrt(sum w (x - xbar_w)^2)`` (known-variance
     regression); the p-value is the normal test of ``exponent = -1``.
@@ -160,6 +163,12 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
     x = np.log(rows["batch_size"].to_numpy(dtype=float))
     s2 = rows["variance"].to_numpy(dtype=float)
     rel2 = (rows["variance_se"].to_numpy(dtype=float) / s2) ** 2
+    if "exact_variance_se" in rows:
+        # Where the theory gives the exact error of each variance, weight by it:
+        # the weights then do not depend on the noisy plug-in fourth moment.
+        exact_rel2 = (rows["exact_variance_se"].to_numpy(dtype=float)
+                      / rows["exact_variance"].to_numpy(dtype=float)) ** 2
+        rel2 = np.where(np.isfinite(exact_rel2) & (exact_rel2 > 0), exact_rel2, rel2)
     # log S2 is biased low by about Var(S2) / (2 sigma^4) (delta method);
     # heavy-tailed single-sample rows would otherwise tilt the slope.
     y = np.log(s2 / fpc[keep].to_numpy(dtype=float)) + 0.5 * rel2
@@ -211,10 +220,227 @@ def plan_replicates(pilot, target_rel_se: float) -> pd.DataFrame:
     t = as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True, high_open=True)
     table = pilot.table if hasattr(pilot, "table") else pd.DataFrame(pilot)
     kappa = table["kurtosis"].to_numpy(dtype=float)
-    t2 = t * t
+    return pd.DataFrame({"batch_size": table["batch_size"].to_numpy(), "kurtosis": kappa,
+                         "replicates": replicates_for_rel_se(kappa, t)})
+
+
+def replicates_for_rel_se(kurtosis, target_rel_se: float) -> np.ndarray:
+    """Smallest ``R`` whose sample variance has relative standard error ``target_rel_se``.
+
+    The larger root of ``t^2 R^2 - (t^2 + kappa - 1) R + (kappa - 3) = 0``
+    (see :func:`plan_replicates`), rounded up; 0 where ``kurtosis`` is NaN (a
+    variance that is exactly 0 needs no replicate).
+    """
+    kappa = np.asarray(kurtosis, dtype=float)
+    t2 = float(target_rel_se) ** 2
     b = t2 + kappa - 1.0
     with np.errstate(invalid="ignore"):
         r = (b + np.sqrt(b * b - 4.0 * t2 * (kappa - 3.0))) / (2.0 * t2)
-    planned = np.where(np.isfinite(r), np.ceil(np.maximum(r, 2.0)), 0).astype(int)
-    return pd.DataFrame({"batch_size": table["batch_size"].to_numpy(), "kurtosis": kappa,
-                         "replicates": planned})
+    return np.where(np.isfinite(r), np.ceil(np.maximum(r, 2.0)), 0).astype(int)
+
+
+# -- agreement of Monte Carlo variances with exact theory ---------------------------------
+
+#: Below this many equivalent degrees of freedom ``nu = 2 sigma^4 / Var(S2)`` the
+#: scaled chi-square reference for a sample variance is not trusted (it turns
+#: conservative, and worse for very heavy tails): no p-value is given.
+MIN_DOF = 20.0
+
+#: ``interval_reliable`` rules, measured by simulation (docs/guide/intervals.md): the
+#: fourth-moment interval reaches about its nominal 95% coverage (>= 0.93) from
+#: R >= 2000 replicates when the kurtosis kappa of the replicate values is small
+#: against R: exact kappa / R < 0.04, or, estimated, (kappa_hat - 1) / R < 0.03.
+RELIABLE_MIN_REPLICATES = 2000
+RELIABLE_EXACT_RATIO = 0.04
+RELIABLE_ESTIMATED_RATIO = 0.03
+
+
+class UnreliableIntervalWarning(UserWarning):
+    """Some intervals may under-cover: too few replicates for the tails of the losses."""
+
+
+def variance_test(variance, exact_variance, exact_variance_se):
+    """Row-level test of a Monte Carlo variance against its exact value.
+
+    With ``sigma^2 = exact_variance`` and ``SD(S2) = exact_variance_se`` (the
+    exact standard deviation of the sample variance, from the exact fourth
+    moment of the batch mean: docs/theory.md, section 3), returns
+
+    - ``z = (S2 - sigma^2) / SD(S2)``;
+    - ``nu = 2 sigma^4 / SD(S2)^2``, the degrees of freedom of the scaled
+      chi-square law ``S2 ~ sigma^2 chi2_nu / nu`` that matches the exact
+      variance of ``S2`` (Satterthwaite 1946);
+    - the two-sided p-value ``2 min(F, 1 - F)`` with ``F`` that law's CDF at
+      ``S2``. The normal law of ``z`` puts too much in one tail when the batch
+      means are heavy-tailed (``nu`` in the hundreds); the scaled chi-square
+      keeps both tails near their nominal rate (measured: docs/guide/intervals.md).
+      Where ``nu < MIN_DOF`` the p-value is NaN: no reference is trusted there.
+
+    NaN wherever the exact values are unknown or the exact variance is 0.
+    """
+    s2 = np.asarray(variance, dtype=float)
+    sigma2 = np.asarray(exact_variance, dtype=float)
+    sd = np.asarray(exact_variance_se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(s2) & np.isfinite(sigma2) & np.isfinite(sd) & (sd > 0) & (sigma2 > 0)
+        z = np.where(ok, (s2 - sigma2) / np.where(ok, sd, 1.0), np.nan)
+        nu = np.where(ok, 2.0 * (sigma2 / np.where(ok, sd, 1.0)) ** 2, np.nan)
+        cdf = _st.chi2.cdf(np.where(ok, s2 * nu / np.where(ok, sigma2, 1.0), 0.0), np.where(ok, nu, 1.0))
+    p = np.where(ok & (nu >= MIN_DOF), np.minimum(1.0, 2.0 * np.minimum(cdf, 1.0 - cdf)), np.nan)
+    return z, nu, p
+
+
+def interval_reliable(replicates, kurtosis, exact_kurtosis=None) -> np.ndarray:
+    """Whether the fourth-moment interval can be trusted at its nominal level.
+
+    True when ``R >= RELIABLE_MIN_REPLICATES`` and the kurtosis is small against
+    ``R``: with the exact kurtosis of the batch mean (fixed data),
+    ``kappa / R < RELIABLE_EXACT_RATIO``; otherwise from the estimated one,
+    ``(kappa_hat - 1) / R < RELIABLE_ESTIMATED_RATIO``. An estimated kurtosis
+    underestimates a tail that was not sampled, so the exact rule is used
+    wherever it exists. A variance that is exactly 0 (no draws) is reliable.
+    """
+    r = np.asarray(replicates, dtype=float)
+    k_hat = np.asarray(kurtosis, dtype=float)
+    k_exact = np.full_like(k_hat, np.nan) if exact_kurtosis is None else np.asarray(exact_kurtosis,
+                                                                                    dtype=float)
+    with np.errstate(invalid="ignore"):
+        by_exact = k_exact / r < RELIABLE_EXACT_RATIO
+        by_estimate = (k_hat - 1.0) / r < RELIABLE_ESTIMATED_RATIO
+    rule = np.where(np.isfinite(k_exact), by_exact, by_estimate)
+    exact_zero = ~np.isfinite(k_hat) & ~np.isfinite(k_exact)
+    return np.where(exact_zero, True, (r >= RELIABLE_MIN_REPLICATES) & rule)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Does a table of Monte Carlo variances agree with the exact theory?
+
+    Attributes
+    ----------
+    agrees : bool
+        ``pvalue >= 1 - confidence``.
+    pvalue : float
+        Global test that every tested row agrees: ``sum z_i^2`` over the rows,
+        with ``z_i`` the normal score of each row's scaled chi-square p-value,
+        against chi-square with ``tested`` degrees of freedom (rows draw from
+        independent streams).
+    statistic : float
+    tested : int
+        Rows with a p-value (an exact variance > 0 and ``nu >= MIN_DOF``).
+    misses, expected_misses : int, float
+        Rows whose interval excludes the exact variance, and how many are
+        expected by chance: ``intervals * (1 - result confidence)``.
+    intervals : int
+        Rows whose interval can be compared (exact variance > 0).
+    drivers : tuple of int
+        Batch sizes whose Holm-adjusted p-value is below ``1 - confidence``:
+        the rows that drive a disagreement.
+    holm : pandas.DataFrame
+        ``batch_size``, ``sampling``, ``z``, ``pvalue``, ``holm_pvalue`` per tested row.
+    untested : tuple of int
+        Batch sizes with an exact value but no trusted p-value (``nu < MIN_DOF``).
+    confidence : float
+    """
+
+    agrees: bool
+    pvalue: float
+    statistic: float
+    tested: int
+    misses: int
+    expected_misses: float
+    intervals: int
+    drivers: tuple
+    holm: pd.DataFrame = field(repr=False)
+    untested: tuple = ()
+    confidence: float = 0.95
+
+    def __str__(self) -> str:
+        if self.tested == 0:
+            return "no row can be tested against an exact value"
+        head = (f"agrees with theory (p = {self.pvalue:.3g}" if self.agrees else
+                f"disagrees with theory (p = {self.pvalue:.3g}")
+        text = (f"{head}; {self.misses} of {self.intervals} intervals miss, "
+                f"{self.expected_misses:.2g} expected)")
+        if self.drivers:
+            text += "; rows B = " + ", ".join(map(str, self.drivers)) + " drive it (Holm)"
+        if self.untested:
+            text += "; not tested (too few replicates for the tails): B = " + ", ".join(
+                map(str, self.untested))
+        return text
+
+
+def agreement(result, *, confidence: float | None = None) -> Agreement:
+    """One calibrated verdict: do the Monte Carlo variances agree with the exact theory?
+
+    Uses the columns ``z`` and ``pvalue`` of a result table (see
+    :func:`variance_test`). The rows come from independent random streams, so
+    under the theory the normal scores ``Phi^-1(p_i / 2)`` of their two-sided
+    p-values are independent standard normal and ``sum z_i^2`` is chi-square
+    with one degree of freedom per row. Holm's step-down adjustment of the row
+    p-values names the rows that drive a disagreement. Calibration (the
+    probability of ``p < 0.05`` under the theory) and power are measured in the
+    tests and documented in docs/guide/intervals.md.
+
+    Parameters
+    ----------
+    result : VarianceResult or pandas.DataFrame
+        With columns ``batch_size``, ``pvalue``, ``z``, ``exact_variance``,
+        ``ci_low``, ``ci_high`` (and ``sampling``).
+    confidence : float, optional
+        The verdict's level: it disagrees when ``p < 1 - confidence``. Defaults
+        to the result's own confidence (0.95 for a bare table).
+
+    Returns
+    -------
+    Agreement
+    """
+    from ._validate import as_float
+
+    table = result.table if hasattr(result, "table") else pd.DataFrame(result)
+    if confidence is None:
+        confidence = getattr(result, "confidence", 0.95)
+    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    missing = {"batch_size", "pvalue", "z", "exact_variance", "ci_low", "ci_high"} - set(table.columns)
+    if missing:
+        raise ValueError(f"`result` must have the columns of a lossvar variance table; missing "
+                         f"{sorted(missing)}")
+    alpha = 1.0 - confidence
+    exact = table["exact_variance"].to_numpy(dtype=float)
+    has_exact = np.isfinite(exact) & (exact > 0)
+    p = table["pvalue"].to_numpy(dtype=float)
+    tested = has_exact & np.isfinite(p)
+    sizes = table["batch_size"].to_numpy()
+    lo, hi = table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float)
+    misses = int(np.sum(has_exact & ((exact < lo) | (exact > hi))))
+    level = float(getattr(result, "confidence", confidence))
+    scores = _st.norm.isf(np.clip(p[tested], 1e-300, 1.0) / 2.0)
+    stat = float(np.sum(scores**2))
+    m = int(tested.sum())
+    pvalue = float(_st.chi2.sf(stat, m)) if m else float("nan")
+    rows = pd.DataFrame({"batch_size": sizes[tested],
+                         "sampling": table["sampling"].to_numpy()[tested] if "sampling" in table else "",
+                         "z": table["z"].to_numpy(dtype=float)[tested], "pvalue": p[tested],
+                         "holm_pvalue": holm(p[tested])})
+    drivers = tuple(int(b) for b in rows.batch_size[rows.holm_pvalue < alpha])
+    return Agreement(agrees=bool(m == 0 or pvalue >= alpha), pvalue=pvalue, statistic=stat, tested=m,
+                     misses=misses, expected_misses=float(has_exact.sum() * (1.0 - level)),
+                     intervals=int(has_exact.sum()), drivers=drivers, holm=rows,
+                     untested=tuple(int(b) for b in sizes[has_exact & ~np.isfinite(p)]),
+                     confidence=confidence)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input order.
+
+    Rejecting where the adjusted value is below ``alpha`` controls the
+    family-wise error rate at ``alpha`` (S. Holm 1979, "A simple sequentially
+    rejective multiple test procedure", Scand. J. Statist. 6:65).
+    """
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out

@@ -459,11 +459,31 @@ def _batch_moments(losses, batch_size, sampling) -> tuple[float, float]:
     b = as_int(batch_size, "batch_size", low=1, high=n if sampling == "without_replacement" else None)
     m2, m4 = _central_moments(x)
     var = batch_mean_variance(m2, b, n=n, sampling=sampling)
+    return var, fourth_moment_from_moments(m2, m4, b, n=n, sampling=sampling)
+
+
+def central_moments(losses) -> tuple[float, float]:
+    """Population central moments ``(mu2, mu4)`` of the losses (divisor N), centred twice.
+
+    The inputs of :func:`fourth_moment_from_moments`; computing them once per
+    data set serves every batch size.
+    """
+    return _central_moments(_population(losses))
+
+
+def fourth_moment_from_moments(mu2: float, mu4: float, batch_size: int, *, n: int | None = None,
+                               sampling: str = "with_replacement") -> float:
+    """:func:`batch_mean_fourth_moment` from the population moments ``mu2``, ``mu4``.
+
+    ``n`` is None for ``B`` fresh i.i.d. draws from a population (the
+    with-replacement form), else the size ``N`` of the fixed data set.
+    """
+    b = int(batch_size)
     if b == 1:  # one uniform draw under either scheme
-        return var, m4
-    if sampling == "with_replacement":
-        return var, (m4 + 3 * (b - 1) * m2 * m2) / float(b) ** 3
-    return var, _srs_fourth_moment(m2, m4, n, b)
+        return float(mu4)
+    if n is None or sampling != "without_replacement":
+        return (mu4 + 3 * (b - 1) * mu2 * mu2) / float(b) ** 3
+    return _srs_fourth_moment(mu2, mu4, int(n), b)
 
 
 def batch_mean_fourth_moment(losses, batch_size, sampling) -> float:

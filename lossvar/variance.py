@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from . import sampling as _sampling
-from . import theory
+from . import stats, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence
 from .engine import Condition, Output, run
 from .moments import Moments
@@ -33,7 +34,14 @@ _BLOCK_ELEMENTS = 2**18
 
 COLUMNS = ("batch_size", "estimator", "sampling", "n", "replicates", "mean", "mean_se",
            "variance", "variance_se", "ci_low", "ci_high", "interval", "exact_mean",
-           "exact_variance", "fpc", "kurtosis")
+           "exact_variance", "fpc", "kurtosis", "exact_variance_se", "z", "pvalue", "exact_kurtosis",
+           "interval_reliable", "replicates_rule")
+
+#: ``replicates="auto"``: the relative standard error each variance is planned for
+#: when ``target_rel_se`` is not given, and, for a population (no exact kurtosis,
+#: so the sequential rule), the cap on replicates.
+AUTO_TARGET_REL_SE = 0.02
+AUTO_CAP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,21 @@ class VarianceResult:
           exists); ``fpc``: the finite-population factor ``(N - B)/(N - 1)``
           already included in ``exact_variance`` (1 with replacement or
           fresh data);
-        - ``kurtosis``: of the batch means, for judging the interval.
+        - ``kurtosis``: of the batch means, for judging the interval;
+        - ``exact_variance_se``: the exact standard deviation of ``variance``
+          under the theory, from the exact fourth moment of the batch mean
+          (docs/theory.md, section 3); ``z = (variance - exact_variance) /
+          exact_variance_se``; ``pvalue``: two-sided, from the scaled
+          chi-square law of the sample variance (:func:`lossvar.stats.variance_test`;
+          NaN when too few replicates for the tails); ``exact_kurtosis`` of the
+          batch mean (NaN where unknown); all NaN where no exact fourth moment
+          is known (a population other than GaussianLinearPopulation) or the
+          exact variance is 0 (the full fixed batch);
+        - ``interval_reliable``: whether the interval can be trusted at its
+          level (:func:`lossvar.stats.interval_reliable`);
+        - ``replicates_rule``: ``"fixed"`` (the ``replicates`` given),
+          ``"planned"`` (from the exact kurtosis, ``replicates="auto"``) or
+          ``"sequential"`` (blocks added until ``target_rel_se`` is met).
     confidence : float
     seed : numpy.random.SeedSequence
         The root of all streams of the call: passing it back as ``rng``
@@ -130,8 +152,12 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     batch_sizes : sequence of int or "full"
         Distinct batch sizes; ``"full"`` means ``N``. Without replacement each
         must be in ``[1, N]``.
-    replicates : int, >= 2
-        Batches drawn per batch size.
+    replicates : int >= 2, or "auto"
+        Batches drawn per batch size. ``"auto"`` plans, for each batch size,
+        the smallest R whose variance has relative standard error at most
+        ``target_rel_se`` (default 0.02) from the exact kurtosis of the batch
+        mean, in one pass (no sequential stopping, so no early stop before a
+        heavy tail is sampled): about ``(kappa_B - 1) / t^2``.
     sampling : {"without_replacement", "with_replacement"}
     confidence : float in (0, 1)
         Level of the two-sided interval for each variance.
@@ -162,7 +188,8 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
         uninterrupted run; a folder written with other parameters is refused,
         and a corrupted chunk is recomputed.
     target_rel_se : float in (0, 1), optional
-        Instead of a fixed count: add blocks to each batch size, in index
+        With ``replicates="auto"``, the relative standard error planned for.
+        With an integer ``replicates``: add blocks to each batch size, in index
         order, until ``variance_se / variance <= target_rel_se`` (judged from
         1000 replicates on), with ``replicates`` as the cap. The columns
         ``target_rel_se`` and ``target_met`` report the outcome.
@@ -188,38 +215,45 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     n = losses.size
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _batch_sizes(batch_sizes, n, sampling)
-    replicates, confidence, interval = _common(replicates, confidence, interval)
-    target_rel_se = _target(target_rel_se, executor, workers)
+    replicates, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
+                                                       planned=True)
+    confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
     s2 = theory.population_variance(losses)
+    mu2, mu4 = theory.central_moments(losses) if n > 1 else (0.0, 0.0)
     full_mean = float(losses.mean())
 
     conditions, rows = [], []
     for b in sizes:
         fpc = theory.finite_population_factor(n, b, sampling)
-        rows.append(dict(batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
-                         exact_mean=full_mean,
-                         exact_variance=theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
-                         fpc=fpc))
+        row = _exact_row(theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
+                         theory.fourth_moment_from_moments(mu2, mu4, b, n=n, sampling=sampling),
+                         batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
+                         exact_mean=full_mean, fpc=fpc, replicates_rule=rule)
+        rows.append(row)
+        r = _planned(row["exact_kurtosis"], target_rel_se) if rule == "planned" else replicates
         if fpc == 0.0 and sampling == "without_replacement":
             conditions.append(None)
         else:
-            conditions.append(Condition((b,), replicates, _block_size(b), _BatchMeans(losses, b,
-                                        sampling), label=f"batch_size={b}"))
+            conditions.append(Condition((b,), r, _block_size(b), _BatchMeans(losses, b, sampling),
+                                        label=f"batch_size={b}"))
+    planned = [None if c is None else c.replicates for c in conditions]
+    engine_target = None if rule == "planned" else target_rel_se
     keep = keep_means or interval == "bootstrap"
     fingerprint = None
     if checkpoint is not None:  # hashing N losses costs more than small-B work: only when needed
         fingerprint = dict(source="losses", data=hashlib.sha256(losses.tobytes()).hexdigest(),
-                           n=n, batch_sizes=sizes, sampling=sampling, replicates=replicates,
+                           n=n, batch_sizes=sizes, sampling=sampling, replicates=planned,
                            target_rel_se=target_rel_se, keep=keep, seed=_seed_text(root))
     outputs = _run(conditions, root, keep, dict(
         chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
-        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
+        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=engine_target))
+    exact_r = max([r for r in planned if r is not None], default=2)
     for row, out in zip(rows, outputs, strict=True):
         if out is None:  # the whole data set: the mean is known, the variance exactly 0
-            out = _exact_output(full_mean, replicates, keep, target_rel_se)
-        row.update(_summary(out, confidence, interval, root, target_rel_se))
-    return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates)
+            out = _exact_output(full_mean, exact_r, keep, engine_target)
+        row.update(_summary(out, confidence, interval, root, engine_target))
+    return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, exact_r)
 
 
 def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampling=None,
@@ -274,18 +308,22 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
         raise ValueError("`full_size` must be given (the N of the full batch) when `batch_sizes` "
                          "contains 'full' and the source is a population; got None")
     sizes = _batch_sizes(batch_sizes, full_size, "fresh")
-    replicates, confidence, interval = _common(replicates, confidence, interval)
-    target_rel_se = _target(target_rel_se, executor, workers)
+    replicates, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
+                                                       planned=False)
+    confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
     d = source.n_features
     problem.check_params(w, np.empty((0, d)))
-    exact_mean, var_div = (source.loss_moments(w) if source.problem == problem
-                           else (float("nan"), float("nan")))
+    natural = source.problem == problem
+    exact_mean, var_div = source.loss_moments(w) if natural else (float("nan"), float("nan"))
+    kappa = source.loss_kurtosis(w) if natural else float("nan")
     rows, conditions = [], []
     for b in sizes:
-        rows.append(dict(batch_size=b, estimator=_estimator(b, full_size), sampling="fresh",
-                         n=float("nan") if full_size is None else full_size,
-                         exact_mean=exact_mean, exact_variance=var_div / b, fpc=1.0))
+        rows.append(_exact_row(var_div / b, theory.fourth_moment_from_moments(
+                               var_div, kappa * var_div**2, b),
+                               batch_size=b, estimator=_estimator(b, full_size), sampling="fresh",
+                               n=float("nan") if full_size is None else full_size,
+                               exact_mean=exact_mean, fpc=1.0, replicates_rule=rule))
         conditions.append(Condition((b,), replicates, _block_size(b * max(d, 1)),
                                     _FreshMeans(problem, source, w, b), label=f"batch_size={b}"))
     keep = keep_means or interval == "bootstrap"
@@ -301,6 +339,39 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, replicates)
 
 
+def _exact_row(exact_variance, exact_fourth, **row):
+    """A table row's exact part; the fourth moment stays out of the table (its kurtosis is in)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = exact_fourth / exact_variance**2 if exact_variance > 0 else float("nan")
+    return dict(row, exact_variance=exact_variance, exact_kurtosis=float(kappa),
+                _exact_fourth=float(exact_fourth))
+
+
+def _planned(exact_kurtosis, target_rel_se):
+    return int(max(2, stats.replicates_for_rel_se(exact_kurtosis, target_rel_se)))
+
+
+def _replicates_rule(replicates, target_rel_se, executor, workers, *, planned):
+    """``(replicates, rule, target)``: what ``replicates`` and ``target_rel_se`` ask for.
+
+    ``"auto"`` plans from the exact kurtosis where it is known (fixed data,
+    ``planned=True``), else adds blocks sequentially up to :data:`AUTO_CAP`.
+    """
+    if executor is not None and workers != 1:
+        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and "
+                         f"an executor")
+    if target_rel_se is not None:
+        target_rel_se = as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True,
+                                 high_open=True)
+    if isinstance(replicates, str):
+        if replicates != "auto":
+            raise ValueError(f"`replicates` must be an integer >= 2 or 'auto'; got {replicates!r}")
+        target = AUTO_TARGET_REL_SE if target_rel_se is None else target_rel_se
+        return (None, "planned", target) if planned else (AUTO_CAP, "sequential", target)
+    replicates = as_int(replicates, "replicates", low=2)
+    return replicates, ("fixed" if target_rel_se is None else "sequential"), target_rel_se
+
+
 def _run(conditions, root, keep, options):
     live = [c for c in conditions if c is not None]
     outs = iter(run(live, root, keep_values=keep, **options))
@@ -309,16 +380,6 @@ def _run(conditions, root, keep, options):
 
 def _seed_text(root):
     return f"SeedSequence(entropy={root.entropy}, spawn_key={tuple(root.spawn_key)})"
-
-
-def _target(target_rel_se, executor, workers):
-    if executor is not None and workers != 1:
-        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and "
-                         f"an executor")
-    if target_rel_se is None:
-        return None
-    return as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True,
-                    high_open=True)
 
 
 def _exact_output(value, replicates, keep, target):
@@ -343,8 +404,11 @@ def _summary(out, confidence, interval, root, target_rel_se):
 
 
 def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates):
+    for row in rows:
+        _exactness(row)
     extra = [c for c in ("target_rel_se", "target_met") if c in rows[0]]
     table = pd.DataFrame(rows, columns=list(COLUMNS) + extra)
+    _warn_unreliable(table)
     means = None
     if keep_means:
         means = {}
@@ -353,12 +417,31 @@ def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, repli
     return VarianceResult(table=table, confidence=confidence, seed=root, means=means)
 
 
-def _common(replicates, confidence, interval):
-    replicates = as_int(replicates, "replicates", low=2)
+def _exactness(row):
+    """Add the row's exact standard error, z, p-value and reliability flag."""
+    fourth = row.pop("_exact_fourth")
+    r = row["replicates"]
+    se = float(theory.variance_se(fourth, row["exact_variance"], r)) if (
+        np.isfinite(fourth) and r >= 2) else float("nan")
+    z, _, p = stats.variance_test(row["variance"], row["exact_variance"], se)
+    row.update(exact_variance_se=se, z=float(z), pvalue=float(p),
+               interval_reliable=bool(stats.interval_reliable(r, row["kurtosis"],
+                                                              row["exact_kurtosis"])))
+
+
+def _warn_unreliable(table):
+    bad = table.loc[~table.interval_reliable.astype(bool), "batch_size"].tolist()
+    if bad:
+        warnings.warn(f"the intervals of batch sizes {bad} may under-cover: too few replicates for "
+                      "the tails of the losses (column interval_reliable; use more replicates, or "
+                      "replicates='auto')", stats.UnreliableIntervalWarning, stacklevel=4)
+
+
+def _common(confidence, interval):
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True,
                           high_open=True)
     interval = as_choice(interval, "interval", INTERVALS)
-    return replicates, confidence, interval
+    return confidence, interval
 
 
 def _as_list(batch_sizes):
