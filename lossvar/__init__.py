@@ -20,6 +20,17 @@ from .problems import (  # noqa: E402
     NoisyQuadratic,
     SoftmaxRegression,
 )
+from .gradient_noise import (  # noqa: E402
+    GradientNoise,
+    TwoBatchEstimate,
+    gradient_noise,
+    gradient_variance,
+    inner_product_test,
+    norm_test,
+    orthogonality_test,
+    two_batch_estimate,
+    two_batch_estimate_from_callable,
+)
 from .rates import RateFit, convergence_rate  # noqa: E402
 from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
 from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
@@ -27,7 +38,9 @@ from .stats import Agreement, ScalingFit, agreement, plan_replicates, scaling_fi
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
-    "Agreement", "agreement", "DivergenceWarning", "RateFit", "Trajectories", "convergence_rate",
+    "Agreement", "agreement", "DivergenceWarning", "GradientNoise", "TwoBatchEstimate", "gradient_noise",
+    "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
+    "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",
     "engine", "plan_replicates",
     "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",

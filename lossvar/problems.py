@@ -84,6 +84,38 @@ class _Problem:
         """l2/2 ||w||^2, for the problems with a ridge ``l2``."""
         return 0.5 * self.l2 * np.sum(w * w, axis=-1)
 
+    def hessian(self, w, X, y=None) -> np.ndarray:
+        r"""Hessian of the mean loss over ``(X, y)`` at ``w``, the ridge term included.
+
+        .. math::
+
+            H(w) = \frac1n \sum_{i=1}^n \nabla^2 l_i(w),
+
+        a (p, p) symmetric matrix (one parameter vector and one data set: no
+        leading dimensions). Used for the noise scale
+        :math:`B_\mathrm{noise} = \operatorname{tr}(H\Sigma) / G^\top H G`
+        (McCandlish et al. 2018, arXiv:1812.06162, eq. 2.7; docs/theory.md,
+        section 10).
+
+        Parameters
+        ----------
+        w : array_like, shape (p,)
+        X : array_like, shape (n, d)
+        y : array_like, shape (n,)
+            Targets (ignored by :class:`NoisyQuadratic`, which may get None).
+
+        Returns
+        -------
+        ndarray, shape (p, p)
+        """
+        w = as_finite_array(w, "w", ndim=1)
+        X = as_finite_array(X, "X", ndim=2)
+        self.check_params(w, X)
+        return self._hessian(w, X, self._targets(y, X.shape[0]))
+
+    def _hessian(self, w, X, y):
+        raise NotImplementedError
+
     def _training_data(self, X, y):
         """Validate a single data set (n, d) for ``minimize``."""
         X = as_finite_array(X, "X", ndim=2)
@@ -243,6 +275,10 @@ class LinearRegression(_GeneralizedLinear):
 
     def _dphi(self, z, y):
         return z - y
+
+    def _d2phi(self, z, y):
+        # phi'' = 1 everywhere: H = X^T X / n + l2 I, whatever w.
+        return np.ones_like(z)
 
     def minimize(self, X, y, *, w0=None, tol: float = 1e-12) -> np.ndarray:
         r"""Exact minimizer of the mean loss over ``(X, y)``.
@@ -570,6 +606,10 @@ class NoisyQuadratic(_Problem):
     def mean_grad(self, w, X, y=None) -> np.ndarray:
         w, X, _ = self._inputs(w, X, y)
         return self.curvature * (w - self.w_star) + self._mean_noise(X)
+
+    def _hessian(self, w, X, y):
+        """diag(curvature): the noise rows shift the gradient, never the curvature."""
+        return np.diag(self.curvature).astype(np.float64)
 
     @staticmethod
     def _mean_noise(X):

@@ -1,0 +1,886 @@
+r"""Gradient noise: noise scales, two-batch estimates and adaptive-batch tests.
+
+Notation (docs/theory.md, section 10): the per-example gradients
+:math:`g_i(w)`, :math:`i = 1..N`, their mean :math:`G`, their covariance
+
+.. math::
+
+    \Sigma = \frac{1}{N - \mathrm{ddof}} \sum_{i=1}^N (g_i - G)(g_i - G)^\top
+
+with the *population* normalization ``ddof = 0`` (divide by N) unless stated
+otherwise, and :math:`H` the Hessian of the mean loss. A batch mean
+:math:`G_B` of B examples then has
+:math:`E\|G_B\|^2 = \|G\|^2 + c_B \operatorname{tr}\Sigma` with
+:math:`c_B = 1/B` for independent draws and :math:`(N - B)/(B (N - 1))`
+without replacement.
+
+- :class:`GradientNoise`, :func:`gradient_noise`: the exact noise statistics
+  of a data set (simple noise scale, noise scale with curvature, GSNR).
+- :func:`two_batch_estimate`, :func:`two_batch_estimate_from_callable`: the
+  unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma`
+  from batch means at two batch sizes (McCandlish et al. 2018, appendix A.1).
+- :func:`norm_test`, :func:`inner_product_test`, :func:`orthogonality_test`:
+  the adaptive-batch tests of one batch (Byrd et al. 2012; Bollapragada et
+  al. 2018), each as the largest :math:`\theta` that passes.
+
+References
+----------
+S. McCandlish, J. Kaplan, D. Amodei et al. (2018), "An Empirical Model of
+Large-Batch Training", arXiv:1812.06162.
+R. H. Byrd, G. M. Chin, J. Nocedal, Y. Wu (2012), "Sample size selection in
+optimization methods for machine learning", Math. Program. 134:127-155.
+R. Bollapragada, R. Byrd, J. Nocedal (2018), "Adaptive Sampling Strategies for
+Stochastic Optimization", SIAM J. Optim. 28:3312-3343, arXiv:1710.11258.
+J. Liu et al. (2020), "Understanding Why Neural Networks Generalize Well
+Through GSNR of Parameters", ICLR 2020.
+T. F. Chan, G. H. Golub, R. J. LeVeque (1979), "Updating formulae and a
+pairwise algorithm for computing sample variances", Stanford CS-TR-79-773.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from . import sampling as _sampling
+from . import theory as _theory
+from . import variance as _variance
+from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence, stream
+from .engine import Condition, run
+from .moments import Moments
+
+__all__ = [
+    "GRADIENT_VARIANCE_COLUMNS",
+    "GradientNoise",
+    "GradientVarianceResult",
+    "TwoBatchEstimate",
+    "gradient_noise",
+    "gradient_variance",
+    "inner_product_test",
+    "norm_test",
+    "orthogonality_test",
+    "two_batch_estimate",
+    "two_batch_estimate_from_callable",
+]
+
+#: Default block of :func:`gradient_noise`: about this many gradient entries
+#: (8 MB of float64) per block, so that large N never holds N x p at once.
+_BLOCK_ELEMENTS = 2**20
+
+
+def _ratio(num, den):
+    """num / den, with x/0 = +-inf for x != 0 and 0/0 = NaN (IEEE, without warnings)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(num, den)
+
+
+def _frozen(arr) -> np.ndarray:
+    arr = np.array(arr, dtype=np.float64, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+# -- exact noise statistics of a data set ---------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GradientNoise:
+    r"""Noise statistics of the per-example gradients of a data set at one ``w``.
+
+    :math:`\Sigma` divides by :math:`N - \mathrm{ddof}`: by N (the population
+    normalization, the covariance of one uniformly drawn example) for the
+    default ``ddof = 0``.
+
+    Attributes
+    ----------
+    grad : ndarray, shape (p,)
+        The mean gradient :math:`G`.
+    grad_norm2 : float
+        :math:`\|G\|^2`.
+    trace_cov : float
+        :math:`\operatorname{tr}\Sigma`.
+    b_simple : float
+        Simple noise scale :math:`B_\mathrm{simple} = \operatorname{tr}\Sigma / \|G\|^2`
+        (McCandlish et al. 2018, eq. 2.8): ``inf`` if :math:`G = 0 \ne \Sigma`,
+        NaN if both vanish.
+    b_noise : float
+        Noise scale :math:`B_\mathrm{noise} = \operatorname{tr}(H\Sigma) / G^\top H G`
+        (McCandlish et al. 2018, eq. 2.7); NaN without a Hessian, x/0 as for
+        ``b_simple``.
+    grad_hess_grad, trace_hess_cov : float
+        :math:`G^\top H G` and :math:`\operatorname{tr}(H\Sigma)` (NaN without a
+        Hessian), the curvature terms of the optimal step
+        :math:`\epsilon_\mathrm{opt} = \|G\|^2 / (G^\top H G + c_B \operatorname{tr}(H\Sigma))`.
+    gsnr : ndarray, shape (p,)
+        Gradient signal-to-noise ratio per parameter,
+        :math:`G_j^2 / \Sigma_{jj}` (Liu et al. 2020): ``inf`` where
+        :math:`\Sigma_{jj} = 0 \ne G_j`, NaN where both are 0 (no epsilon is
+        added, unlike Cockpit's MeanGSNR).
+    n : int
+        Number of examples N.
+    ddof : int
+        Delta degrees of freedom of :math:`\Sigma`.
+    """
+
+    grad: np.ndarray
+    grad_norm2: float
+    trace_cov: float
+    b_simple: float
+    b_noise: float
+    grad_hess_grad: float
+    trace_hess_cov: float
+    gsnr: np.ndarray
+    n: int
+    ddof: int
+
+    @classmethod
+    def from_grads(cls, grads, *, hessian=None, ddof: int = 0) -> GradientNoise:
+        r"""Noise statistics from the per-example gradients, stacked in rows.
+
+        Parameters
+        ----------
+        grads : array_like, shape (N, p)
+            Finite per-example gradients :math:`g_i`.
+        hessian : array_like, shape (p, p) or (p,), optional
+            Hessian :math:`H` of the mean loss, or its diagonal; without it
+            ``b_noise`` and the curvature terms are NaN.
+        ddof : int, default 0
+            :math:`\Sigma` divides by ``N - ddof``: 0 for the population
+            covariance (the default), 1 for the unbiased sample covariance.
+
+        Returns
+        -------
+        GradientNoise
+
+        Examples
+        --------
+        >>> from lossvar.gradient_noise import GradientNoise
+        >>> noise = GradientNoise.from_grads([[1.0, 1.0], [2.0, 0.0], [3.0, 2.0]])
+        >>> noise.grad_norm2, round(noise.trace_cov, 12), noise.gsnr.tolist()
+        (5.0, 1.333333333333, [6.0, 1.5])
+        """
+        grads = as_finite_array(grads, "grads", ndim=2)
+        n, p = grads.shape
+        if n < 1 or p < 1:
+            raise ValueError(f"`grads` must have shape (N, p) with N >= 1 and p >= 1; got {grads.shape}")
+        ddof = as_int(ddof, "ddof", low=0, high=n - 1)
+        hessian = _as_hessian(hessian, p)
+        mean = grads.mean(axis=0)
+        # Centered first (two-pass): the scatter of g_i - G, never E[g g^T] - G G^T.
+        dev = grads - mean
+        return cls._from_moments(mean, _scatter(dev, full=_is_full(hessian)), n, ddof, hessian)
+
+    @classmethod
+    def _from_moments(cls, mean, scatter, n, ddof, hessian) -> GradientNoise:
+        """Build from G, the centered scatter (p, p) or its diagonal (p,), N, ddof and H."""
+        denom = n - ddof
+        var = (np.diag(scatter) if scatter.ndim == 2 else scatter) / denom
+        g2 = float(mean @ mean)
+        trace = float(var.sum())
+        if hessian is None:
+            ghg = thc = float("nan")
+        elif hessian.ndim == 1:
+            ghg, thc = float(hessian @ (mean * mean)), float(hessian @ var)
+        else:
+            # tr(H Sigma) = sum_jk H_jk Sigma_kj = sum(H * Sigma^T), Sigma symmetric.
+            ghg, thc = float(mean @ hessian @ mean), float(np.sum(hessian * scatter) / denom)
+        return cls(
+            grad=_frozen(mean), grad_norm2=g2, trace_cov=trace, b_simple=float(_ratio(trace, g2)),
+            b_noise=float(_ratio(thc, ghg)), grad_hess_grad=ghg, trace_hess_cov=thc,
+            gsnr=_frozen(_ratio(mean * mean, var)), n=int(n), ddof=int(ddof),
+        )
+
+    def __str__(self) -> str:
+        finite = self.gsnr[np.isfinite(self.gsnr)]
+        gsnr = (f"median {np.median(finite):.4g}, range [{finite.min():.4g}, {finite.max():.4g}]"
+                if finite.size else "no finite value")
+        return "\n".join([
+            f"GradientNoise(n={self.n}, p={self.grad.size}, ddof={self.ddof}; Sigma divides by N - ddof)",
+            f"  ||G||^2          {self.grad_norm2:.6g}",
+            f"  tr Sigma         {self.trace_cov:.6g}",
+            f"  B_simple         {self.b_simple:.6g}",
+            f"  G^T H G          {self.grad_hess_grad:.6g}",
+            f"  tr(H Sigma)      {self.trace_hess_cov:.6g}",
+            f"  B_noise          {self.b_noise:.6g}",
+            f"  GSNR             {gsnr}",
+        ])
+
+
+def _as_hessian(hessian, p):
+    if hessian is None:
+        return None
+    hessian = as_finite_array(hessian, "hessian")
+    if hessian.shape not in ((p, p), (p,)):
+        raise ValueError(
+            f"`hessian` must have shape (p, p) or (p,) (its diagonal) with p={p}; "
+            f"got an array of shape {hessian.shape}"
+        )
+    return hessian
+
+
+def _is_full(hessian) -> bool:
+    """The full p x p scatter is needed only for tr(H Sigma) with a full H."""
+    return hessian is not None and hessian.ndim == 2
+
+
+def _scatter(dev, *, full):
+    """sum_i d_i d_i^T of centered rows d_i, or only its diagonal."""
+    return dev.T @ dev if full else np.einsum("ij,ij->j", dev, dev)
+
+
+class _Moments:
+    """Running mean and centered scatter of gradient blocks (Chan, Golub & LeVeque 1979).
+
+    Each block is centered on its own mean (two-pass inside the block), and
+    blocks are merged by the pairwise update
+    ``S = S_a + S_b + n_a n_b / n * delta delta^T``, ``delta = m_b - m_a``,
+    which never subtracts large uncentered sums.
+    """
+
+    def __init__(self):
+        self.n, self.mean, self.scatter = 0, None, None
+
+    def add(self, block, *, full):
+        nb = block.shape[0]
+        mb = block.mean(axis=0)
+        sb = _scatter(block - mb, full=full)
+        if self.n == 0:
+            self.n, self.mean, self.scatter = nb, mb, sb
+            return
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean = self.mean + delta * (nb / n)
+        cross = np.outer(delta, delta) if full else delta * delta
+        self.scatter = self.scatter + sb + cross * (self.n * nb / n)
+        self.n = n
+
+
+def _problem_hessian(problem, w, X, y):
+    """Hessian of the mean loss over (X, y) from ``problem.hessian``, or None without one.
+
+    An object that predates the public method may still offer ``_hessian``
+    with the same signature; it is used then.
+    """
+    hess = getattr(problem, "hessian", None) or getattr(problem, "_hessian", None)
+    return None if hess is None else np.asarray(hess(w, X, y), dtype=np.float64)
+
+
+def gradient_noise(problem, data, w, *, block_size: int | None = None, ddof: int = 0) -> GradientNoise:
+    r"""Exact gradient-noise statistics of a problem on a data set at ``w``, in blocks.
+
+    Equal (to rounding) to ``GradientNoise.from_grads(problem.grad(w, X, y),
+    hessian=H)`` but one pass over the data in blocks of ``block_size``
+    examples, so the N x p per-example gradients never exist at once: each
+    block's mean and centered scatter are merged by the pairwise update of
+    Chan, Golub & LeVeque (1979). :math:`\Sigma` divides by ``N - ddof`` (by
+    N, the population normalization, by default).
+
+    :math:`\operatorname{tr}(H\Sigma)` is taken from the accumulated scatter
+    matrix and the Hessian accumulated as the block-size weighted mean of the
+    blocks' Hessians (exact: the mean loss is that weighted mean). This keeps
+    one pass, so every per-example gradient is computed once, for O(p^2)
+    memory, which the Hessian needs anyway; without a Hessian only the
+    diagonal of the scatter (O(p)) is kept.
+
+    Parameters
+    ----------
+    problem : lossvar problem
+        LinearRegression, LogisticRegression, SoftmaxRegression or
+        NoisyQuadratic (or any object with ``check_params(w, X)`` and
+        ``grad(w, X, y)`` of shape (n, p); ``b_noise`` is NaN if it has no
+        ``hessian(w, X, y)``).
+    data : Dataset
+        The N examples (anything with arrays ``X`` and ``y``).
+    w : array_like, shape (p,)
+        Parameters.
+    block_size : int, optional
+        Examples per block; by default about 2**20 / p (8 MB of gradients).
+    ddof : int, default 0
+        :math:`\Sigma` divides by ``N - ddof``.
+
+    Returns
+    -------
+    GradientNoise
+
+    References
+    ----------
+    McCandlish et al. (2018), arXiv:1812.06162, section 2.2; docs/theory.md,
+    section 10.
+    """
+    X, y = np.asarray(data.X, dtype=np.float64), np.asarray(data.y)
+    w = as_finite_array(w, "w", ndim=1)
+    problem.check_params(w, X)
+    n = X.shape[0]
+    ddof = as_int(ddof, "ddof", low=0, high=n - 1)
+    block = (max(1, _BLOCK_ELEMENTS // w.size) if block_size is None
+             else as_int(block_size, "block_size", low=1))
+    moments, hessian = _Moments(), None
+    for start in range(0, n, block):
+        Xb, yb = X[start:start + block], y[start:start + block]
+        hb = _problem_hessian(problem, w, Xb, yb)
+        moments.add(problem.grad(w, Xb, yb), full=hb is not None and hb.ndim == 2)
+        if hb is not None:
+            hessian = hb * (Xb.shape[0] / n) + (0.0 if hessian is None else hessian)
+    return GradientNoise._from_moments(moments.mean, moments.scatter, n, ddof, hessian)
+
+
+# -- Monte Carlo of the gradient noise: E||g_B - G||^2 against B -----------------------
+
+#: Columns of :attr:`GradientVarianceResult.table`, in order.
+GRADIENT_VARIANCE_COLUMNS = (
+    "batch_size", "estimator", "sampling", "n", "replicates", "mean", "mean_se", "ci_low", "ci_high",
+    "interval", "exact", "fpc", "variance", "variance_se", "exact_variance", "kurtosis",
+)
+
+
+@dataclass(frozen=True)
+class GradientVarianceResult:
+    r"""The outcome of :func:`gradient_variance`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per batch size, ascending, with columns
+
+        - ``batch_size``; ``estimator``: ``"single"`` (B = 1), ``"minibatch"``
+          or ``"full"`` (B = N); ``sampling``; ``n`` (N); ``replicates`` (R);
+        - ``mean``: the Monte Carlo mean of :math:`\|g_B - G\|^2` over the R
+          batches, ``mean_se`` its standard error (sample standard deviation
+          over :math:`\sqrt R`), ``ci_low``, ``ci_high`` the normal interval
+          ``mean +- z mean_se`` at ``confidence`` (``interval = "normal"``);
+        - ``exact``: :math:`\operatorname{tr}\Sigma / B` times ``fpc``, the
+          finite-population factor :math:`(N - B)/(N - 1)` without
+          replacement (1 with replacement);
+        - ``variance``, ``variance_se``, ``exact_variance``: copies of
+          ``mean``, ``mean_se`` and ``exact`` under the names that
+          :func:`lossvar.scaling_fit` reads. :math:`E\|g_B - G\|^2 =
+          \operatorname{tr}\operatorname{Cov}(g_B)` is the total variance of
+          the batch gradient, so the fit of ``log variance`` against
+          ``log B`` tests the :math:`1/B` law of the gradient;
+        - ``kurtosis``: of the R values :math:`\|g_B - G\|^2` (how far the
+          normal interval can be trusted at this R).
+    confidence : float
+    seed : numpy.random.SeedSequence
+        The root of all streams of the call: passing it back as ``rng``
+        reproduces the table bit for bit.
+    grad : ndarray, shape (p,)
+        The full gradient :math:`G`.
+    trace_cov : float
+        :math:`\operatorname{tr}\Sigma`, :math:`\Sigma` the population
+        covariance (divides by N) of the per-example gradients.
+    """
+
+    table: pd.DataFrame
+    confidence: float
+    seed: np.random.SeedSequence
+    grad: np.ndarray = field(repr=False)
+    trace_cov: float
+
+    def __repr__(self) -> str:
+        return (f"GradientVarianceResult(confidence={self.confidence}, trace_cov={self.trace_cov:.6g})\n"
+                f"{self.table.to_string(index=False)}")
+
+
+class _BatchGradientNoise:
+    """Picklable simulator: ||g_B - G||^2 for random batches of fixed per-example gradients.
+
+    Holds the centered gradients ``g_i - G`` (N x p): the batch mean of the
+    centered rows is ``g_B - G`` without the cancellation of subtracting two
+    nearly equal means when ``||G||`` is large beside the noise.
+    """
+
+    def __init__(self, dev, batch_size, sampling):
+        self.dev, self.batch_size, self.sampling = dev, batch_size, sampling
+
+    def __call__(self, rng, size):
+        idx = _sampling.draw(rng, self.dev.shape[0], self.batch_size, size, self.sampling)
+        diff = self.dev[idx].mean(axis=1)  # (size, p): all replicates of the block at once
+        return np.einsum("ij,ij->i", diff, diff)
+
+
+def gradient_variance(problem, data, w, batch_sizes, *, replicates, sampling="with_replacement",
+                      rng=None, confidence=0.95, workers=None, executor=None, chunk_size=None,
+                      checkpoint=None, progress=False) -> GradientVarianceResult:
+    r"""Monte Carlo of :math:`E\|g_B - G\|^2` against the batch size, beside its exact value.
+
+    For each batch size B draw ``replicates`` random batches of B examples
+    of the fixed data set (``sampling``), form the batch-mean gradient
+    :math:`g_B = \frac1B \sum_{i \in \mathcal B} \nabla l_i(w)` and record
+    :math:`\|g_B - G\|^2`, :math:`G` the mean over all N examples. Its
+    expectation is the total variance of the batch gradient
+    (docs/theory.md, section 10; McCandlish et al. 2018, section 2.2):
+
+    .. math::
+
+        E\|g_B - G\|^2 = \operatorname{tr}\operatorname{Cov}(g_B)
+        = \frac{\operatorname{tr}\Sigma}{B} \cdot
+        \begin{cases} 1 & \text{with replacement (independent draws)} \\
+        \frac{N - B}{N - 1} & \text{without replacement} \end{cases},
+        \qquad
+        \Sigma = \frac1N \sum_i (g_i - G)(g_i - G)^\top .
+
+    The full batch without replacement is the data set itself: its value is
+    exactly 0 and no batch is drawn.
+
+    Runs on :func:`lossvar.engine.run` exactly as :func:`lossvar.loss_variance`
+    does: batch size B draws block j from ``stream(root, B, j)``, each block
+    is summarized by its moments and the blocks are merged in index order, so
+    the table is bit-identical for every ``workers``, ``executor`` and
+    ``chunk_size``, and a checkpointed call resumes where it stopped.
+
+    The N x p per-example gradients are computed once and held in memory
+    (8 N p bytes: under a megabyte for the problems of lossvar's studies,
+    e.g. 569 x 30 for breast_cancer); each block draws its (R_block, B)
+    indices at once and averages the gathered rows, with no Python loop
+    over replicates.
+
+    Parameters
+    ----------
+    problem : lossvar problem
+        LinearRegression, LogisticRegression, SoftmaxRegression or
+        NoisyQuadratic (anything with ``check_params(w, X)`` and
+        ``grad(w, X, y)`` of shape (N, p)).
+    data : Dataset
+        The N examples (anything with arrays ``X`` and ``y``).
+    w : array_like, shape (p,)
+        Parameters.
+    batch_sizes : sequence of int or "full"
+        Distinct batch sizes; ``"full"`` means N. Without replacement each
+        must be in [1, N].
+    replicates : int
+        R >= 2 batches per batch size.
+    sampling : {"with_replacement", "without_replacement"}, default "with_replacement"
+    rng : int, SeedSequence, Generator or None
+        Root of the randomness (SPEC 7).
+    confidence : float in (0, 1), default 0.95
+        Level of the normal interval of each mean.
+    workers : int, optional
+        1 (serial, the default), a number of local processes, or -1 for all
+        cores. Not with ``executor``.
+    executor : concurrent.futures.Executor, optional
+        Run chunks there, e.g. a dask ``Client.get_executor()``.
+    chunk_size : int, optional
+        Replicates per unit of work; bounds memory, never changes the result.
+    checkpoint : path, optional
+        Folder for finished chunks; a rerun of the same call resumes from it.
+    progress : bool
+        Show a progress bar over chunks.
+
+    Returns
+    -------
+    GradientVarianceResult
+        Its ``table`` also carries ``variance``/``variance_se``/``exact_variance``
+        (the mean of :math:`\|g_B - G\|^2` and its standard error under the
+        names :func:`lossvar.scaling_fit` reads), so ``scaling_fit(result)``
+        fits the exponent of :math:`E\|g_B - G\|^2 \propto B^a` (a = -1).
+
+    References
+    ----------
+    S. McCandlish, J. Kaplan, D. Amodei et al. (2018), "An Empirical Model of
+    Large-Batch Training", arXiv:1812.06162, section 2.2; W. G. Cochran (1977),
+    *Sampling Techniques*, Theorem 2.2; docs/theory.md, section 10.
+
+    Examples
+    --------
+    >>> import numpy as np, lossvar
+    >>> from lossvar.gradient_noise import gradient_variance
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> data = lossvar.Dataset(X, X @ [1.0, -1.0, 0.5] + rng.normal(size=200))
+    >>> res = gradient_variance(lossvar.LinearRegression(), data, np.zeros(3), [1, 10, "full"],
+    ...                         replicates=2000, sampling="without_replacement", rng=1)
+    >>> res.table[["batch_size", "estimator", "fpc"]].round(4)
+       batch_size  estimator     fpc
+    0           1     single  1.0000
+    1          10  minibatch  0.9548
+    2         200       full  0.0000
+    """
+    X, y = np.asarray(data.X, dtype=np.float64), np.asarray(data.y)
+    w = as_finite_array(w, "w", ndim=1)
+    problem.check_params(w, X)
+    n = X.shape[0]
+    sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
+    sizes = _variance._batch_sizes(batch_sizes, n, sampling)
+    replicates = as_int(replicates, "replicates", low=2)
+    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    workers = _workers(workers, executor)
+    root = as_seed_sequence(rng)
+    grads = as_finite_array(problem.grad(w, X, y), "problem.grad(w, X, y)", ndim=2)
+    mean = grads.mean(axis=0)
+    dev = np.ascontiguousarray(grads - mean)
+    trace = float(np.einsum("ij,ij->", dev, dev) / n)
+    conditions, rows = [], []
+    for b in sizes:
+        fpc = _theory.finite_population_factor(n, b, sampling)
+        rows.append(dict(batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
+                         exact=trace / b * fpc, fpc=fpc, exact_variance=trace / b * fpc))
+        exact_zero = fpc == 0.0 and sampling == "without_replacement"
+        conditions.append(None if exact_zero else Condition(
+            (b,), replicates, _variance._block_size(b * dev.shape[1]),
+            _BatchGradientNoise(dev, b, sampling), label=f"batch_size={b}"))
+    fingerprint = None
+    if checkpoint is not None:  # hashing N x p gradients costs more than small-B work
+        fingerprint = dict(source="gradients", data=hashlib.sha256(dev.tobytes()).hexdigest(),
+                           n=n, p=dev.shape[1], batch_sizes=sizes, sampling=sampling,
+                           replicates=replicates, seed=_variance._seed_text(root))
+    live = [c for c in conditions if c is not None]
+    outputs = iter(run(live, root, chunk_size=chunk_size, progress=progress, workers=workers,
+                       executor=executor, checkpoint=checkpoint, fingerprint=fingerprint))
+    z = float(_st.norm.ppf(0.5 + confidence / 2.0))
+    for row, cond in zip(rows, conditions, strict=True):
+        m = Moments(replicates, 0.0, 0.0, 0.0, 0.0) if cond is None else next(outputs).moments
+        row.update(_row_summary(m, z))
+    table = pd.DataFrame(rows, columns=list(GRADIENT_VARIANCE_COLUMNS))
+    return GradientVarianceResult(table=table, confidence=confidence, seed=root, grad=_frozen(mean),
+                                  trace_cov=trace)
+
+
+def _workers(workers, executor) -> int:
+    if workers is None:
+        return 1
+    if executor is not None and workers != 1:
+        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and an "
+                         "executor")
+    return workers
+
+
+def _estimator(b, n) -> str:
+    if b == 1:
+        return "single"
+    return "full" if b == n else "minibatch"
+
+
+def _row_summary(m: Moments, z: float) -> dict:
+    """Mean, its standard error and normal interval, under both sets of column names."""
+    se = math.sqrt(m.variance / m.count)
+    return dict(replicates=m.count, mean=m.mean, mean_se=se, ci_low=m.mean - z * se,
+                ci_high=m.mean + z * se, interval="normal", variance=m.mean, variance_se=se,
+                kurtosis=m.kurtosis)
+
+
+# -- two-batch estimates (McCandlish et al. 2018, appendix A.1) ------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TwoBatchEstimate:
+    r"""Unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` from batch pairs.
+
+    :math:`\Sigma` is the population covariance (divides by N). With R pairs
+    the estimates are averages over the pairs, with standard errors
+    ``std(ddof=1) / sqrt(R)`` (NaN when R = 1).
+
+    Attributes
+    ----------
+    grad_norm2, trace_cov : float
+        Averaged unbiased estimates.
+    b_simple : float
+        ``trace_cov / grad_norm2``, the ratio of the averages (consistent, not
+        unbiased; the average of per-pair ratios would be far more biased).
+    grad_norm2_se, trace_cov_se : float
+        Standard errors of the averages across pairs.
+    b_simple_se : float
+        Delta-method standard error of ``b_simple``, from the pairs'
+        linearization :math:`(T_r - B_\mathrm{simple} S_r) / \bar S`.
+    grad_norm2_pairs, trace_cov_pairs : ndarray, shape (R,)
+        The per-pair estimates.
+    n_pairs : int
+        R.
+    sampling : str
+    """
+
+    grad_norm2: float
+    trace_cov: float
+    b_simple: float
+    grad_norm2_se: float
+    trace_cov_se: float
+    b_simple_se: float
+    grad_norm2_pairs: np.ndarray
+    trace_cov_pairs: np.ndarray
+    n_pairs: int
+    sampling: str
+
+    def __str__(self) -> str:
+        return "\n".join([
+            f"TwoBatchEstimate({self.n_pairs} pair(s), sampling={self.sampling!r}; estimate +- se)",
+            f"  ||G||^2     {self.grad_norm2:.6g} +- {self.grad_norm2_se:.3g}",
+            f"  tr Sigma    {self.trace_cov:.6g} +- {self.trace_cov_se:.3g}",
+            f"  B_simple    {self.b_simple:.6g} +- {self.b_simple_se:.3g}",
+        ])
+
+
+def _batch_sizes(b_small, b_big, n, sampling):
+    sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
+    b_small = as_int(b_small, "b_small", low=1)
+    b_big = as_int(b_big, "b_big", low=1)
+    if b_small >= b_big:
+        raise ValueError(f"`b_small` must be smaller than `b_big`; got b_small={b_small}, b_big={b_big}")
+    if n is None:
+        if sampling == "without_replacement":
+            raise ValueError(
+                "`n` (the data set size N) is required with sampling='without_replacement'; got None"
+            )
+        return b_small, b_big, None, sampling
+    n = as_int(n, "n", low=2)
+    if sampling == "without_replacement" and b_big > n:
+        raise ValueError(
+            f"`b_big` must be <= n={n} with sampling='without_replacement'; got b_big={b_big}"
+        )
+    return b_small, b_big, n, sampling
+
+
+def _scaled_c(b, n, sampling) -> float:
+    """B c_B: 1 for independent draws, (N - B)/(N - 1) without replacement."""
+    return 1.0 if sampling == "with_replacement" else (n - b) / (n - 1)
+
+
+def _se(values) -> float:
+    return float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+
+
+def two_batch_estimate(small, big, b_small: int, b_big: int, *, n: int | None = None,
+                       sampling: str = "with_replacement") -> TwoBatchEstimate:
+    r"""Unbiased :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` from batch means at two sizes.
+
+    From :math:`E\|G_B\|^2 = \|G\|^2 + c_B \operatorname{tr}\Sigma` at
+    :math:`B_s` < :math:`B_b` (McCandlish et al. 2018, appendix A.1), with
+    :math:`c_B = 1/B` for independent draws (``"with_replacement"``):
+
+    .. math::
+
+        \widehat{\|G\|^2} = \frac{B_b \|G_{B_b}\|^2 - B_s \|G_{B_s}\|^2}{B_b - B_s},
+        \qquad
+        \widehat{\operatorname{tr}\Sigma} = \frac{\|G_{B_s}\|^2 - \|G_{B_b}\|^2}{1/B_s - 1/B_b}.
+
+    Without replacement from N examples, :math:`c_B = (N - B)/(B (N - 1))`
+    replaces 1/B; solving the two equations gives, with
+    :math:`k_B = B c_B = (N - B)/(N - 1)`,
+
+    .. math::
+
+        \widehat{\|G\|^2} = \frac{k_s B_b \|G_{B_b}\|^2 - k_b B_s \|G_{B_s}\|^2}{k_s B_b - k_b B_s},
+        \qquad
+        \widehat{\operatorname{tr}\Sigma} = \frac{B_s B_b (\|G_{B_s}\|^2 - \|G_{B_b}\|^2)}{k_s B_b - k_b B_s}.
+
+    Using the plain formulas on batches drawn without replacement instead
+    estimates :math:`\|G\|^2 - \operatorname{tr}\Sigma/(N - 1)` and
+    :math:`\operatorname{tr}\Sigma \, N/(N - 1)` (since
+    :math:`B c_B = N/(N-1) - B/(N-1)`), whatever the batch sizes.
+    The two batches of a pair may be independent or nested: each estimate is
+    linear in the two expectations.
+
+    Parameters
+    ----------
+    small, big : array_like, shape (p,) or (R, p)
+        Mean gradients of batches of ``b_small`` and ``b_big`` examples, one
+        pair per row.
+    b_small, b_big : int
+        Batch sizes, ``1 <= b_small < b_big``.
+    n : int, optional
+        Data set size N; required with ``sampling="without_replacement"``,
+        ignored otherwise.
+    sampling : {"with_replacement", "without_replacement"}, default "with_replacement"
+        How the batches were drawn ("with_replacement" also covers fresh
+        i.i.d. examples from a population).
+
+    Returns
+    -------
+    TwoBatchEstimate
+        :math:`\Sigma` is the population covariance (divides by N).
+
+    References
+    ----------
+    McCandlish et al. (2018), arXiv:1812.06162, appendix A.1; docs/theory.md,
+    section 10.
+    """
+    b_small, b_big, n, sampling = _batch_sizes(b_small, b_big, n, sampling)
+    small = as_finite_array(small, "small")
+    big = as_finite_array(big, "big")
+    if small.ndim not in (1, 2) or small.shape[-1] < 1 or (small.ndim == 2 and small.shape[0] < 1):
+        raise ValueError(f"`small` must have shape (p,) or (R, p) with R, p >= 1; got {small.shape}")
+    if big.shape != small.shape:
+        raise ValueError(f"`big` must have the shape of `small`, {small.shape}; got {big.shape}")
+    small, big = np.atleast_2d(small), np.atleast_2d(big)
+    y_s = np.einsum("ij,ij->i", small, small)
+    y_b = np.einsum("ij,ij->i", big, big)
+    k_s, k_b = _scaled_c(b_small, n, sampling), _scaled_c(b_big, n, sampling)
+    # Multiplied through by B_s B_b, so that k = 1 gives McCandlish's formulas verbatim.
+    den = k_s * b_big - k_b * b_small
+    g2 = (k_s * b_big * y_b - k_b * b_small * y_s) / den
+    tr = b_small * b_big * (y_s - y_b) / den
+    g2_mean, tr_mean = float(g2.mean()), float(tr.mean())
+    b_simple = float(_ratio(tr_mean, g2_mean))
+    b_se = _se((tr - b_simple * g2) / g2_mean) if g2_mean != 0 else float("nan")
+    return TwoBatchEstimate(
+        grad_norm2=g2_mean, trace_cov=tr_mean, b_simple=b_simple, grad_norm2_se=_se(g2),
+        trace_cov_se=_se(tr), b_simple_se=b_se, grad_norm2_pairs=_frozen(g2),
+        trace_cov_pairs=_frozen(tr), n_pairs=int(g2.size), sampling=sampling,
+    )
+
+
+def two_batch_estimate_from_callable(batch_grad, n: int, b_small: int, b_big: int, *,
+                                     replicates: int = 100, sampling: str = "without_replacement",
+                                     rng=None) -> TwoBatchEstimate:
+    r"""Two-batch estimate for any model, from a function of batch indices.
+
+    Draws ``replicates`` independent pairs of index batches of ``b_small``
+    and ``b_big`` examples from ``range(n)`` (vectorized draws of
+    :mod:`lossvar.sampling`), calls ``batch_grad`` on each and returns
+    :func:`two_batch_estimate` of the results with the matching ``c_B``. The
+    function may wrap any framework (a PyTorch module, a JAX function), so
+    lossvar never needs to know it.
+
+    Parameters
+    ----------
+    batch_grad : callable
+        ``batch_grad(indices) -> array_like, shape (p,)``: the mean gradient
+        over the examples ``indices`` (a 1-D int array, sorted without
+        replacement, possibly with repeats with replacement).
+    n : int
+        Data set size N >= 2.
+    b_small, b_big : int
+        Batch sizes, ``1 <= b_small < b_big`` (``b_big <= n`` without
+        replacement).
+    replicates : int, default 100
+        Number of batch pairs R >= 1 (standard errors need R >= 2).
+    sampling : {"without_replacement", "with_replacement"}, default "without_replacement"
+        How each batch is drawn (the default is what a shuffling data loader
+        does); the estimator always uses the matching :math:`c_B`.
+    rng : int, SeedSequence, Generator or None
+        Seed of the draws (SPEC 7).
+
+    Returns
+    -------
+    TwoBatchEstimate
+
+    References
+    ----------
+    McCandlish et al. (2018), arXiv:1812.06162, appendix A.1.
+    """
+    if not callable(batch_grad):
+        raise TypeError(f"`batch_grad` must be a callable batch_grad(indices) -> (p,); got {batch_grad!r}")
+    n = as_int(n, "n", low=2)
+    b_small, b_big, n, sampling = _batch_sizes(b_small, b_big, n, sampling)
+    replicates = as_int(replicates, "replicates", low=1)
+    gen = stream(as_seed_sequence(rng))
+    draw = getattr(_sampling, sampling)
+    idx_small = draw(gen, n, b_small, replicates)
+    idx_big = draw(gen, n, b_big, replicates)
+    small = _call_all(batch_grad, idx_small)
+    big = _call_all(batch_grad, idx_big)
+    if big.shape != small.shape:
+        raise ValueError(
+            f"`batch_grad` must return arrays of one shape (p,); got {small.shape[1:]} and {big.shape[1:]}"
+        )
+    return two_batch_estimate(small, big, b_small, b_big, n=n, sampling=sampling)
+
+
+def _call_all(batch_grad, indices) -> np.ndarray:
+    rows = [np.asarray(batch_grad(np.array(idx)), dtype=np.float64) for idx in indices]
+    shapes = {r.shape for r in rows}
+    if len(shapes) != 1 or rows[0].ndim != 1:
+        raise ValueError(f"`batch_grad` must return arrays of one shape (p,); got shapes {sorted(shapes)}")
+    return as_finite_array(np.stack(rows), "batch_grad(indices)")
+
+
+# -- adaptive-batch tests of one batch -------------------------------------------------
+
+
+def _batch(grads):
+    """Validated (B, p) gradients, their mean g and ||g||^2 > 0."""
+    grads = as_finite_array(grads, "grads", ndim=2)
+    if grads.shape[0] < 2 or grads.shape[1] < 1:
+        raise ValueError(
+            f"`grads` must have shape (B, p) with B >= 2 per-example gradients; got {grads.shape}"
+        )
+    g = grads.mean(axis=0)
+    g2 = float(g @ g)
+    if g2 == 0:
+        raise ValueError("`grads` must have a nonzero mean gradient g; the tests divide by ||g||^2")
+    return grads, g, g2
+
+
+def norm_test(grads) -> float:
+    r"""Largest :math:`\theta` for which the norm test of a batch passes.
+
+    .. math::
+
+        \theta^2 = \frac{\sum_i \|g_i - g\|^2}{(B - 1)\, B\, \|g\|^2}
+
+    (Byrd, Chin, Nocedal & Wu 2012, eq. 3.9, with the sample variance),
+    where :math:`g_i` are the B per-example gradients and g their mean. It is
+    the batch's own simple noise scale divided by B:
+    :math:`\theta^2 = \hat B_\mathrm{simple} / B` with
+    :math:`\hat B_\mathrm{simple}` = ``GradientNoise.from_grads(grads,
+    ddof=1).b_simple``, so the test with parameter :math:`\theta` asks for
+    :math:`B \ge B_\mathrm{simple}/\theta^2`. Also
+    :math:`\theta_\mathrm{norm}^2 = \theta_\mathrm{ip}^2 + \theta_\mathrm{orth}^2`.
+
+    Parameters
+    ----------
+    grads : array_like, shape (B, p)
+        Per-example gradients of one batch, B >= 2, with nonzero mean.
+
+    Returns
+    -------
+    float
+    """
+    grads, g, g2 = _batch(grads)
+    b = grads.shape[0]
+    dev = grads - g
+    return float(np.sqrt(np.sum(dev * dev) / (b - 1) / b / g2))
+
+
+def inner_product_test(grads) -> float:
+    r"""Largest :math:`\theta` for which the inner-product test of a batch passes.
+
+    .. math::
+
+        \theta^2 = \frac{\sum_i (g_i \cdot g - \|g\|^2)^2}{(B - 1)\, B\, \|g\|^4}
+
+    (Bollapragada, Byrd & Nocedal 2018, eq. 2.6): the variance of the
+    component of the gradients along g only, so it allows smaller batches than
+    the norm test.
+
+    Parameters
+    ----------
+    grads : array_like, shape (B, p)
+        Per-example gradients of one batch, B >= 2, with nonzero mean.
+
+    Returns
+    -------
+    float
+    """
+    grads, g, g2 = _batch(grads)
+    b = grads.shape[0]
+    dots = grads @ g - g2
+    return float(np.sqrt(np.sum(dots * dots) / (b - 1) / b / (g2 * g2)))
+
+
+def orthogonality_test(grads) -> float:
+    r"""Largest :math:`\nu` for which the orthogonality test of a batch passes.
+
+    .. math::
+
+        \nu^2 = \frac{\sum_i \|g_i - (g_i \cdot g / \|g\|^2)\, g\|^2}{(B - 1)\, B\, \|g\|^2}
+
+    (Bollapragada, Byrd & Nocedal 2018, eq. 3.3): the variance of the component of the
+    gradients orthogonal to g, which the inner-product test ignores.
+
+    Parameters
+    ----------
+    grads : array_like, shape (B, p)
+        Per-example gradients of one batch, B >= 2, with nonzero mean.
+
+    Returns
+    -------
+    float
+    """
+    grads, g, g2 = _batch(grads)
+    b = grads.shape[0]
+    orth = grads - np.outer(grads @ g / g2, g)
+    return float(np.sqrt(np.sum(orth * orth) / (b - 1) / b / g2))

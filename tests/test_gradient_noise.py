@@ -1,0 +1,463 @@
+"""Gradient noise statistics, two-batch estimates and adaptive-batch tests (docs/theory.md, section 10).
+
+Deterministic identities are checked to rounding (rtol 1e-12). Monte Carlo
+checks use fixed seeds and the bound |mean - exact| <= Z_MC * se, where
+Z_MC = 4 gives a false-failure rate of 6.3e-5 per check for a normal mean
+(two-sided), so a fresh seed would almost never fail a correct estimator.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lossvar import sampling
+from lossvar.data import Dataset
+from lossvar.gradient_noise import (
+    GradientNoise,
+    TwoBatchEstimate,
+    gradient_noise,
+    inner_product_test,
+    norm_test,
+    orthogonality_test,
+    two_batch_estimate,
+    two_batch_estimate_from_callable,
+)
+from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic, SoftmaxRegression
+
+RTOL = 1e-12
+Z_MC = 4.0  # two-sided normal tail 6.3e-5 per check
+
+# Three gradients in the plane: G = (2, 1), ||G||^2 = 5, deviations (-1, 0), (0, -1), (1, 1).
+HAND = np.array([[1.0, 1.0], [2.0, 0.0], [3.0, 2.0]])
+
+
+# -- GradientNoise.from_grads ----------------------------------------------------------
+
+
+def test_from_grads_hand_computed():
+    # Sigma (divide by N = 3) = [[2/3, 1/3], [1/3, 2/3]]; with H = [[1, 1], [1, 2]]:
+    # tr(H Sigma) = 2/3 + 2 * 1/3 + 2 * 2/3 = 8/3 and G^T H G = 4 + 4 + 2 = 10.
+    noise = GradientNoise.from_grads(HAND, hessian=[[1.0, 1.0], [1.0, 2.0]])
+    np.testing.assert_allclose(noise.grad, [2.0, 1.0], rtol=RTOL)
+    assert noise.grad_norm2 == pytest.approx(5.0, rel=RTOL)
+    assert noise.trace_cov == pytest.approx(4 / 3, rel=RTOL)
+    assert noise.b_simple == pytest.approx(4 / 15, rel=RTOL)
+    assert noise.trace_hess_cov == pytest.approx(8 / 3, rel=RTOL)
+    assert noise.grad_hess_grad == pytest.approx(10.0, rel=RTOL)
+    assert noise.b_noise == pytest.approx(4 / 15, rel=RTOL)
+    np.testing.assert_allclose(noise.gsnr, [6.0, 1.5], rtol=RTOL)
+    assert (noise.n, noise.ddof) == (3, 0)
+
+
+def test_from_grads_ddof_one_and_diagonal_hessian():
+    # ddof = 1 divides by N - 1 = 2: tr Sigma = 2, Sigma_jj = 1; H = diag(1, 2): tr(H Sigma) = 3, G^T H G = 6.
+    noise = GradientNoise.from_grads(HAND, hessian=[1.0, 2.0], ddof=1)
+    assert noise.trace_cov == pytest.approx(2.0, rel=RTOL)
+    assert noise.b_simple == pytest.approx(2 / 5, rel=RTOL)
+    np.testing.assert_allclose(noise.gsnr, [4.0, 1.0], rtol=RTOL)
+    assert noise.b_noise == pytest.approx(3 / 6, rel=RTOL)
+    full = GradientNoise.from_grads(HAND, hessian=np.diag([1.0, 2.0]), ddof=1)
+    assert full.b_noise == pytest.approx(noise.b_noise, rel=RTOL)
+
+
+def test_from_grads_without_hessian_has_nan_curvature_terms():
+    noise = GradientNoise.from_grads(HAND)
+    assert np.isnan(noise.b_noise) and np.isnan(noise.grad_hess_grad) and np.isnan(noise.trace_hess_cov)
+
+
+def test_zero_variance_and_zero_gradient_conventions():
+    constant = GradientNoise.from_grads([[1.0, 0.0], [1.0, 0.0]])
+    assert constant.b_simple == 0.0
+    assert constant.gsnr[0] == np.inf and np.isnan(constant.gsnr[1])  # G_j != 0 = Sigma_jj; both 0
+    centered = GradientNoise.from_grads([[1.0, 0.0], [-1.0, 0.0]])
+    assert centered.b_simple == np.inf
+    assert np.isnan(GradientNoise.from_grads(np.zeros((3, 2))).b_simple)
+
+
+def test_from_grads_matches_direct_numpy():
+    rng = np.random.default_rng(3)
+    grads = rng.normal(size=(50, 6)) + rng.normal(size=6)
+    A = rng.normal(size=(6, 6))
+    H = A @ A.T
+    for ddof in (0, 1):
+        noise = GradientNoise.from_grads(grads, hessian=H, ddof=ddof)
+        cov = np.cov(grads, rowvar=False, ddof=ddof)
+        G = grads.mean(axis=0)
+        assert noise.grad_norm2 == pytest.approx(G @ G, rel=RTOL)
+        assert noise.trace_cov == pytest.approx(np.trace(cov), rel=RTOL)
+        assert noise.b_simple == pytest.approx(np.trace(cov) / (G @ G), rel=RTOL)
+        assert noise.b_noise == pytest.approx(np.trace(H @ cov) / (G @ H @ G), rel=RTOL)
+        np.testing.assert_allclose(noise.gsnr, G**2 / np.diag(cov), rtol=RTOL)
+
+
+def test_gradient_noise_is_immutable_and_prints():
+    noise = GradientNoise.from_grads(HAND)
+    with pytest.raises(AttributeError):
+        noise.grad_norm2 = 1.0
+    with pytest.raises(ValueError):
+        noise.grad[0] = 1.0
+    text = str(noise)
+    assert "B_simple" in text and "N - ddof" in text and "n=3" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(grads=[1.0, 2.0]), "`grads` must be a 2-D array"),
+        (dict(grads=[[1.0, np.nan]]), "`grads` must be finite"),
+        (dict(grads=np.zeros((0, 2))), "`grads` must have shape"),
+        (dict(grads=HAND, ddof=3), "`ddof` must be an integer in"),
+        (dict(grads=HAND, hessian=np.eye(3)), "`hessian` must have shape"),
+        (dict(grads=HAND, hessian=[[np.inf, 0], [0, 1]]), "`hessian` must be finite"),
+    ],
+)
+def test_from_grads_rejects_bad_input(kwargs, match):
+    grads = kwargs.pop("grads")
+    with pytest.raises(ValueError, match=match):
+        GradientNoise.from_grads(grads, **kwargs)
+
+
+# -- gradient_noise from a problem, in blocks ------------------------------------------
+
+
+def _cases():
+    rng = np.random.default_rng(7)
+    n, d = 53, 3
+    X = rng.normal(size=(n, d))
+    quad = NoisyQuadratic(curvature=[1.0, 2.0, 5.0], w_star=[0.5, -1.0, 0.0], noise_std=0.7)
+    return [
+        (LinearRegression(l2=0.1), Dataset(X, X @ [1.0, -2.0, 0.5] + rng.normal(size=n)), rng.normal(size=d)),
+        (LogisticRegression(l2=0.05), Dataset(X, (rng.random(n) < 0.4).astype(int)), rng.normal(size=d)),
+        (SoftmaxRegression(n_classes=3, l2=0.01), Dataset(X, rng.integers(0, 3, n)), rng.normal(size=3 * d)),
+        (quad, quad.population().sample(n, rng=1), np.array([1.0, 0.0, 2.0])),
+    ]
+
+
+@pytest.mark.parametrize("case", _cases(), ids=["linear", "logistic", "softmax", "quadratic"])
+@pytest.mark.parametrize("block_size", [1, 4, 17, 53, 200, None])
+def test_blocks_match_from_grads(case, block_size):
+    problem, data, w = case
+    grads = problem.grad(w, data.X, data.y)
+    if isinstance(problem, NoisyQuadratic):
+        hessian = np.diag(problem.curvature)
+    elif isinstance(problem, LinearRegression):
+        hessian = data.X.T @ data.X / data.n + problem.l2 * np.eye(data.d)
+    else:
+        hessian = problem._hessian(w, data.X, data.y)
+    want = GradientNoise.from_grads(grads, hessian=hessian, ddof=1)
+    got = gradient_noise(problem, data, w, block_size=block_size, ddof=1)
+    np.testing.assert_allclose(got.grad, want.grad, rtol=RTOL)
+    np.testing.assert_allclose(got.gsnr, want.gsnr, rtol=RTOL)
+    for name in ("grad_norm2", "trace_cov", "b_simple", "b_noise", "grad_hess_grad", "trace_hess_cov"):
+        assert getattr(got, name) == pytest.approx(getattr(want, name), rel=RTOL), name
+    assert (got.n, got.ddof) == (data.n, 1)
+
+
+def test_b_noise_of_the_quadratic_is_exact():
+    # g_i = h * u + xi_i: G = h * u + mean(xi), Sigma = cov(xi) (divide by N), H = diag(h).
+    rng = np.random.default_rng(11)
+    h, w_star = np.array([0.5, 2.0, 8.0]), np.array([1.0, 0.0, -1.0])
+    problem = NoisyQuadratic(curvature=h, w_star=w_star)
+    xi = rng.normal(size=(400, 3)) * [1.0, 0.3, 2.0]
+    w = np.array([0.0, 1.0, 1.0])
+    G = h * (w - w_star) + xi.mean(axis=0)
+    var = xi.var(axis=0)
+    noise = gradient_noise(problem, Dataset(xi), w, block_size=64)
+    assert noise.trace_hess_cov == pytest.approx(h @ var, rel=RTOL)
+    assert noise.grad_hess_grad == pytest.approx(h @ G**2, rel=RTOL)
+    assert noise.b_noise == pytest.approx((h @ var) / (h @ G**2), rel=RTOL)
+    assert noise.b_simple == pytest.approx(var.sum() / (G @ G), rel=RTOL)
+
+
+def test_b_noise_of_ridge_regression_uses_its_exact_hessian():
+    rng = np.random.default_rng(12)
+    X, y, lam = rng.normal(size=(120, 4)), rng.normal(size=120), 0.3
+    w = rng.normal(size=4)
+    grads = (X @ w - y)[:, None] * X + lam * w
+    H = X.T @ X / 120 + lam * np.eye(4)
+    cov = np.cov(grads, rowvar=False, bias=True)
+    G = grads.mean(axis=0)
+    noise = gradient_noise(LinearRegression(l2=lam), Dataset(X, y), w, block_size=25)
+    assert noise.b_noise == pytest.approx(np.trace(H @ cov) / (G @ H @ G), rel=RTOL)
+
+
+def test_gradient_noise_never_sees_more_than_a_block():
+    problem, data, w = _cases()[1]
+    seen = []
+
+    class Spy:
+        def check_params(self, w, X):
+            problem.check_params(w, X)
+
+        def grad(self, w, X, y):
+            seen.append(X.shape[0])
+            return problem.grad(w, X, y)
+
+        def _hessian(self, w, X, y):
+            return problem._hessian(w, X, y)
+
+    got = gradient_noise(Spy(), data, w, block_size=10)
+    assert max(seen) == 10 and sum(seen) == data.n
+    assert got.b_noise == pytest.approx(gradient_noise(problem, data, w).b_noise, rel=RTOL)
+
+
+def test_gradient_noise_rejects_bad_input():
+    problem, data, w = _cases()[0]
+    with pytest.raises(ValueError, match="`block_size` must be an integer >= 1"):
+        gradient_noise(problem, data, w, block_size=0)
+    with pytest.raises(ValueError, match="`w` must have length p=3"):
+        gradient_noise(problem, data, np.zeros(4))
+    with pytest.raises(ValueError, match="`w` must be finite"):
+        gradient_noise(problem, data, [0.0, np.nan, 0.0])
+    with pytest.raises(ValueError, match="`ddof` must be an integer in"):
+        gradient_noise(problem, data, w, ddof=data.n)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 1000])
+def test_blocks_are_stable_far_from_the_minimizer(block_size):
+    # ||G|| ~ 1e8 and Sigma ~ 1: E[g^2] - G^2 would lose all 16 digits; the centered merge keeps
+    # the variance to the 1e-8 already lost in rounding g_i = 1e8 + xi_i.
+    xi = np.random.default_rng(0).normal(size=(1000, 2))
+    problem = NoisyQuadratic(curvature=[1.0, 2.0])
+    noise = gradient_noise(problem, Dataset(xi), [1e8, -1e8], block_size=block_size)
+    assert noise.trace_cov == pytest.approx(xi.var(axis=0).sum(), rel=1e-6)
+    assert noise.trace_hess_cov == pytest.approx([1.0, 2.0] @ xi.var(axis=0), rel=1e-6)
+
+
+# -- two_batch_estimate ----------------------------------------------------------------
+
+
+def test_two_batch_hand_computed():
+    # ||G_small||^2 = 25 at B = 1, ||G_big||^2 = 5 at B = 4.
+    small, big = np.array([3.0, 4.0]), np.array([1.0, 2.0])
+    est = two_batch_estimate(small, big, 1, 4)
+    assert est.grad_norm2 == pytest.approx((4 * 5 - 1 * 25) / 3, rel=RTOL)
+    assert est.trace_cov == pytest.approx((25 - 5) / (1 - 1 / 4), rel=RTOL)
+    assert est.b_simple == pytest.approx(-16.0, rel=RTOL)
+    assert est.n_pairs == 1 and np.isnan(est.grad_norm2_se) and np.isnan(est.b_simple_se)
+    # Without replacement from N = 5: c_1 = 1, c_4 = 1/16; tr = 20 / (15/16) = 64/3, ||G||^2 = 25 - 64/3.
+    est = two_batch_estimate(small, big, 1, 4, n=5, sampling="without_replacement")
+    assert est.trace_cov == pytest.approx(64 / 3, rel=RTOL)
+    assert est.grad_norm2 == pytest.approx(11 / 3, rel=RTOL)
+    assert "B_simple" in str(est)
+
+
+def test_two_batch_replicates_average_with_standard_errors():
+    rng = np.random.default_rng(5)
+    small, big = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    est = two_batch_estimate(small, big, 2, 8)
+    singles = [two_batch_estimate(s, b, 2, 8) for s, b in zip(small, big, strict=True)]
+    g2 = np.array([e.grad_norm2 for e in singles])
+    tr = np.array([e.trace_cov for e in singles])
+    np.testing.assert_allclose(est.grad_norm2_pairs, g2, rtol=RTOL)
+    assert est.grad_norm2 == pytest.approx(g2.mean(), rel=RTOL)
+    assert est.trace_cov_se == pytest.approx(tr.std(ddof=1) / np.sqrt(7), rel=RTOL)
+    assert est.b_simple == pytest.approx(tr.mean() / g2.mean(), rel=RTOL)
+    assert est.n_pairs == 7 and isinstance(est, TwoBatchEstimate)
+
+
+def _all_means(grads, b, with_replacement):
+    """Mean gradient of every batch of size b: ordered tuples (with), subsets (without)."""
+    n = grads.shape[0]
+    if with_replacement:
+        combos = itertools.product(range(n), repeat=b)
+    else:
+        combos = itertools.combinations(range(n), b)
+    return grads[np.array(list(combos))].mean(axis=1)
+
+
+@pytest.mark.parametrize(("sampling_", "n", "b_small", "b_big"),
+                         [("without_replacement", 8, 2, 5), ("with_replacement", 4, 1, 3)])
+def test_two_batch_is_exactly_unbiased_over_all_batches(sampling_, n, b_small, b_big):
+    # Averaging over every (small, big) pair is the exact expectation.
+    grads = np.random.default_rng(2).normal(size=(n, 3)) + 1.0
+    small = _all_means(grads, b_small, sampling_ == "with_replacement")
+    big = _all_means(grads, b_big, sampling_ == "with_replacement")
+    small, big = np.repeat(small, len(big), axis=0), np.tile(big, (len(small), 1))
+    est = two_batch_estimate(small, big, b_small, b_big, n=n, sampling=sampling_)
+    exact = GradientNoise.from_grads(grads)
+    assert est.grad_norm2 == pytest.approx(exact.grad_norm2, rel=1e-10)
+    assert est.trace_cov == pytest.approx(exact.trace_cov, rel=1e-10)
+
+
+class TestMonteCarloN20:
+    """Random batch pairs from N = 20 fixed gradients (p = 3), B_small = 2, B_big = 10."""
+
+    N, B_S, B_B, R = 20, 2, 10, 100_000
+    grads = np.array([1.0, -0.5, 0.25]) + np.random.default_rng(1).normal(size=(20, 3))
+    exact = GradientNoise.from_grads(grads)
+
+    def _pairs(self, scheme, seed):
+        rng = np.random.default_rng(seed)
+        draw = getattr(sampling, scheme)
+        return (self.grads[draw(rng, self.N, self.B_S, self.R)].mean(axis=1),
+                self.grads[draw(rng, self.N, self.B_B, self.R)].mean(axis=1))
+
+    def test_corrected_estimator_is_unbiased_without_replacement(self):
+        small, big = self._pairs("without_replacement", 10)
+        est = two_batch_estimate(small, big, self.B_S, self.B_B, n=self.N, sampling="without_replacement")
+        assert abs(est.grad_norm2 - self.exact.grad_norm2) <= Z_MC * est.grad_norm2_se
+        assert abs(est.trace_cov - self.exact.trace_cov) <= Z_MC * est.trace_cov_se
+
+    def test_uncorrected_estimator_is_biased_without_replacement(self):
+        # B c_B = N/(N-1) - B/(N-1), so the plain formulas estimate ||G||^2 - tr Sigma/(N-1)
+        # and tr Sigma N/(N-1), here about 46 and 8 standard errors from the truth (the margins
+        # below are met by every one of 40 other seeds tried).
+        small, big = self._pairs("without_replacement", 11)
+        est = two_batch_estimate(small, big, self.B_S, self.B_B)
+        bias = est.grad_norm2 - self.exact.grad_norm2
+        assert abs(bias) > 20 * est.grad_norm2_se
+        assert abs(bias + self.exact.trace_cov / (self.N - 1)) <= Z_MC * est.grad_norm2_se
+        assert abs(est.trace_cov - self.exact.trace_cov) > 3 * est.trace_cov_se
+        assert abs(est.trace_cov - self.exact.trace_cov * self.N / (self.N - 1)) <= Z_MC * est.trace_cov_se
+
+    def test_plain_estimator_is_unbiased_with_replacement(self):
+        small, big = self._pairs("with_replacement", 12)
+        est = two_batch_estimate(small, big, self.B_S, self.B_B)
+        assert abs(est.grad_norm2 - self.exact.grad_norm2) <= Z_MC * est.grad_norm2_se
+        assert abs(est.trace_cov - self.exact.trace_cov) <= Z_MC * est.trace_cov_se
+        assert abs(est.b_simple - self.exact.b_simple) <= Z_MC * est.b_simple_se
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "match"),
+    [
+        (([1.0, 2.0], [1.0], 1, 2), {}, ValueError, "`big` must have the shape of `small`"),
+        ((np.ones((2, 2, 2)), np.ones((2, 2, 2)), 1, 2), {}, ValueError, "`small` must have shape"),
+        (([1.0, np.inf], [1.0, 2.0], 1, 2), {}, ValueError, "`small` must be finite"),
+        (([1.0, 2.0], [np.nan, 2.0], 1, 2), {}, ValueError, "`big` must be finite"),
+        (([1.0, 2.0], [1.0, 2.0], 4, 4), {}, ValueError, "`b_small` must be smaller than `b_big`"),
+        (([1.0, 2.0], [1.0, 2.0], 0, 4), {}, ValueError, "`b_small` must be an integer >= 1"),
+        (([1.0, 2.0], [1.0, 2.0], 1, 2.0), {}, TypeError, "`b_big` must be an integer"),
+        (([1.0, 2.0], [1.0, 2.0], 1, 2), dict(sampling="without_replacement"), ValueError, "`n`.*required"),
+        (([1.0, 2.0], [1.0, 2.0], 1, 6), dict(n=5, sampling="without_replacement"), ValueError,
+         "`b_big` must be <= n=5"),
+        (([1.0, 2.0], [1.0, 2.0], 1, 2), dict(sampling="bootstrap"), ValueError, "`sampling`"),
+    ],
+)
+def test_two_batch_rejects_bad_input(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        two_batch_estimate(*args, **kwargs)
+
+
+# -- the callable form -----------------------------------------------------------------
+
+
+def _logistic_closure(n=200, seed=4):
+    """A scikit-learn style numpy gradient: mean logistic-loss gradient over ``indices``."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ [1.0, -1.0, 0.5]))).astype(float)
+    w = np.array([0.3, 0.2, -0.4])
+    calls = []
+
+    def batch_grad(indices):
+        calls.append(indices)
+        Xb = X[indices]
+        return Xb.T @ (1 / (1 + np.exp(-Xb @ w)) - y[indices]) / len(indices)
+
+    per_example = (1 / (1 + np.exp(-X @ w)) - y)[:, None] * X
+    return batch_grad, GradientNoise.from_grads(per_example), calls
+
+
+@pytest.mark.parametrize("scheme", ["without_replacement", "with_replacement"])
+def test_callable_form_is_unbiased_on_logistic_regression(scheme):
+    batch_grad, exact, calls = _logistic_closure()
+    est = two_batch_estimate_from_callable(batch_grad, 200, 5, 50, replicates=3000, sampling=scheme, rng=0)
+    assert est.n_pairs == 3000 and est.sampling == scheme
+    assert abs(est.grad_norm2 - exact.grad_norm2) <= Z_MC * est.grad_norm2_se
+    assert abs(est.trace_cov - exact.trace_cov) <= Z_MC * est.trace_cov_se
+    assert sorted({len(c) for c in calls}) == [5, 50]
+    assert all(np.issubdtype(c.dtype, np.integer) and c.min() >= 0 and c.max() < 200 for c in calls)
+    if scheme == "without_replacement":
+        assert all(len(np.unique(c)) == len(c) for c in calls)
+
+
+def test_callable_form_is_reproducible_and_follows_spec7():
+    batch_grad, _, _ = _logistic_closure()
+    a = two_batch_estimate_from_callable(batch_grad, 200, 2, 10, replicates=20, rng=3)
+    b = two_batch_estimate_from_callable(batch_grad, 200, 2, 10, replicates=20, rng=np.random.SeedSequence(3))
+    np.testing.assert_array_equal(a.grad_norm2_pairs, b.grad_norm2_pairs)
+    gen = np.random.default_rng(3)
+    c = two_batch_estimate_from_callable(batch_grad, 200, 2, 10, replicates=20, rng=gen)
+    d = two_batch_estimate_from_callable(batch_grad, 200, 2, 10, replicates=20, rng=gen)
+    assert not np.array_equal(c.grad_norm2_pairs, d.grad_norm2_pairs)
+
+
+def test_callable_form_rejects_bad_input():
+    batch_grad, _, _ = _logistic_closure()
+    with pytest.raises(TypeError, match="`batch_grad` must be a callable"):
+        two_batch_estimate_from_callable(np.zeros(3), 200, 2, 10)
+    with pytest.raises(ValueError, match="`batch_grad` must return arrays of one shape"):
+        two_batch_estimate_from_callable(lambda idx: np.zeros(len(idx)), 200, 2, 10, rng=0)
+    with pytest.raises(ValueError, match="`batch_grad` must return arrays of one shape"):
+        two_batch_estimate_from_callable(lambda idx: np.zeros((3, 3)), 200, 2, 10, rng=0)
+    with pytest.raises(ValueError, match="`batch_grad\\(indices\\)` must be finite"):
+        two_batch_estimate_from_callable(lambda idx: np.full(3, np.nan), 200, 2, 10, rng=0)
+    with pytest.raises(ValueError, match="`replicates` must be an integer >= 1"):
+        two_batch_estimate_from_callable(batch_grad, 200, 2, 10, replicates=0)
+    with pytest.raises(ValueError, match="`n` must be an integer >= 2"):
+        two_batch_estimate_from_callable(batch_grad, 1, 2, 10)
+    with pytest.raises(ValueError, match="`b_big` must be <= n=8"):
+        two_batch_estimate_from_callable(batch_grad, 8, 2, 10)
+    with pytest.raises(TypeError, match="`rng`"):
+        two_batch_estimate_from_callable(batch_grad, 200, 2, 10, rng="seed")
+
+
+# -- adaptive-batch tests --------------------------------------------------------------
+
+
+def test_tests_hand_computed_b3():
+    # g = (2, 1), ||g||^2 = 5. Deviations: squared norms 1, 1, 2 -> 4; theta^2 = 4 / (2 * 3 * 5) = 2/15.
+    # g_i . g = 3, 4, 8 -> minus 5: -2, -1, 3 -> 14; theta^2 = 14 / (2 * 3 * 25) = 7/75.
+    # Orthogonal parts (-0.2, 0.4), (0.4, -0.8), (-0.2, 0.4): 0.2 + 0.8 + 0.2 = 1.2; 1.2 / 30 = 1/25.
+    assert norm_test(HAND) == pytest.approx(np.sqrt(2 / 15), rel=RTOL)
+    assert inner_product_test(HAND) == pytest.approx(np.sqrt(7 / 75), rel=RTOL)
+    assert orthogonality_test(HAND) == pytest.approx(0.2, rel=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("grads", "norm", "inner", "ortho"),
+    [
+        ([[1.0, 0.0], [3.0, 0.0]], 0.5, 0.5, 0.0),  # all noise along g
+        ([[2.0, 1.0], [2.0, -1.0]], 0.5, 0.0, 0.5),  # all noise orthogonal to g
+    ],
+)
+def test_tests_hand_computed_b2(grads, norm, inner, ortho):
+    # g = (2, 0), ||g||^2 = 4, B = 2: theta^2 = S / (1 * 2 * 4) with S = 2 in the direction of the noise.
+    assert norm_test(grads) == pytest.approx(norm, rel=RTOL, abs=1e-15)
+    assert inner_product_test(grads) == pytest.approx(inner, rel=RTOL, abs=1e-15)
+    assert orthogonality_test(grads) == pytest.approx(ortho, rel=RTOL, abs=1e-15)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(1, 4)),
+              elements=st.floats(-10, 10, allow_subnormal=False)))
+def test_tests_identities(grads):
+    g = grads.mean(axis=0)
+    if g @ g < 1e-6 * max(1.0, np.sum(grads * grads)):
+        return  # near-zero mean: the tests are ill-conditioned there
+    b = grads.shape[0]
+    norm2 = norm_test(grads) ** 2
+    # Noise splits into the part along g and the part orthogonal to it.
+    assert norm2 == pytest.approx(inner_product_test(grads) ** 2 + orthogonality_test(grads) ** 2,
+                                  rel=1e-9, abs=1e-12)
+    # theta^2 is the batch's own simple noise scale (sample covariance) over B.
+    assert norm2 == pytest.approx(GradientNoise.from_grads(grads, ddof=1).b_simple / b, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("test", [norm_test, inner_product_test, orthogonality_test])
+def test_tests_reject_bad_input(test):
+    with pytest.raises(ValueError, match="`grads` must have shape \\(B, p\\) with B >= 2"):
+        test([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="`grads` must have a nonzero mean"):
+        test([[1.0, 2.0], [-1.0, -2.0]])
+    with pytest.raises(ValueError, match="`grads` must be a 2-D array"):
+        test([1.0, 2.0])
+    with pytest.raises(ValueError, match="`grads` must be finite"):
+        test([[1.0, np.nan], [1.0, 2.0]])
+
