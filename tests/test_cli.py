@@ -14,7 +14,7 @@ def test_list(capsys):
     assert cli.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in lines] == ["variance_scaling", "sgd_vs_batch", "erm_spread",
-                                               "robbins_monro", "trend_optimizers"]
+                                               "robbins_monro", "trend_optimizers", "critical_batch"]
 
 
 def test_run_unknown_study_lists_valid_ones(capsys):

@@ -32,6 +32,7 @@ STUDIES = {
                      "fitted rates, Polyak-Ruppert averaging",
     "trend_optimizers": "SGD, momentum, Nesterov, RMSProp and Adam: trajectories, update "
                         "variance and convergence with bands",
+    "critical_batch": "McCandlish et al. (2018): one-step gains, steps vs examples, B_crit vs B_noise",
 }
 
 

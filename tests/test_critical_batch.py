@@ -1,0 +1,87 @@
+"""The critical_batch study's --quick run: complete folder, exact one-step theory, verification.
+
+Agreement checks are |estimate - truth| <= Z * SE with Z = 4, a two-sided false-failure
+rate of 6.3e-5 per check for a normal estimate; the one-step table holds 55 such points
+per problem (correlated: the same batches serve every learning rate), so a new seed
+would fail by chance with probability well under 1%. Seeds are fixed.
+"""
+
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossvar import studies
+
+matplotlib.use("Agg")
+Z = 4.0
+TABLES = ("one_step", "one_step_opt", "steps", "tuning", "critical_batch", "noise_path",
+          "gradient_variance", "gradient_scaling")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("critical_batch") / "out"
+    assert studies.run("critical_batch", ["--quick", "--seed", "1", "--out", str(out)]) == 0
+    return out
+
+
+def _csv(folder, name):
+    return pd.read_csv(folder / f"{name}.csv")
+
+
+def test_folder_is_complete(quick):
+    manifest = json.loads((quick / "manifest.json").read_text())
+    assert manifest["study"] == "critical_batch" and manifest["seed"] == 1
+    assert manifest["parameters"]["quick"] is True
+    assert set(TABLES) <= set(manifest["tables"])
+    for entry in manifest["tables"].values():
+        assert (quick / entry["file"]).is_file()
+    for name in ("one_step", "steps_examples", "gradient_variance"):
+        for ext in ("png", "svg"):
+            assert (quick / f"{name}.{ext}").stat().st_size > 0
+    summary = (quick / "summary.md").read_text()
+    assert "lossvar run critical_batch" in summary and "--seed 1" in summary
+    assert "max |z|" in summary and "B_crit" in summary
+
+
+def test_one_step_monte_carlo_agrees_with_exact_theory_on_the_quadratic(quick):
+    one = _csv(quick, "one_step")
+    exact = one[one.theory_kind == "exact"]
+    assert len(exact) and (exact.problem == "least squares (synthetic)").all()
+    assert ((exact.improvement - exact.theory).abs() <= Z * exact.improvement_se).all(), exact
+    opt = _csv(quick, "one_step_opt")
+    q = opt[opt.theory_kind == "exact"]
+    assert ((q.eps_opt_mc - q.eps_opt).abs() <= Z * q.eps_opt_mc_se).all(), q
+    # eps_opt = eps_max / (1 + B_noise / B) for independent draws
+    np.testing.assert_allclose(q.eps_opt, q.eps_max / (1 + q.b_noise / q.batch_size), rtol=1e-12)
+
+
+def test_steps_and_critical_batch_are_sane(quick):
+    steps = _csv(quick, "steps")
+    assert (steps.reached == steps.replicates).all()
+    for _, s in steps.groupby("problem"):
+        s = s.sort_values("batch_size")
+        # more examples and fewer steps as B grows, allowing for the noise of each estimate
+        assert (np.diff(s.steps) <= Z * np.hypot(s.steps_se.to_numpy()[1:],
+                                                  s.steps_se.to_numpy()[:-1])).all(), s
+    c = _csv(quick, "critical_batch")
+    assert (c.s_min > 0).all() and (c.e_min > 0).all()
+    assert ((c.b_crit_ci_low <= c.b_crit) & (c.b_crit <= c.b_crit_ci_high)).all()
+
+
+def test_gradient_noise_agrees_with_exact(quick):
+    g = _csv(quick, "gradient_variance")
+    assert ((g["mean"] - g.exact).abs() <= Z * g.mean_se).all()
+    full = g[(g.sampling == "without_replacement") & (g.estimator == "full")]
+    assert len(full) and (full["mean"] == 0).all()
+    fits = _csv(quick, "gradient_scaling")
+    assert ((fits.exponent + 1).abs() <= Z * fits.se).all(), fits
+
+
+@pytest.mark.reproducibility
+def test_verify_reproduces_the_folder(quick):
+    report = studies.verify(quick)
+    assert report.ok, report
