@@ -53,7 +53,7 @@ FLOAT_FORMAT = "%.17g"
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
 _VERSIONED = ("lossvar", "numpy", "scipy", "pandas", "python")
-_NOT_RERUN = ("out", "overwrite")
+_NOT_RERUN = ("out", "overwrite", "progress")
 
 
 class ManifestError(ValueError):
@@ -214,19 +214,28 @@ def default_folder(study: str, base="results") -> Path:
     return path
 
 
-def _prepare(out, study, overwrite) -> Path:
+def check_destination(out, study, overwrite, *, option="--out") -> Path:
+    """Where a run's folder will go; refuses, before any work, what it may not replace.
+
+    ``out`` None means a new dated folder under ``results/``. An existing
+    non-empty ``out`` is refused unless ``overwrite``, and then only if it is a
+    lossvar results folder (with a manifest); a file, or a file where a parent
+    folder should be, is refused. ``option`` names the user-facing parameter in
+    the errors (the command-line flag, or the API argument).
+    """
     folder = default_folder(study) if out is None else Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"--out: {folder} exists and is not a folder")
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "" if parent == folder else f" (needed as a parent folder of {folder})"
+            raise FileExistsError(f"{option}: {parent} is a file, not a folder{where}; "
+                                  "choose another folder")
     if folder.is_dir() and any(folder.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"--out: {folder} exists and is not empty; choose another "
-                                  "folder, omit --out for a new dated one, or pass --overwrite")
+            raise FileExistsError(f"{option}: {folder} exists and is not empty; choose another "
+                                  "folder, omit it for a new dated one, or pass --overwrite")
         if not (folder / MANIFEST).is_file():
-            raise FileExistsError(f"--out: {folder} is not a lossvar results folder (no "
+            raise FileExistsError(f"{option}: {folder} is not a lossvar results folder (no "
                                   f"{MANIFEST}); refusing to overwrite it")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
@@ -236,6 +245,10 @@ class StudyFolder:
 
     Create with :meth:`create`, add tables and figures, then :meth:`finish`
     with the summary text: that writes ``summary.md`` and ``manifest.json``.
+    Until then everything goes to a hidden staging folder beside ``path``, which
+    :meth:`finish` moves into place (replacing an old results folder only then,
+    with ``overwrite``) and :meth:`discard` removes: a run that fails leaves
+    nothing behind, and an older result survives a failed rerun.
 
     Examples
     --------
@@ -251,19 +264,25 @@ class StudyFolder:
     tables: dict = field(default_factory=dict)
     figures: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    overwrite: bool = False
+    work: Path | None = None
 
     @classmethod
     def create(cls, out, study: str, params: dict, *, overwrite=False, dpi=120) -> StudyFolder:
-        """Make the folder: ``out``, or a new dated one under ``results/`` if None.
+        """Check the destination (see :func:`check_destination`) and open a staging folder."""
+        path = check_destination(out, study, overwrite)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+        return cls(path, study, dict(params), dpi, overwrite=overwrite, work=work)
 
-        An existing non-empty ``out`` is refused unless ``overwrite`` (and then
-        only if it is a results folder, with a manifest).
-        """
-        return cls(_prepare(out, study, overwrite), study, dict(params), dpi)
+    def discard(self) -> None:
+        """Remove the staging folder of a run that failed."""
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """Write ``NAME.csv`` and remember its sha256 and row count."""
-        sha = write_table(table, self.path / f"{name}.csv")
+        sha = write_table(table, self.work / f"{name}.csv")
         self.tables[name] = {"file": f"{name}.csv", "sha256": sha, "rows": int(len(table)),
                              "columns": [str(c) for c in table.columns]}
         return table
@@ -272,8 +291,8 @@ class StudyFolder:
         """Save a matplotlib figure as ``NAME.png`` and ``NAME.svg`` and close it."""
         import matplotlib.pyplot as plt
 
-        fig.savefig(self.path / f"{name}.png", dpi=self.dpi, bbox_inches="tight")
-        fig.savefig(self.path / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(self.work / f"{name}.png", dpi=self.dpi, bbox_inches="tight")
+        fig.savefig(self.work / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
         plt.close(fig)
         self.figures += [f"{name}.png", f"{name}.svg"]
 
@@ -290,7 +309,7 @@ class StudyFolder:
             f"lossvar {env['versions']['lossvar']}, numpy {env['versions']['numpy']}, "
             f"scipy {env['versions']['scipy']}, pandas {env['versions']['pandas']}, "
             f"python {env['versions']['python']}; {describe_revision(env['git'])}.\n")
-        (self.path / SUMMARY).write_text(text, encoding="utf-8")
+        (self.work / SUMMARY).write_text(text, encoding="utf-8")
         manifest = {
             "study": self.study,
             "parameters": self.params,
@@ -303,7 +322,12 @@ class StudyFolder:
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "wall_time_seconds": round(time.perf_counter() - self.started, 3),
         }
-        (self.path / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (self.work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        check_destination(self.path, self.study, self.overwrite)  # nothing appeared meanwhile
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.work.rename(self.path)
+        self.work = None
         return self.path
 
 

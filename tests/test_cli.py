@@ -63,3 +63,90 @@ def test_variance_subcommand_with_workers(tmp_path, capsys):
     assert cli.main(["variance", "--data", str(losses), "--batch-sizes", "1,4,16,full",
                      "--replicates", "500", "--workers", "1", "--out", str(out)]) == 0
     assert (out / "variance.csv").is_file() and (out / "variance.png").is_file()
+
+
+@pytest.mark.reproducibility
+def test_variance_writes_a_verifiable_results_folder(tmp_path, capsys):
+    out = tmp_path / "D"
+    assert cli.main(["variance", "--data", "breast_cancer", "--batch-sizes", "1,4,16",
+                     "--replicates", "2000", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["study"] == "variance" and set(manifest["tables"]) == {"variance", "scaling_fit"}
+    assert (out / "summary.md").read_text().count("Verdict:") == 1
+    capsys.readouterr()
+    assert cli.main(["verify", str(out)]) == 0
+    assert "variance: identical" in capsys.readouterr().out
+
+
+def test_a_bad_option_fails_before_any_work_and_leaves_nothing(tmp_path, capsys):
+    d2 = tmp_path / "D2"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "robbins_monro", "--quick", "--dpi", "0", "--out", str(d2)])
+    assert exc.value.code == 2 and "argument --dpi" in capsys.readouterr().err
+    assert not d2.exists()
+    with pytest.raises(SystemExit):
+        cli.main(["run", "robbins_monro", "--quick", "--seed", "-1", "--out", str(d2)])
+    assert "argument --seed: must be an integer >= 0" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["run", "robbins_monro", "--quick", "--out", str(afile / "x")]) == 2
+    assert f"--out: {afile} is a file, not a folder" in capsys.readouterr().err
+    assert cli.main(["variance", "--data", "nope", "--out", str(d2)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lossvar: error: --data must be one of breast_cancer") and "'nope'" in err
+    assert not d2.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_failing_run_leaves_no_folder_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from lossvar.studies import erm_spread
+
+    out = tmp_path / "run"
+    assert cli.main(["run", "erm_spread", *SMALL, "--out", str(out)]) == 0
+    before = (out / "manifest.json").read_bytes()
+
+    def broken(args, folder):
+        folder.table("partial", __import__("pandas").DataFrame({"x": [1.0]}))
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(erm_spread, "compute", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main(["run", "erm_spread", *SMALL, "--out", str(out), "--overwrite"])
+    assert (out / "manifest.json").read_bytes() == before and not (out / "partial.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
+
+
+@pytest.mark.parametrize("text, match", [
+    ("loss\n1.0\n\n2.0\nx\n", "line 5 is not a number: 'x'"),
+    ("1.0\n", "N = 1 loss"),
+    ("a,b,c\n1,2,3\n", "one column of losses"),
+])
+def test_losses_csv_errors_name_the_real_line(tmp_path, capsys, text, match):
+    path = tmp_path / "l.csv"
+    path.write_text(text)
+    assert cli.main(["variance", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_losses_csv_from_pandas_series(tmp_path):
+    import pandas as pd
+
+    values = np.random.default_rng(0).exponential(size=50)
+    path = tmp_path / "s.csv"
+    pd.Series(values).to_csv(path)
+    losses, _ = cli.load_losses(str(path))
+    np.testing.assert_array_equal(losses, values)
+
+
+def test_python_dash_m_lossvar():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "lossvar", "list"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "variance_scaling" in proc.stdout
+
+
+def test_run_accepts_progress_flags(tmp_path):
+    assert cli.main(["run", "erm_spread", *SMALL, "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert "progress" not in manifest["parameters"]

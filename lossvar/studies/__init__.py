@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import sys
 
 from .. import results
@@ -56,7 +55,7 @@ def run(name: str, argv=None) -> int:
 def verify(folder) -> results.VerifyReport:
     """Rerun the study of a results folder from its manifest and compare the tables."""
     def rerun(study, argv, out):
-        status = run(study, [*argv, "--out", str(out)])
+        status = run(study, [*argv, "--out", str(out), "--no-progress"])
         if status:
             raise RuntimeError(f"the rerun of {study} failed with exit status {status}")
 
@@ -79,60 +78,113 @@ def comma_list(kind):
 
 
 def batch_size_list(text):
-    """argparse type: comma-separated batch sizes, integers or 'full'."""
+    """argparse type: comma-separated batch sizes, positive integers or 'full'.
+
+    The one parser of batch sizes for every command and study.
+    """
     out = []
     for part in text.split(","):
         part = part.strip()
         try:
-            out.append(part if part == "full" else int(part))
+            b = part if part == "full" else int(part)
         except ValueError:
+            b = None
+        if b is None or (b != "full" and b < 1):
             raise argparse.ArgumentTypeError(
-                f"batch sizes must be comma-separated integers or 'full'; got {part!r}") from None
+                f"batch sizes must be comma-separated positive integers or 'full'; got {part!r}")
+        out.append(b)
     return out
+
+
+def int_at_least(low: int, *also):
+    """argparse type: an integer >= ``low`` (or one of the values in ``also``)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or (value < low and value not in also):
+            extra = "".join(f" or {a}" for a in also)
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}{extra}; got {text!r}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def fraction(text):
+    """argparse type: a number strictly between 0 and 1 (a confidence level)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1; got {text!r}")
+    return value
+
+
+def check_data(value: str, *, files: bool = False, none: bool = False) -> str:
+    """The one ``--data`` check: a bundled data set name, or (``files``) a .npy/.csv
+    file of per-sample losses, or (``none``) 'none'. Raises ValueError naming --data."""
+    from ..datasets import NAMES
+
+    allowed = list(NAMES) + (["none"] if none else [])
+    if value in allowed:
+        return value
+    if files and value.lower().endswith((".npy", ".csv")):
+        return value
+    also = ", or a FILE.npy / FILE.csv of per-sample losses" if files else ""
+    raise ValueError(f"--data must be one of {', '.join(allowed)}{also}; got {value!r}")
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every study has.
 
-    ``--seed``, ``--workers``, ``--out``, ``--overwrite``, ``--quick`` and
-    ``--dpi``; a study adds its own size knobs with default None and fills
-    them from its full or quick defaults (:func:`resolve`).
+    ``--seed``, ``--workers``, ``--out``, ``--overwrite``, ``--quick``, ``--dpi``
+    and ``--progress/--no-progress``, each validated when parsed (before any
+    work); a study adds its own size knobs with default None and fills them
+    from its full or quick defaults (:func:`resolve`).
     """
     p = argparse.ArgumentParser(prog=f"lossvar run {name}", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, default=0, help="root random seed (default: 0)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes for the Monte Carlo engine where it supports them; "
-                        "never changes the results (default: 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="root random seed (default: 0)")
+    p.add_argument("--workers", type=int_at_least(1, -1), default=1,
+                   help="worker processes for the Monte Carlo engine, -1 for all cores; never "
+                        "changes the results (default: 1)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: a new results/NAME-YYYYmmdd-HHMMSS)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it is an existing results folder")
     p.add_argument("--quick", action="store_true",
                    help="small sizes that run in seconds (the tests use it)")
-    p.add_argument("--dpi", type=int, default=120, help="PNG resolution (default: 120)")
+    p.add_argument("--dpi", type=int_at_least(1), default=120, help="PNG resolution (default: 120)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on when stderr is a terminal)")
     return p
 
 
 def resolve(args, full: dict, quick: dict) -> dict:
-    """Fill the options left at None from the full or ``--quick`` defaults; the parameters."""
+    """Fill the options left at None from the full or ``--quick`` defaults; the parameters.
+
+    How a run is executed (``progress``) is not a parameter of its results.
+    """
     defaults = quick if args.quick else full
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    return vars(args).copy()
+    return {k: v for k, v in vars(args).items() if k != "progress"}
+
+
+def execution(args) -> dict:
+    """How to run the Monte Carlo: ``workers`` and ``progress`` from the command line
+    (a progress bar by default when stderr is a terminal). Every Monte Carlo entry
+    point takes both, and neither changes a bit of the results."""
+    progress = getattr(args, "progress", None)
+    return {"workers": args.workers, "progress": sys.stderr.isatty() if progress is None else progress}
 
 
 def parallel(fn, args) -> dict:
-    """The execution options of ``fn`` that it accepts: ``workers`` from the
-    command line, and a progress bar when stderr is a terminal (never in the
-    results: neither changes a bit)."""
-    try:
-        accepted = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return {}
-    options = {"workers": args.workers, "progress": sys.stderr.isatty()}
-    return {k: v for k, v in options.items() if k in accepted}
+    """:func:`execution` (``fn``, the entry point it is for, takes every option)."""
+    return execution(args)
 
 
 def start(name: str, args, params: dict) -> results.StudyFolder:
@@ -146,12 +198,12 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
     """Parse ``argv``, resolve sizes, run ``compute(args, folder)``, print where results went.
 
     ``compute`` writes tables and figures into the folder and returns the
-    summary text. ``check(args)``, if given, raises ValueError on bad option
-    values before any folder is made. User errors (an existing folder, a bad
-    option value) are one line on stderr and exit status 2.
+    summary text. Every option is checked before any work: by its argparse
+    type, by ``check(args)`` (raising ValueError naming the option) and by the
+    destination rules of :func:`lossvar.results.check_destination`. User errors
+    are one line on stderr and exit status 2. A run that fails leaves no
+    folder behind (an old one it was to replace is kept).
     """
-    import sys
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +216,11 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
     except (ValueError, OSError) as exc:
         print(f"lossvar: error: {exc}", file=sys.stderr)
         return 2
-    summary = compute(args, folder)
-    path = folder.finish(summary)
+    try:
+        summary = compute(args, folder)
+        path = folder.finish(summary)
+    except BaseException:
+        folder.discard()
+        raise
     print(f"{name}: wrote {path}")
     return 0
