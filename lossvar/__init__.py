@@ -5,7 +5,7 @@ theory -> results -> plots, CLI, studies. A lower layer never imports a higher
 one.
 """
 
-from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, theory  # noqa: E402,I001
+from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, streams, theory  # noqa: E402,I001
 from ._build_revision import version as __version__  # noqa: E402
 from .data import (  # noqa: E402
     Dataset,
@@ -47,6 +47,6 @@ __all__ = [
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",
     "ScalingFit",
     "SoftmaxRegression", "VarianceResult", "__version__", "datasets", "loss_variance", "moments",
-    "optim", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "theory",
+    "optim", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "streams", "theory",
     "variance_study",
 ]

@@ -12,6 +12,8 @@ import operator
 
 import numpy as np
 
+from .streams import as_seed_sequence, stream  # noqa: F401  (until every caller imports them from streams)
+
 
 def as_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as a Python int, or raise naming ``name`` and the range.
@@ -79,56 +81,6 @@ def as_finite_array(values, name: str, *, ndim: int | None = None) -> np.ndarray
             f"the first at index {where}"
         )
     return arr
-
-
-def as_seed_sequence(rng) -> np.random.SeedSequence:
-    """Normalize an ``rng`` argument (SPEC 7) to the root SeedSequence of a call.
-
-    - ``None``: fresh OS entropy (the result is then not reproducible; the
-      entropy is kept on the result so that it can be).
-    - ``int`` or ``SeedSequence``: used as given; the same value always gives
-      the same root, and the caller's SeedSequence is never advanced.
-    - ``Generator``: a child of its SeedSequence is spawned, as
-      ``Generator.spawn`` does, so two calls with the same Generator draw
-      different (independent) numbers, and the sequence of calls is reproducible.
-
-    Streams of a call are derived statelessly from the root by
-    :func:`stream` with a key, never by ``seed + i`` (numpy.random,
-    "Parallel random number generation").
-    """
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, np.random.SeedSequence):
-        return np.random.SeedSequence(rng.entropy, spawn_key=rng.spawn_key, pool_size=rng.pool_size)
-    if isinstance(rng, np.random.Generator):
-        seed_seq = getattr(rng.bit_generator, "seed_seq", None)
-        if not isinstance(seed_seq, np.random.SeedSequence):
-            raise TypeError(
-                "`rng` must be an int, a SeedSequence, a Generator built from a SeedSequence "
-                f"or None; got a Generator whose bit generator has no SeedSequence ({seed_seq!r})"
-            )
-        return seed_seq.spawn(1)[0]
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"`rng` must be a non-negative integer seed; got {rng!r}")
-        return np.random.SeedSequence(int(rng))
-    raise TypeError(
-        f"`rng` must be an int, a numpy SeedSequence, a numpy Generator or None; got {rng!r}"
-    )
-
-
-def stream(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
-    """The Generator for the unit of work ``key`` under ``root``.
-
-    Equal to the Generator of ``root``'s child with that spawn key, built
-    without mutating ``root``, so the stream depends only on (root, key): not
-    on which worker, chunk or call order computes it.
-    """
-    child = np.random.SeedSequence(
-        root.entropy, spawn_key=tuple(root.spawn_key) + tuple(int(k) for k in key),
-        pool_size=root.pool_size,
-    )
-    return np.random.Generator(np.random.PCG64(child))
 
 
 def _range_text(low, high) -> str:

@@ -19,8 +19,10 @@ import hashlib
 import numpy as np
 import scipy.special
 
-from lossvar._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence, stream
 from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic
+
+from ._validate import as_choice, as_finite_array, as_float, as_int
+from .streams import as_seed_sequence, stream
 
 __all__ = [
     "Dataset",

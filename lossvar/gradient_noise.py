@@ -50,9 +50,10 @@ from scipy import stats as _st
 from . import sampling as _sampling
 from . import theory as _theory
 from . import variance as _variance
-from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence, stream
+from ._validate import as_choice, as_finite_array, as_float, as_int
 from .engine import Condition, run
 from .moments import Moments
+from .streams import as_seed_sequence, stream
 
 __all__ = [
     "GRADIENT_VARIANCE_COLUMNS",

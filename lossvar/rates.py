@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-from ._validate import as_choice, as_float, as_int, as_seed_sequence, stream
+from . import streams
+from ._validate import as_choice, as_float, as_int
 
 __all__ = ["METRICS", "RateFit", "convergence_rate"]
 
@@ -163,8 +164,8 @@ def convergence_rate(trajectories, metric: str = "dist2", *, tail=0.5, confidenc
     weights = (mean / se) ** 2 if np.all(se > 0) else np.ones_like(mean)
     x = np.log(k.astype(np.float64))
     slope, intercept = _wls(x, np.log(mean)[None, :], weights)
-    root = as_seed_sequence(rng) if rng is not None else None
-    gen = stream(root) if root is not None else stream(trajectories.seed, 2**32 - 2)
+    gen = (streams.stream(streams.as_seed_sequence(rng)) if rng is not None
+           else streams.stream(trajectories.seed, streams.RATE_BOOTSTRAP))
     boot = []
     batch = max(1, _BATCH_ELEMENTS // R)
     for start in range(0, n_resamples, batch):
