@@ -5,6 +5,9 @@ pyproject.toml). Without it (a source tree on ``sys.path`` that was never
 built) the version is ``0+unknown`` and no revision is known.
 """
 
+version: str
+node: str | None
+dirty: bool | None
 try:
     from ._version import dirty, node, version
 except ImportError:  # never built: a bare source tree

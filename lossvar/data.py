@@ -15,6 +15,7 @@ quadratic's ``population()`` imports it lazily).
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import scipy.special
@@ -65,6 +66,11 @@ class Dataset:
     """
 
     __slots__ = ("X", "y", "name", "task", "n_classes")
+    X: np.ndarray
+    y: np.ndarray
+    name: str | None
+    task: str | None
+    n_classes: int | None
 
     def __init__(self, X, y=None, *, name: str | None = None, task: str | None = None,
                  n_classes: int | None = None):
@@ -160,7 +166,7 @@ class Population:
     and ``loss_moments``.
     """
 
-    problem = None
+    problem: Any = None
     w_star: np.ndarray
     n_features: int
     name = "population"

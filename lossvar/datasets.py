@@ -91,7 +91,7 @@ def problem_for(dataset: Dataset):
         raise TypeError(f"`dataset` must be a lossvar Dataset; got {type(dataset).__name__}")
     if dataset.task == "regression":
         return LinearRegression(l2=REFERENCE_L2)
-    if dataset.task == "classification":
+    if dataset.task == "classification" and dataset.n_classes is not None:  # always set then
         if dataset.n_classes == 2:
             return LogisticRegression(l2=REFERENCE_L2)
         return SoftmaxRegression(dataset.n_classes, l2=REFERENCE_L2)

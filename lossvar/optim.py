@@ -74,13 +74,13 @@ class Optimizer(NamedTuple):
 class SgdState(NamedTuple):
     """State of :func:`sgd`: the number of steps taken."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
 
 
 class MomentumState(NamedTuple):
     """State of :func:`momentum` and :func:`nesterov`: count and momentum buffer."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     trace: np.ndarray
 
 
@@ -91,7 +91,7 @@ class RmspropState(NamedTuple):
     centered); ``trace``: momentum buffer (None unless momentum > 0).
     """
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     nu: np.ndarray
     mu: np.ndarray | None
     trace: np.ndarray | None
@@ -104,7 +104,7 @@ class AdamState(NamedTuple):
     ``nu_max``: running maximum of ``nu`` (None unless amsgrad).
     """
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     mu: np.ndarray
     nu: np.ndarray
     nu_max: np.ndarray | None
@@ -113,7 +113,7 @@ class AdamState(NamedTuple):
 class AdagradState(NamedTuple):
     """State of :func:`adagrad`: count and the sum of squared gradients."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # optax's name; shadows tuple.count
     sum_of_squares: np.ndarray
 
 

@@ -45,6 +45,20 @@ class _Problem:
     """Input handling and averaging shared by every problem."""
 
     name = ""
+    l2: float = 0.0
+
+    # What every problem provides (declared for the shared code below).
+    def loss(self, w, X, y) -> np.ndarray:
+        raise NotImplementedError
+
+    def mean_loss(self, w, X, y) -> np.ndarray:
+        raise NotImplementedError
+
+    def grad(self, w, X, y) -> np.ndarray:
+        raise NotImplementedError
+
+    def mean_grad(self, w, X, y) -> np.ndarray:
+        raise NotImplementedError
 
     def n_params(self, d: int) -> int:
         """Length p of the parameter vector for ``d`` features (here p = d)."""
@@ -174,7 +188,7 @@ class _GeneralizedLinear(_Problem):
         return (X.T * c) @ X / X.shape[0] + self.l2 * np.eye(X.shape[1])
 
 
-class _SmoothConvex:
+class _SmoothConvex(_Problem):
     """``minimize`` for the smooth convex losses (logistic, softmax)."""
 
     def minimize(self, X, y, *, w0=None, tol: float = 1e-12) -> np.ndarray:
@@ -571,7 +585,7 @@ class NoisyQuadratic(_Problem):
     def __repr__(self) -> str:
         return (
             f"NoisyQuadratic(curvature={self.curvature.tolist()}, "
-            f"w_star={self.w_star.tolist()}, noise_std={self.noise_std})"
+            f"w_star={np.asarray(self.w_star).tolist()}, noise_std={self.noise_std})"
         )
 
     def check_params(self, w, X) -> None:
@@ -630,7 +644,7 @@ class NoisyQuadratic(_Problem):
 
     def minimizer(self) -> np.ndarray:
         """The minimizer :math:`w^*` of the expected loss."""
-        return self.w_star.copy()
+        return np.array(self.w_star, dtype=np.float64)
 
     def loss_moments(self, w):
         r"""Exact mean and variance of the per-sample loss at ``w``.

@@ -275,6 +275,11 @@ class StudyFolder:
         work = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
         return cls(path, study, dict(params), dpi, overwrite=overwrite, work=work)
 
+    def _staging(self) -> Path:
+        if self.work is None:
+            raise RuntimeError(f"the results folder {self.path} is finished; it takes no more files")
+        return self.work
+
     def discard(self) -> None:
         """Remove the staging folder of a run that failed."""
         if self.work is not None:
@@ -282,7 +287,7 @@ class StudyFolder:
 
     def table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """Write ``NAME.csv`` and remember its sha256 and row count."""
-        sha = write_table(table, self.work / f"{name}.csv")
+        sha = write_table(table, self._staging() / f"{name}.csv")
         self.tables[name] = {"file": f"{name}.csv", "sha256": sha, "rows": int(len(table)),
                              "columns": [str(c) for c in table.columns]}
         return table
@@ -291,8 +296,8 @@ class StudyFolder:
         """Save a matplotlib figure as ``NAME.png`` and ``NAME.svg`` and close it."""
         import matplotlib.pyplot as plt
 
-        fig.savefig(self.work / f"{name}.png", dpi=self.dpi, bbox_inches="tight")
-        fig.savefig(self.work / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(self._staging() / f"{name}.png", dpi=self.dpi, bbox_inches="tight")
+        fig.savefig(self._staging() / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
         plt.close(fig)
         self.figures += [f"{name}.png", f"{name}.svg"]
 
@@ -309,7 +314,7 @@ class StudyFolder:
             f"lossvar {env['versions']['lossvar']}, numpy {env['versions']['numpy']}, "
             f"scipy {env['versions']['scipy']}, pandas {env['versions']['pandas']}, "
             f"python {env['versions']['python']}; {describe_revision(env['git'])}.\n")
-        (self.work / SUMMARY).write_text(text, encoding="utf-8")
+        (self._staging() / SUMMARY).write_text(text, encoding="utf-8")
         manifest = {
             "study": self.study,
             "parameters": self.params,
@@ -322,11 +327,11 @@ class StudyFolder:
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "wall_time_seconds": round(time.perf_counter() - self.started, 3),
         }
-        (self.work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (self._staging() / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         check_destination(self.path, self.study, self.overwrite)  # nothing appeared meanwhile
         if self.path.exists():
             shutil.rmtree(self.path)
-        self.work.rename(self.path)
+        self._staging().rename(self.path)
         self.work = None
         return self.path
 
