@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +52,11 @@ from . import sampling as _sampling
 from . import theory as _theory
 from . import variance as _variance
 from ._validate import as_choice, as_finite_array, as_float, as_int
+from .data import Dataset
 from .engine import Condition, run
 from .moments import Moments
 from .streams import as_seed_sequence, stream
+from .typing import ArrayLike, BatchSizes, Executor, PathLikeStr, Problem, RNGLike
 
 __all__ = [
     "GRADIENT_VARIANCE_COLUMNS",
@@ -271,7 +274,8 @@ def _problem_hessian(problem, w, X, y):
     return None if hess is None else np.asarray(hess(w, X, y), dtype=np.float64)
 
 
-def gradient_noise(problem, data, w, *, block_size: int | None = None, ddof: int = 0) -> GradientNoise:
+def gradient_noise(problem: Problem, data: Dataset, w: ArrayLike, *, block_size: int | None = None,
+                   ddof: int = 0) -> GradientNoise:
     r"""Exact gradient-noise statistics of a problem on a data set at ``w``, in blocks.
 
     Equal (to rounding) to ``GradientNoise.from_grads(problem.grad(w, X, y),
@@ -404,9 +408,11 @@ class _BatchGradientNoise:
         return np.einsum("ij,ij->i", diff, diff)
 
 
-def gradient_variance(problem, data, w, batch_sizes, *, replicates, sampling="with_replacement",
-                      rng=None, confidence=0.95, workers=None, executor=None, chunk_size=None,
-                      checkpoint=None, progress=False) -> GradientVarianceResult:
+def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes: BatchSizes, *,
+                      replicates: int, sampling: str = "with_replacement", rng: RNGLike = None,
+                      confidence: float = 0.95, workers: int | None = None, executor: Executor = None,
+                      chunk_size: int | None = None, checkpoint: PathLikeStr | None = None,
+                      progress: bool = False) -> GradientVarianceResult:
     r"""Monte Carlo of :math:`E\|g_B - G\|^2` against the batch size, beside its exact value.
 
     For each batch size B draw ``replicates`` random batches of B examples
@@ -534,7 +540,7 @@ def gradient_variance(problem, data, w, batch_sizes, *, replicates, sampling="wi
                        executor=executor, checkpoint=checkpoint, fingerprint=fingerprint))
     z = float(_st.norm.ppf(0.5 + confidence / 2.0))
     for row, cond in zip(rows, conditions, strict=True):
-        m = Moments(replicates, 0.0, 0.0, 0.0, 0.0) if cond is None else next(outputs).moments
+        m = Moments(replicates, 0.0, 0.0, 0.0, 0.0) if cond is None else _moments(next(outputs))
         row.update(_row_summary(m, z))
     table = pd.DataFrame(rows, columns=list(GRADIENT_VARIANCE_COLUMNS))
     return GradientVarianceResult(table=table, confidence=confidence, seed=root, grad=_frozen(mean),
@@ -643,7 +649,7 @@ def _se(values) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
 
 
-def two_batch_estimate(small, big, b_small: int, b_big: int, *, n: int | None = None,
+def two_batch_estimate(small: ArrayLike, big: ArrayLike, b_small: int, b_big: int, *, n: int | None = None,
                        sampling: str = "with_replacement") -> TwoBatchEstimate:
     r"""Unbiased :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` from batch means at two sizes.
 
@@ -723,9 +729,10 @@ def two_batch_estimate(small, big, b_small: int, b_big: int, *, n: int | None = 
     )
 
 
-def two_batch_estimate_from_callable(batch_grad, n: int, b_small: int, b_big: int, *,
-                                     replicates: int = 100, sampling: str = "without_replacement",
-                                     rng=None) -> TwoBatchEstimate:
+def two_batch_estimate_from_callable(batch_grad: Callable[[np.ndarray], ArrayLike], n: int, b_small: int,
+                                     b_big: int, *, replicates: int = 100,
+                                     sampling: str = "without_replacement",
+                                     rng: RNGLike = None) -> TwoBatchEstimate:
     r"""Two-batch estimate for any model, from a function of batch indices.
 
     Draws ``replicates`` independent pairs of index batches of ``b_small``
@@ -805,7 +812,7 @@ def _batch(grads):
     return grads, g, g2
 
 
-def norm_test(grads) -> float:
+def norm_test(grads: ArrayLike) -> float:
     r"""Largest :math:`\theta` for which the norm test of a batch passes.
 
     .. math::
@@ -830,13 +837,13 @@ def norm_test(grads) -> float:
     -------
     float
     """
-    grads, g, g2 = _batch(grads)
-    b = grads.shape[0]
-    dev = grads - g
+    arr, g, g2 = _batch(grads)
+    b = arr.shape[0]
+    dev = arr - g
     return float(np.sqrt(np.sum(dev * dev) / (b - 1) / b / g2))
 
 
-def inner_product_test(grads) -> float:
+def inner_product_test(grads: ArrayLike) -> float:
     r"""Largest :math:`\theta` for which the inner-product test of a batch passes.
 
     .. math::
@@ -856,13 +863,13 @@ def inner_product_test(grads) -> float:
     -------
     float
     """
-    grads, g, g2 = _batch(grads)
-    b = grads.shape[0]
-    dots = grads @ g - g2
+    arr, g, g2 = _batch(grads)
+    b = arr.shape[0]
+    dots = arr @ g - g2
     return float(np.sqrt(np.sum(dots * dots) / (b - 1) / b / (g2 * g2)))
 
 
-def orthogonality_test(grads) -> float:
+def orthogonality_test(grads: ArrayLike) -> float:
     r"""Largest :math:`\nu` for which the orthogonality test of a batch passes.
 
     .. math::
@@ -881,7 +888,14 @@ def orthogonality_test(grads) -> float:
     -------
     float
     """
-    grads, g, g2 = _batch(grads)
-    b = grads.shape[0]
-    orth = grads - np.outer(grads @ g / g2, g)
+    arr, g, g2 = _batch(grads)
+    b = arr.shape[0]
+    orth = arr - np.outer(arr @ g / g2, g)
     return float(np.sqrt(np.sum(orth * orth) / (b - 1) / b / g2))
+
+
+def _moments(output) -> Moments:
+    """The merged moments of one condition's engine output (always kept for this use)."""
+    if output.moments is None:
+        raise RuntimeError("the engine returned no moments for a gradient-variance condition")
+    return output.moments

@@ -12,12 +12,17 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as _st
 
 from . import streams
 from ._validate import as_choice, as_float, as_int
+from .typing import RNGLike
+
+if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
+    from .sgd import Trajectories
 
 __all__ = ["METRICS", "RateFit", "convergence_rate"]
 
@@ -87,8 +92,8 @@ class RateFit:
                 f"({c:g}% CI [{self.ci_low:.4f}, {self.ci_high:.4f}]); {rng}")
 
 
-def convergence_rate(trajectories, metric: str = "dist2", *, tail=0.5, confidence: float = 0.95,
-                     n_resamples: int = 999, rng=None) -> RateFit:
+def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail: float | int = 0.5,
+                     confidence: float = 0.95, n_resamples: int = 999, rng: RNGLike = None) -> RateFit:
     """Fit the exponent a of ``E[metric] ~ C k^-a`` over the tail of the records.
 
     Let :math:`\\bar x_k` be the mean over replicates of the metric at step k

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lossvar._validate import as_float, as_int
+from ._validate import as_float, as_int
+from .typing import ScheduleLike
 
 __all__ = [
     "Constant",
@@ -366,7 +367,7 @@ def _report(sum_diverges, sum_squares_converges, basis) -> RobbinsMonroReport:
     return RobbinsMonroReport(sum_diverges, sum_squares_converges, satisfied, basis)
 
 
-def robbins_monro(schedule) -> RobbinsMonroReport:
+def robbins_monro(schedule: ScheduleLike) -> RobbinsMonroReport:
     """Decide the Robbins-Monro conditions sum eta_k = inf and sum eta_k^2 < inf.
 
     For the families of this module the verdict is exact (integral test and
