@@ -98,7 +98,7 @@ def environment() -> dict:
     import numpy
     import scipy
 
-    from . import __version__
+    from ._build_revision import version as __version__
 
     versions = {"lossvar": __version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
                 "pandas": pd.__version__, "python": platform.python_version()}
