@@ -1,129 +1,535 @@
-"""Figures. Each function takes a tidy table and an optional Axes, returns the Axes.
+"""Figures: one style for the package, and plot functions that only draw.
 
-Functions never show or save: the caller decides where a figure goes
-(seaborn's habit). Statistics are computed elsewhere; these only draw.
+Every plot function takes a tidy table and an optional Axes and returns the
+Axes; none shows or saves (seaborn's habit): the caller decides where a
+figure goes. Statistics are computed elsewhere: intervals come from the
+table's columns (``ci_low``, ``ci_high``) and exact curves from the table's
+exact columns and :mod:`lossvar.theory`.
+
+The style
+---------
+- sizes for print: :data:`COLUMN_WIDTH` (3.5 in, one journal column) and
+  :data:`FULL_WIDTH` (7.2 in, a page), fonts of 7-8 pt, PNG at :data:`DPI`
+  (300) plus SVG;
+- one colour (and marker) per entity across all panels of a figure, from
+  the colour-blind-safe Okabe-Ito palette: :func:`palette`, :func:`markers`;
+- Monte Carlo as markers with interval bars (dense curves: a line with a
+  band), the interval level stated in the legend or caption;
+- exact theory always a thin dark line (:data:`EXACT`) drawn above the
+  Monte Carlo markers;
+- reference laws (such as ``s^2/B``) as a wide light-grey line beneath
+  everything (:data:`REFERENCE`), so they stay visible where curves coincide.
+
+Use it for your own figures::
+
+    from lossvar import plots
+    with plots.style():
+        fig, ax = plots.subplots(width="column")
+        plots.variance_plot(result.table, ax=ax, confidence=result.confidence)
+        fig.savefig("variance.png")   # 300 dpi, tight bounding box
+        fig.savefig("variance.svg")
 """
 
 from __future__ import annotations
 
+import contextlib
+import textwrap
+
 import numpy as np
 import pandas as pd
+
+__all__ = [
+    "COLUMN_WIDTH", "DPI", "EXACT", "FULL_WIDTH", "REFERENCE", "RC", "caption", "convergence_plot",
+    "interval_plot", "interval_words", "legend_order", "loss_curves", "markers", "palette",
+    "ratio_plot", "sampling_label", "spread_plot", "style", "subplots", "table_panel",
+    "trajectories_plot", "use_style", "variance_plot",
+]
+
+#: Width in inches of one journal column and of a full page.
+COLUMN_WIDTH = 3.5
+FULL_WIDTH = 7.2
+#: Resolution of every PNG (the vector SVG is written alongside).
+DPI = 300
+
+#: Okabe & Ito (2008), "Color universal design": distinguishable with every common
+#: colour-vision deficiency. Black is kept for exact theory, so series use the others;
+#: yellow comes last (weak on white).
+OKABE_ITO = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73",
+             "purple": "#CC79A7", "orange": "#E69F00", "sky": "#56B4E9", "yellow": "#F0E442"}
+_CYCLE = list(OKABE_ITO.values())
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+#: Entities with a fixed colour and marker in every figure of the package.
+KNOWN = {
+    "without_replacement": ("#0072B2", "o"),
+    "with_replacement": ("#D55E00", "s"),
+    "fresh": ("#009E73", "^"),
+}
+
+#: Exact theory: a thin dark line above the Monte Carlo markers.
+EXACT = {"color": "#1a1a1a", "lw": 0.9, "ls": "-", "zorder": 4}
+#: A reference law: a wide light-grey line beneath everything.
+REFERENCE = {"color": "0.80", "lw": 3.2, "ls": "-", "zorder": 1, "solid_capstyle": "butt"}
+#: Monte Carlo markers and their interval bars.
+MONTE_CARLO = {"ms": 4.0, "capsize": 1.8, "elinewidth": 0.9, "capthick": 0.9, "mew": 0.8,
+               "zorder": 3}
+
+#: rcParams of the style (see :func:`style`).
+RC = {
+    "figure.figsize": (COLUMN_WIDTH, 2.6),
+    "figure.dpi": 100,
+    "savefig.dpi": DPI,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.03,
+    "svg.hashsalt": "lossvar",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
+    "legend.frameon": False,
+    "legend.handlelength": 1.8,
+    "legend.borderaxespad": 0.3,
+    "mathtext.fontset": "dejavusans",
+    "axes.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlepad": 4.0,
+    "axes.labelpad": 2.5,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.minor.width": 0.4,
+    "ytick.minor.width": 0.4,
+    "xtick.major.size": 3.0,
+    "ytick.major.size": 3.0,
+    "xtick.minor.size": 1.6,
+    "ytick.minor.size": 1.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 4.0,
+    "errorbar.capsize": 1.8,
+    "grid.linewidth": 0.4,
+    "grid.color": "0.9",
+}
 
 _SAMPLING_LABELS = {
     "without_replacement": "fixed data, without replacement",
     "with_replacement": "fixed data, with replacement",
     "fresh": "fresh data each batch",
 }
+_INTERVAL_WORDS = {
+    "fourth_moment": "normal approximation with the sample kurtosis",
+    "chi2": "chi-square, assuming normal losses",
+    "bootstrap": "percentile bootstrap",
+}
 
 
-def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None):
-    """Log-log plot of the variance of the batch-mean loss against the batch size.
+# -- the style -----------------------------------------------------------------------
 
-    Draws, for each sampling regime in ``table`` (a ``VarianceResult.table``,
-    or several concatenated): the Monte Carlo variances with their interval
-    bars, the exact curve of docs/theory.md, section 1 (with the finite-population
-    factor where it applies), and a dotted ``s^2 / B`` reference through the
-    single-sample variance. Rows with exact variance 0 (the full batch of a
-    fixed data set) cannot sit on a log axis: they are listed in a note.
+
+def _rc():
+    from cycler import cycler
+
+    return {**RC, "axes.prop_cycle": cycler(color=_CYCLE)}
+
+
+def style():
+    """Context manager applying the lossvar figure style; rcParams are restored on exit.
+
+    Create the figure inside it (tick and font sizes are read when the Axes
+    are made)::
+
+        with plots.style():
+            fig, ax = plots.subplots()
+            ...
+    """
+    import matplotlib as mpl
+
+    return mpl.rc_context(_rc())
+
+
+def use_style() -> None:
+    """Apply the lossvar figure style globally (for a notebook or a script)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(_rc())
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, width="column", height: float | None = None,
+             **kwargs):
+    """``plt.subplots`` at print size: ``width`` "column" (3.5 in), "full" (7.2 in) or inches.
+
+    ``height`` defaults to 0.75 of the width per row for one column, 0.42 for
+    the full width. Constrained layout unless ``layout`` is given.
     """
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.6))
-    palette = sns.color_palette("colorblind")
-    zero_rows = []
-    for i, (sampling, t) in enumerate(table.groupby("sampling", sort=False)):
-        color = palette[i % len(palette)]
-        label = _SAMPLING_LABELS.get(sampling, sampling)
-        t = t.sort_values("batch_size")
-        zero_rows += [f"B={b}" for b in t.batch_size[t.exact_variance == 0]]
-        pos = t[t.variance > 0]
-        yerr = np.vstack([pos.variance - pos.ci_low, pos.ci_high - pos.variance])
-        ax.errorbar(pos.batch_size, pos.variance, yerr=yerr, fmt="o", color=color, capsize=3,
-                    markersize=5, label=f"Monte Carlo, {label}")
-        _exact_curve(ax, t, color, label)
-    _reference(ax, table)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size B")
-    ax.set_ylabel("Var(mean loss of the batch)")
-    level = table["interval"].iloc[0] if "interval" in table else "interval"
-    ax.set_title(title or "Variance of the loss estimator against batch size", fontsize=10)
-    note = f"bars: {level} intervals"
-    if zero_rows:
-        note += f"; full batch ({', '.join(sorted(set(zero_rows)))}) has variance exactly 0"
-    ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, va="bottom", color="0.3")
-    ax.legend(fontsize=8, frameon=False)
+    w = {"column": COLUMN_WIDTH, "full": FULL_WIDTH}.get(width, width)
+    w = float(w)
+    if height is None:
+        height = nrows * w * (0.75 if w <= COLUMN_WIDTH else 0.42)
+    kwargs.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=(w, height), **kwargs)
+
+
+def palette(names) -> dict:
+    """One colour per entity: ``{name: colour}``, colour-blind safe (Okabe-Ito).
+
+    Sampling schemes have fixed colours in every figure; other names take the
+    remaining colours in the order given. Call it once per figure with every
+    name that appears in any panel, and pass the dict to each plot function
+    (``palette=``), so an entity keeps its colour across panels.
+    """
+    names = list(dict.fromkeys(names))
+    taken = {KNOWN[n][0] for n in names if n in KNOWN}
+    free = [c for c in _CYCLE if c not in taken] or _CYCLE
+    out, i = {}, 0
+    for n in names:
+        if n in KNOWN:
+            out[n] = KNOWN[n][0]
+        else:
+            out[n] = free[i % len(free)]
+            i += 1
+    return out
+
+
+_palette_of = palette
+
+
+def markers(names) -> dict:
+    """One marker per entity, assigned like :func:`palette` (a second cue besides colour)."""
+    names = list(dict.fromkeys(names))
+    taken = {KNOWN[n][1] for n in names if n in KNOWN}
+    free = [m for m in _MARKERS if m not in taken] or _MARKERS
+    out, i = {}, 0
+    for n in names:
+        if n in KNOWN:
+            out[n] = KNOWN[n][1]
+        else:
+            out[n] = free[i % len(free)]
+            i += 1
+    return out
+
+
+def interval_words(confidence: float | None, method: str | None = None) -> str:
+    """The interval in words: ``"95% confidence intervals (percentile bootstrap)"``."""
+    head = "confidence intervals" if confidence is None else f"{_percent(confidence)} confidence intervals"
+    how = None if method is None else _INTERVAL_WORDS.get(method, method.replace("_", " "))
+    return f"{head} ({how})" if how else head
+
+
+def _percent(confidence: float) -> str:
+    return f"{100 * float(confidence):.4g}%"
+
+
+def caption(fig, text: str, *, width: float | None = None, fontsize: float = 7.0):
+    """Write a caption under a figure, wrapped to the figure's width. Returns the Text."""
+    w = fig.get_figwidth() if width is None else width
+    chars = max(40, int(w * 72 / (0.52 * fontsize)))
+    wrapped = "\n".join(textwrap.fill(p, chars) for p in text.split("\n"))
+    gap = 0.06 / fig.get_figheight()
+    return fig.text(0.0, -gap, wrapped, ha="left", va="top", fontsize=fontsize, color="0.1",
+                    transform=fig.transFigure)
+
+
+def table_panel(ax, header, rows, *, colors=None, marks=None, color_col: int = 0,
+                fontsize: float = 7.0, pad: float = 0.16, x0: float = 0.0):
+    """Draw a small text table on ``ax`` (its axis turned off); returns ``ax``.
+
+    ``header`` and each of ``rows`` are sequences of strings, one per column
+    (a header may have two lines). Columns are as wide as their widest cell
+    plus ``pad`` inches, starting ``x0`` inches right of the Axes' left edge
+    (negative: left of it). ``colors`` and ``marks`` (one per row, from
+    :func:`palette` and :func:`markers`) colour the cells of column
+    ``color_col`` and put the entity's marker left of them, so the table
+    reads like a legend. Give the Axes a height of about
+    ``lines * 1.3 * fontsize / 72`` inches.
+    """
+    from matplotlib.transforms import ScaledTranslation
+
+    fig = ax.figure
+    ax.set_axis_off()
+    renderer = fig.canvas.get_renderer()
+    mark_w = 0.14 if marks is not None else 0.0
+
+    def width(text, bold):
+        t = fig.text(0, 0, text, fontsize=fontsize, fontweight="bold" if bold else "normal")
+        w = t.get_window_extent(renderer).width / fig.dpi
+        t.remove()
+        return w
+
+    k = len(header)
+    widths = [max([width(header[j], False)] + [width(r[j], colors is not None and j == color_col)
+                                               for r in rows]) for j in range(k)]
+    xs, x = [], x0
+    for j in range(k):
+        if j == color_col:
+            x += mark_w
+        xs.append(x)
+        x += widths[j] + pad
+    line = 1.3 * fontsize / 72
+    head_lines = max(h.count("\n") + 1 for h in header)
+
+    def at(xi, yi):
+        return ax.transAxes + ScaledTranslation(xi, -yi, fig.dpi_scale_trans)
+
+    for j, h in enumerate(header):
+        ax.text(0, 1, h, transform=at(xs[j], 0), ha="left", va="top", fontsize=fontsize,
+                color="0.3", linespacing=1.15)
+    for i, row in enumerate(rows):
+        y = (head_lines + i) * line + 0.3 * line
+        for j, cell in enumerate(row):
+            mine = colors is not None and j == color_col
+            ax.text(0, 1, cell, transform=at(xs[j], y), ha="left", va="top", fontsize=fontsize,
+                    color=colors[i] if mine else "0.05", fontweight="bold" if mine else "normal")
+        if marks is not None and colors is not None:
+            ax.plot([0], [1], transform=at(xs[color_col] - mark_w / 2, y + 0.42 * line),
+                    marker=marks[i], ls="none", ms=MONTE_CARLO["ms"], color=colors[i],
+                    clip_on=False)
     return ax
 
 
-def _exact_curve(ax, t, color, label):
-    ok = t[(t.exact_variance > 0) & np.isfinite(t.exact_variance)]
-    if ok.empty:
+def legend_order(handles: dict, ncol: int) -> dict:
+    """Reorder ``{label: handle}`` so a legend of ``ncol`` columns reads row by row."""
+    items = list(handles.items())
+    rows = -(-len(items) // ncol)
+    out = [items[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < len(items)]
+    return dict(out)
+
+
+@contextlib.contextmanager
+def _own_figure(ax, width="column", height=None):
+    """Yield ``ax``, or a new styled Axes (created and drawn on inside :func:`style`)."""
+    if ax is not None:
+        yield ax
         return
-    first = ok.iloc[0]
-    s2 = first.exact_variance * first.batch_size / first.fpc
-    lo = t.batch_size.min()
-    hi = ok.batch_size.max()
-    b = np.geomspace(lo, hi, 200)
-    n = first.n
-    if t.sampling.iloc[0] == "without_replacement":
-        exact = s2 / b * (n - b) / (n - 1)
-    else:
-        exact = s2 / b
-    ax.plot(b, exact, "-", color=color, lw=1.2, alpha=0.8, label=f"exact, {label}")
-
-
-def _reference(ax, table):
-    ok = table[(table.exact_variance > 0) & np.isfinite(table.exact_variance)]
-    if ok.empty:
-        ok = table[table.variance > 0]
-        if ok.empty:
-            return
-        row = ok.sort_values("batch_size").iloc[0]
-        s2 = row.variance * row.batch_size
-    else:
-        row = ok.sort_values("batch_size").iloc[0]
-        s2 = row.exact_variance * row.batch_size / row.fpc
-    b = np.geomspace(table.batch_size.min(), table.batch_size.max(), 50)
-    ax.plot(b, s2 / b, ":", color="0.4", lw=1, label="1/B reference: s²/B")
-
-
-# -- curves, spreads, trajectories, interval estimates ---------------------------------
-
-Z95 = 1.959963984540054
-
-
-def _axes(ax, figsize=(6.4, 4.6)):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
-    return ax
-
-
-def _palette(levels):
-    import seaborn as sns
-
-    colors = sns.color_palette("colorblind", max(len(levels), 1))
-    return {level: colors[i % len(colors)] for i, level in enumerate(levels)}
+    with style():
+        _, new = subplots(width=width, height=height, layout=None)
+        yield new
 
 
 def _levels(table, hue):
     return list(dict.fromkeys(table[hue])) if hue is not None else [None]
 
 
-def _bounds(t, y, lo, hi, se):
+def _dodge(levels, dodge):
+    """Multiplicative x offsets (log axes), ``dodge`` decades apart, centred on 1."""
+    k = len(levels)
+    return {lv: 10 ** ((i - (k - 1) / 2) * dodge) for i, lv in enumerate(levels)}
+
+
+# -- the variance of the batch-mean loss ------------------------------------------------
+
+
+def _legend(ax, first, **kwargs):
+    """A legend listing the labels ``first`` (the Monte Carlo series) before the others."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] not in first, i))
+    return ax.legend([handles[i] for i in order], [labels[i] for i in order], alignment="left",
+                     **kwargs)
+
+
+def sampling_label(sampling) -> str:
+    """The words for a sampling scheme, e.g. "fixed data, without replacement"."""
+    return _SAMPLING_LABELS.get(sampling, str(sampling))
+
+
+def _exact_line(t, sampling):
+    """The exact curve of docs/theory.md, section 1 on a dense grid of B, from lossvar.theory.
+
+    ``s^2`` is read off the table's exact variance at its smallest batch size
+    (the exact variance divided by theory's factor for that B).
+    """
+    from . import theory
+
+    ok = t[np.isfinite(t.exact_variance) & (t.exact_variance > 0)]
+    if ok.empty:
+        return None
+    row = ok.iloc[0]
+    n = int(row.n) if sampling == "without_replacement" and "n" in t else None
+    how = "without_replacement" if n is not None else "with_replacement"
+    s2 = row.exact_variance / theory.batch_mean_variance(1.0, row.batch_size, n=n, sampling=how)
+    b = np.geomspace(t.batch_size.min(), ok.batch_size.max(), 200)
+    return b, theory.batch_mean_variance(s2, b, n=n, sampling=how), s2
+
+
+def _level_of(table, confidence):
+    if confidence is None:
+        confidence = table.attrs.get("confidence")
+    if confidence is None and "confidence" in table:
+        confidence = float(table["confidence"].iloc[0])
+    method = str(table["interval"].iloc[0]) if "interval" in table and len(table) else None
+    return confidence, method
+
+
+def _reliable(t):
+    if "interval_reliable" not in t:
+        return np.ones(len(t), bool)
+    return t["interval_reliable"].astype(bool).to_numpy()
+
+
+def _mc_points(ax, x, y, lo, hi, color, marker, label, reliable):
+    """Monte Carlo markers with interval bars; open markers where the interval may under-cover."""
+    yerr = np.vstack([y - lo, hi - y])
+    ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=color, elinewidth=MONTE_CARLO["elinewidth"],
+                capsize=MONTE_CARLO["capsize"], capthick=MONTE_CARLO["capthick"],
+                zorder=MONTE_CARLO["zorder"])
+    for sel, face in ((reliable, color), (~reliable, "white")):
+        if np.any(sel):
+            ax.plot(x[sel], y[sel], ls="none", marker=marker, ms=MONTE_CARLO["ms"], mfc=face,
+                    mec=color, mew=MONTE_CARLO["mew"], zorder=MONTE_CARLO["zorder"])
+    # one legend entry: marker with its bar
+    ax.errorbar([], [], yerr=[], fmt=marker, color=color, ms=MONTE_CARLO["ms"],
+                capsize=MONTE_CARLO["capsize"], elinewidth=MONTE_CARLO["elinewidth"], label=label)
+
+
+def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
+                  confidence: float | None = None, palette: dict | None = None,
+                  dodge: float = 0.035, reference: bool = True, legend: bool = True,
+                  note: bool = True):
+    """Log-log plot of the variance of the batch-mean loss against the batch size.
+
+    Draws, for each sampling scheme in ``table`` (a ``VarianceResult.table``,
+    or several concatenated): the Monte Carlo variances as markers with the
+    interval bars of columns ``ci_low``/``ci_high`` (offset slightly in B per
+    scheme, ``dodge`` decades, so they do not hide each other; open markers
+    where ``interval_reliable`` is False), the exact curve of docs/theory.md,
+    section 1 (a thin dark line above the markers, computed by
+    :func:`lossvar.theory.batch_mean_variance` from the table's exact
+    variance), and a wide light-grey ``s^2 / B`` reference (the 1/B law).
+    Rows with exact variance 0 (the full batch of a fixed data set) cannot sit
+    on a log axis: a note says so.
+
+    Parameters
+    ----------
+    table : DataFrame
+    ax : Axes, optional
+    title : str, optional
+    confidence : float, optional
+        The level of the intervals, stated in the legend (default: the table's
+        ``attrs["confidence"]`` or ``confidence`` column, else not stated).
+    palette : dict, optional
+        ``{sampling: colour}``, e.g. :func:`palette` of every scheme in the figure.
+    dodge : float
+        Offset between schemes in decades of B (0: none).
+    reference, legend, note : bool
+        Draw the ``s^2/B`` reference, the legend, the note on zero-variance rows.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    with _own_figure(ax) as ax:
+        levels = _levels(table, "sampling")
+        colors = palette if palette is not None else _palette_of(levels)
+        marks = markers(levels)
+        offset = _dodge(levels, dodge)
+        zero_rows = []
+        s2_ref = None
+        for sampling in levels:
+            t = table[table.sampling == sampling].sort_values("batch_size")
+            label = sampling_label(sampling)
+            zero_rows += [int(b) for b in t.batch_size[t.exact_variance == 0]]
+            pos = t[t.variance > 0]
+            _mc_points(ax, pos.batch_size.to_numpy(float) * offset[sampling],
+                       pos.variance.to_numpy(float), pos.ci_low.to_numpy(float),
+                       pos.ci_high.to_numpy(float), colors[sampling], marks[sampling], label,
+                       _reliable(pos))
+            line = _exact_line(t, sampling)
+            if line is not None:
+                ax.plot(line[0], line[1], **EXACT)
+                if s2_ref is None or sampling == "without_replacement":
+                    s2_ref = line[2]
+        if any(np.isfinite(table.exact_variance) & (table.exact_variance > 0)):
+            ax.plot([], [], **EXACT, label="exact theory")
+        if reference and s2_ref is not None:
+            b = np.geomspace(table.batch_size.min(), table.batch_size.max(), 50)
+            ax.plot(b, s2_ref / b, **REFERENCE, label=r"$s^2/B$ (the $1/B$ law)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(r"batch size $B$")
+        ax.set_ylabel(r"$\mathrm{Var}(\bar\ell_B)$")
+        if title:
+            ax.set_title(title)
+        conf, method = _level_of(table, confidence)
+        if note and zero_rows:
+            ax.text(0.98, 0.98, "full batch B = N (" + ", ".join(map(str, sorted(set(zero_rows))))
+                    + ") of fixed data:\nvariance exactly 0, not drawn",
+                    transform=ax.transAxes, fontsize=6.5, va="top", ha="right", color="0.2")
+        if legend:
+            _legend(ax, [sampling_label(s) for s in levels], loc="lower left", handlelength=1.4,
+                    title="Monte Carlo, bars: " + interval_words(conf, None))
+    return ax
+
+
+def ratio_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
+               confidence: float | None = None, palette: dict | None = None,
+               dodge: float = 0.035, legend: bool = True):
+    """Monte Carlo variance divided by the exact one, with its interval, around 1 (log B).
+
+    Plots ``variance / exact_variance`` with bars ``ci_low / exact_variance``
+    to ``ci_high / exact_variance`` (the table's columns) against B; the exact
+    theory is the line at 1 (drawn like every exact curve). The claim holds
+    where the bars cross 1. Rows without a positive exact variance are left out.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    with _own_figure(ax, height=1.8) as ax:
+        levels = _levels(table, "sampling")
+        colors = palette if palette is not None else _palette_of(levels)
+        marks = markers(levels)
+        offset = _dodge(levels, dodge)
+        for sampling in levels:
+            t = table[table.sampling == sampling].sort_values("batch_size")
+            t = t[np.isfinite(t.exact_variance) & (t.exact_variance > 0)]
+            if t.empty:
+                continue
+            e = t.exact_variance.to_numpy(float)
+            _mc_points(ax, t.batch_size.to_numpy(float) * offset[sampling],
+                       t.variance.to_numpy(float) / e, t.ci_low.to_numpy(float) / e,
+                       t.ci_high.to_numpy(float) / e, colors[sampling], marks[sampling],
+                       sampling_label(sampling), _reliable(t))
+        ax.axhline(1.0, **EXACT, label="exact theory")
+        ax.set_xscale("log")
+        lo, hi = ax.get_ylim()
+        half = max(1.0 - lo, hi - 1.0)
+        ax.set_ylim(1.0 - half, 1.0 + half)
+        ax.set_xlabel(r"batch size $B$")
+        ax.set_ylabel(r"$\widehat{\mathrm{Var}}\,/\,\mathrm{Var}_{\mathrm{exact}}$")
+        if title:
+            ax.set_title(title)
+        if legend:
+            conf, _ = _level_of(table, confidence)
+            _legend(ax, [sampling_label(s) for s in levels],
+                    title="Monte Carlo / exact, bars: " + interval_words(conf, None))
+    return ax
+
+
+# -- curves, spreads, trajectories, interval estimates ---------------------------------
+
+
+def _colors(levels, given):
+    if given is not None:
+        return given
+    if levels == [None]:
+        return {None: _CYCLE[0]}
+    return _palette_of(levels)
+
+
+def _bounds(t, lo, hi, se, y):
+    """The interval drawn: columns ``lo``/``hi``; or ``y -+ se`` (one standard error)."""
     if lo is not None and hi is not None:
         return t[lo].to_numpy(float), t[hi].to_numpy(float)
     if se is not None:
         m, s = t[y].to_numpy(float), t[se].to_numpy(float)
-        return m - Z95 * s, m + Z95 * s
+        return m - s, m + s
     return None, None
 
 
-def _finish(ax, *, logx, logy, xlabel, ylabel, title, legend_title=None):
+def _finish(ax, *, logx, logy, xlabel, ylabel, title, legend_title=None, legend=True):
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -131,10 +537,10 @@ def _finish(ax, *, logx, logy, xlabel, ylabel, title, legend_title=None):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
     handles, _ = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(fontsize=7, frameon=False, title=legend_title, title_fontsize=7)
+    if handles and legend:
+        ax.legend(title=legend_title)
     return ax
 
 
@@ -142,7 +548,8 @@ def loss_curves(table: pd.DataFrame, *, x: str, y: str, hue: str | None = None,
                 lo: str | None = None, hi: str | None = None, se: str | None = None,
                 exact: pd.DataFrame | None = None, exact_y: str = "exact", ax=None,
                 logx: bool = False, logy: bool = True, xlabel: str | None = None,
-                ylabel: str | None = None, title: str | None = None, band_label: str = "95% band"):
+                ylabel: str | None = None, title: str | None = None, band_label: str | None = None,
+                palette: dict | None = None, legend: bool = True):
     """Monte Carlo curves with interval bands, one per ``hue`` level, and exact curves.
 
     Parameters
@@ -154,103 +561,116 @@ def loss_curves(table: pd.DataFrame, *, x: str, y: str, hue: str | None = None,
     lo, hi : str, optional
         Columns holding the interval drawn as a band; or
     se : str, optional
-        a standard-error column, drawn as ``y +- 1.96 se``. A curve with no
-        interval (a deterministic method) is drawn as a line alone.
+        a standard-error column, drawn as a band of one standard error either
+        side (no level is implied; prefer ``lo``/``hi`` columns computed with
+        :mod:`lossvar.stats`). A curve with no interval is drawn as a line alone.
     exact : DataFrame, optional
-        Exact theory, with columns ``x``, ``hue`` and ``exact_y``: drawn as
-        dashed lines in the same colour, labelled "exact".
-    logx, logy : bool
-    xlabel, ylabel, title : str, optional
+        Exact theory, with columns ``x``, ``hue`` and ``exact_y``: thin dark
+        lines (:data:`EXACT`) above the Monte Carlo, labelled "exact theory".
+    band_label : str, optional
+        Legend text of the band: state its level, e.g. "95% confidence band".
+    palette : dict, optional
+        ``{hue level: colour}`` (:func:`palette`), to keep colours across panels.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    levels = _levels(table, hue)
-    colors = _palette(levels)
-    for level in levels:
-        t = table if hue is None else table[table[hue] == level]
-        t = t.sort_values(x)
-        xs = t[x].to_numpy(float)
-        label = None if hue is None else str(level)
-        ax.plot(xs, t[y].to_numpy(float), color=colors[level], lw=1.4, label=label)
-        low, high = _bounds(t, y, lo, hi, se)
-        if low is not None and np.any(high > low):
-            if logy:
-                low = np.where(low > 0, low, np.nan)
-            ax.fill_between(xs, low, high, color=colors[level], alpha=0.25, lw=0)
+    with _own_figure(ax) as ax:
+        levels = _levels(table, hue)
+        colors = _colors(levels, palette)
+        for level in levels:
+            t = table if hue is None else table[table[hue] == level]
+            t = t.sort_values(x)
+            xs = t[x].to_numpy(float)
+            label = None if hue is None else str(level)
+            ax.plot(xs, t[y].to_numpy(float), color=colors[level], lw=1.3, label=label, zorder=3)
+            low, high = _bounds(t, lo, hi, se, y)
+            if low is not None and np.any(high > low):
+                if logy:
+                    low = np.where(low > 0, low, np.nan)
+                ax.fill_between(xs, low, high, color=colors[level], alpha=0.25, lw=0, zorder=2)
+            if exact is not None:
+                e = exact if hue is None else exact[exact[hue] == level]
+                if not e.empty:
+                    e = e.sort_values(x)
+                    ax.plot(e[x], e[exact_y], **EXACT)
         if exact is not None:
-            e = exact if hue is None else exact[exact[hue] == level]
-            if not e.empty:
-                e = e.sort_values(x)
-                ax.plot(e[x], e[exact_y], "--", color=colors[level], lw=1.0, alpha=0.9)
-    if exact is not None:
-        ax.plot([], [], "--", color="0.3", lw=1.0, label="exact theory (dashed)")
-    if lo is not None or se is not None:
-        ax.fill_between([], [], [], color="0.6", alpha=0.3, label=band_label)
-    return _finish(ax, logx=logx, logy=logy, xlabel=xlabel or x, ylabel=ylabel or y,
-                   title=title, legend_title=hue)
+            ax.plot([], [], **EXACT, label="exact theory")
+        if lo is not None or se is not None:
+            default = "interval band" if lo is not None else r"$\pm 1$ standard error"
+            ax.fill_between([], [], [], color="0.6", alpha=0.3, label=band_label or default)
+        return _finish(ax, logx=logx, logy=logy, xlabel=xlabel or x, ylabel=ylabel or y,
+                       title=title, legend_title=hue, legend=legend)
 
 
 def convergence_plot(table: pd.DataFrame, *, x: str = "step", y: str = "mean", hue: str = "schedule",
                      lo: str | None = "ci_low", hi: str | None = "ci_high",
                      exact: pd.DataFrame | None = None, exact_y: str = "exact", ax=None,
-                     reference: float | None = None, ylabel: str = "E (w_k - w*)^2",
-                     title: str | None = None):
+                     reference: float | None = None,
+                     ylabel: str = r"$\mathrm{E}\,(w_k - w^*)^2$", title: str | None = None,
+                     band_label: str | None = None, palette: dict | None = None):
     """Log-log convergence curves of a Monte Carlo mean with bands and exact theory overlaid.
 
     The same drawing as :func:`loss_curves` on log-log axes; ``reference``
-    adds a dotted ``reference / k`` line (e.g. ``sigma^2 / mu^2`` for the
-    Polyak-Ruppert average).
+    adds a ``reference / k`` line in the reference style (e.g. ``sigma^2 / mu^2``
+    for the Polyak-Ruppert average).
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = loss_curves(table, x=x, y=y, hue=hue, lo=lo, hi=hi, exact=exact, exact_y=exact_y, ax=ax,
-                     logx=True, logy=True, xlabel="step k", ylabel=ylabel, title=title)
-    if reference is not None:
-        k = np.geomspace(max(table[x].min(), 1), table[x].max(), 50)
-        ax.plot(k, reference / k, ":", color="0.2", lw=1.2, label=f"{reference:g} / k")
-        ax.legend(fontsize=7, frameon=False, title=hue, title_fontsize=7)
+    with _own_figure(ax) as ax:
+        loss_curves(table, x=x, y=y, hue=hue, lo=lo, hi=hi, exact=exact, exact_y=exact_y, ax=ax,
+                    logx=True, logy=True, xlabel=r"step $k$", ylabel=ylabel, title=title,
+                    band_label=band_label, palette=palette, legend=False)
+        if reference is not None:
+            k = np.geomspace(max(table[x].min(), 1), table[x].max(), 50)
+            ax.plot(k, reference / k, **REFERENCE, label=f"{reference:g} / k")
+        ax.legend(title=hue)
     return ax
 
 
 def spread_plot(table: pd.DataFrame, *, x: str = "n", y: str = "spread", hue: str | None = "noise_std",
                 lo: str = "ci_low", hi: str = "ci_high", exact: str | None = "exact", ax=None,
                 logx: bool = True, logy: bool = True, xlabel: str | None = None,
-                ylabel: str = "E ||w_N - w*||^2", title: str | None = None):
+                ylabel: str = r"$\mathrm{E}\,\|w_N - w^*\|^2$", title: str | None = None,
+                palette: dict | None = None, dodge: float = 0.0):
     """Estimates with interval bars against ``x``, one colour per ``hue``, exact values as lines.
 
     Used for the spread of the empirical-risk minimizer against N (or
     against Var(div)), and for any point estimate whose interval matters.
+    Bars are the ``lo``/``hi`` columns; exact values (column ``exact``) are
+    thin dark lines above the markers.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    levels = _levels(table, hue)
-    colors = _palette(levels)
-    for level in levels:
-        t = table if hue is None else table[table[hue] == level]
-        t = t.sort_values(x)
-        yerr = np.vstack([t[y] - t[lo], t[hi] - t[y]])
-        label = "Monte Carlo" if hue is None else f"{hue} = {level:g}" if isinstance(
-            level, float) else f"{hue} = {level}"
-        ax.errorbar(t[x], t[y], yerr=yerr, fmt="o", ms=4, capsize=3, color=colors[level],
-                    label=label)
-        if exact is not None and exact in t:
-            ax.plot(t[x], t[exact], "-", color=colors[level], lw=1, alpha=0.8)
-    if exact is not None:
-        ax.plot([], [], "-", color="0.3", lw=1, label="exact")
-    return _finish(ax, logx=logx, logy=logy, xlabel=xlabel or x, ylabel=ylabel, title=title)
+    with _own_figure(ax) as ax:
+        levels = _levels(table, hue)
+        colors = _colors(levels, palette)
+        marks = {None: "o"} if levels == [None] else markers(levels)
+        offset = _dodge(levels, dodge)
+        for level in levels:
+            t = table if hue is None else table[table[hue] == level]
+            t = t.sort_values(x)
+            label = "Monte Carlo" if hue is None else f"{hue} = {level:g}" if isinstance(
+                level, float) else f"{hue} = {level}"
+            _mc_points(ax, t[x].to_numpy(float) * offset[level], t[y].to_numpy(float),
+                       t[lo].to_numpy(float), t[hi].to_numpy(float), colors[level], marks[level],
+                       label, _reliable(t))
+            if exact is not None and exact in t:
+                ax.plot(t[x], t[exact], **EXACT)
+        if exact is not None:
+            ax.plot([], [], **EXACT, label="exact theory")
+        return _finish(ax, logx=logx, logy=logy, xlabel=xlabel or x, ylabel=ylabel, title=title)
 
 
 def interval_plot(table: pd.DataFrame, *, x: str, y: str, lo: str = "ci_low", hi: str = "ci_high",
                   hue: str | None = None, ax=None, logy: bool = False, reference: float | None = None,
-                  xlabel: str | None = None, ylabel: str | None = None, title: str | None = None):
+                  xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+                  palette: dict | None = None):
     """Point estimates with interval bars at categorical or numeric ``x`` positions.
 
     ``hue`` levels are dodged side by side; ``reference`` draws a horizontal
@@ -261,29 +681,30 @@ def interval_plot(table: pd.DataFrame, *, x: str, y: str, lo: str = "ci_low", hi
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    cats = list(dict.fromkeys(table[x]))
-    pos = {c: i for i, c in enumerate(cats)}
-    levels = _levels(table, hue)
-    colors = _palette(levels)
-    width = 0.6 / max(len(levels), 1)
-    for j, level in enumerate(levels):
-        t = table if hue is None else table[table[hue] == level]
-        xs = np.array([pos[c] for c in t[x]]) + (j - (len(levels) - 1) / 2) * width
-        yerr = np.vstack([t[y] - t[lo], t[hi] - t[y]])
-        ax.errorbar(xs, t[y], yerr=yerr, fmt="o", ms=5, capsize=3, color=colors[level],
-                    label=None if hue is None else str(level))
-    if reference is not None:
-        ax.axhline(reference, color="0.4", ls=":", lw=1)
-    ax.set_xticks(range(len(cats)))
-    ax.set_xticklabels([str(c) for c in cats])
-    return _finish(ax, logx=False, logy=logy, xlabel=xlabel or x, ylabel=ylabel or y,
-                   title=title, legend_title=hue)
+    with _own_figure(ax) as ax:
+        cats = list(dict.fromkeys(table[x]))
+        pos = {c: i for i, c in enumerate(cats)}
+        levels = _levels(table, hue)
+        colors = _colors(levels, palette)
+        marks = {None: "o"} if levels == [None] else markers(levels)
+        width = 0.6 / max(len(levels), 1)
+        for j, level in enumerate(levels):
+            t = table if hue is None else table[table[hue] == level]
+            xs = np.array([pos[c] for c in t[x]]) + (j - (len(levels) - 1) / 2) * width
+            _mc_points(ax, xs, t[y].to_numpy(float), t[lo].to_numpy(float), t[hi].to_numpy(float),
+                       colors[level], marks[level], None if hue is None else str(level),
+                       _reliable(t))
+        if reference is not None:
+            ax.axhline(reference, **{**REFERENCE, "lw": 2.0})
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels([str(c) for c in cats])
+        return _finish(ax, logx=False, logy=logy, xlabel=xlabel or x, ylabel=ylabel or y,
+                       title=title, legend_title=hue)
 
 
 def trajectories_plot(paths: pd.DataFrame, contour, *, hue: str = "optimizer", x: str = "w0",
                       y: str = "w1", optimum=(0.0, 0.0), ax=None, levels: int = 12,
-                      title: str | None = None):
+                      title: str | None = None, palette: dict | None = None):
     """2-D parameter paths over the contours of the loss.
 
     Parameters
@@ -295,25 +716,29 @@ def trajectories_plot(paths: pd.DataFrame, contour, *, hue: str = "optimizer", x
         level sets are drawn.
     optimum : pair of float
         Marked with a star.
+    palette : dict, optional
+        ``{hue level: colour}`` (:func:`palette`).
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax, figsize=(6.4, 5.0))
-    pad_x = 0.1 * (paths[x].max() - paths[x].min() + 1e-12)
-    pad_y = 0.1 * (paths[y].max() - paths[y].min() + 1e-12)
-    gx = np.linspace(min(paths[x].min(), optimum[0]) - pad_x, max(paths[x].max(), optimum[0]) + pad_x, 200)
-    gy = np.linspace(min(paths[y].min(), optimum[1]) - pad_y, max(paths[y].max(), optimum[1]) + pad_y, 200)
-    W0, W1 = np.meshgrid(gx, gy)
-    vals = contour(W0, W1)
-    ax.contour(W0, W1, vals, levels=np.quantile(vals, np.linspace(0.002, 0.9, levels) ** 2),
-               colors="0.75", linewidths=0.7)
-    names = _levels(paths, hue)
-    colors = _palette(names)
-    for name in names:
-        t = paths[paths[hue] == name]
-        ax.plot(t[x], t[y], "-", color=colors[name], lw=0.9, alpha=0.9, label=str(name))
-    ax.plot(*optimum, "*", color="k", ms=10, label="minimum w*")
-    return _finish(ax, logx=False, logy=False, xlabel=f"{x} (flat direction)",
-                   ylabel=f"{y} (steep direction)", title=title, legend_title=hue)
+    with _own_figure(ax, height=COLUMN_WIDTH * 0.8) as ax:
+        pad_x = 0.1 * (paths[x].max() - paths[x].min() + 1e-12)
+        pad_y = 0.1 * (paths[y].max() - paths[y].min() + 1e-12)
+        gx = np.linspace(min(paths[x].min(), optimum[0]) - pad_x,
+                         max(paths[x].max(), optimum[0]) + pad_x, 200)
+        gy = np.linspace(min(paths[y].min(), optimum[1]) - pad_y,
+                         max(paths[y].max(), optimum[1]) + pad_y, 200)
+        W0, W1 = np.meshgrid(gx, gy)
+        vals = contour(W0, W1)
+        ax.contour(W0, W1, vals, levels=np.quantile(vals, np.linspace(0.002, 0.9, levels) ** 2),
+                   colors="0.8", linewidths=0.6)
+        names = _levels(paths, hue)
+        colors = _colors(names, palette)
+        for name in names:
+            t = paths[paths[hue] == name]
+            ax.plot(t[x], t[y], "-", color=colors[name], lw=0.9, alpha=0.9, label=str(name))
+        ax.plot(*optimum, "*", color=EXACT["color"], ms=8, label=r"minimum $w^*$", zorder=5)
+        return _finish(ax, logx=False, logy=False, xlabel=f"{x} (flat direction)",
+                       ylabel=f"{y} (steep direction)", title=title, legend_title=hue)

@@ -1,4 +1,9 @@
-"""Every plot function draws on the Axes it is given, returns it, and never shows."""
+"""Every plot function draws on the Axes it is given, returns it, and never shows.
+
+And the package's figure style: rcParams restored, one colour per entity,
+exact theory above the Monte Carlo markers, the interval level stated, and
+intervals read from the table's columns (no statistics in lossvar.plots).
+"""
 
 import matplotlib
 
@@ -8,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
 
 import lossvar  # noqa: E402
 from lossvar import plots  # noqa: E402
@@ -29,24 +35,158 @@ def _curves():
     return t
 
 
+def _variance_table():
+    """A hand-made variance table: the intervals are deliberately not any formula's."""
+    rows = []
+    for sampling in ("without_replacement", "with_replacement"):
+        for b in (1, 4, 16, 100):
+            fpc = (100 - b) / 99 if sampling == "without_replacement" else 1.0
+            exact = 2.0 / b * fpc
+            var = 0.0 if exact == 0 else exact * 1.01
+            rows.append(dict(batch_size=b, sampling=sampling, n=100, variance=var,
+                             ci_low=var * 0.5, ci_high=var * 3.0, exact_variance=exact, fpc=fpc,
+                             interval="fourth_moment", interval_reliable=True))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.filterwarnings("ignore:the intervals of batch sizes")
 def test_variance_plot_still_works():
     res = lossvar.loss_variance(np.random.default_rng(0).exponential(size=200), [1, 4, "full"],
                                 replicates=500, rng=1)
     _, ax = plt.subplots()
     assert plots.variance_plot(res.table, ax=ax) is ax
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # the old positional/keyword call of `lossvar variance` still works, on its own figure
+    ax2 = plots.variance_plot(res.table, title="T")
+    assert ax2.get_title() == "T" and ax2.figure is not ax.figure
+
+
+def test_style_restores_rcparams():
+    before = {k: matplotlib.rcParams[k] for k in plots.RC}
+    cycle = matplotlib.rcParams["axes.prop_cycle"]
+    with plots.style():
+        assert matplotlib.rcParams["savefig.dpi"] == plots.DPI == 300
+        assert matplotlib.rcParams["font.size"] == plots.RC["font.size"]
+        fig, ax = plots.subplots(width="full")
+        assert fig.get_figwidth() == pytest.approx(plots.FULL_WIDTH)
+    assert {k: matplotlib.rcParams[k] for k in plots.RC} == before
+    assert matplotlib.rcParams["axes.prop_cycle"] == cycle
+    # a plot function making its own figure leaves the caller's rcParams alone too
+    plots.variance_plot(_variance_table())
+    assert {k: matplotlib.rcParams[k] for k in plots.RC} == before
+
+
+def test_print_sizes():
+    assert plots.COLUMN_WIDTH == pytest.approx(3.5) and plots.FULL_WIDTH == pytest.approx(7.2)
+    # a full-width figure at the style's resolution is wide enough for a page
+    assert plots.FULL_WIDTH * plots.DPI >= 1800
+    assert plots.RC["font.size"] >= 7 and plots.RC["xtick.labelsize"] >= 6.5
+
+
+def test_palette_is_stable_and_colour_blind_safe():
+    p = plots.palette(["fresh", "with_replacement", "without_replacement", "sgd", "adam"])
+    # sampling schemes keep their colour whatever the other names or their order
+    assert plots.palette(["without_replacement"]) == {"without_replacement": p["without_replacement"]}
+    assert plots.palette(["with_replacement", "fresh"])["fresh"] == p["fresh"]
+    assert len(set(p.values())) == len(p)  # one colour per entity
+    assert set(p.values()) <= set(plots.OKABE_ITO.values())
+    assert plots.palette(["x", "y"]) == plots.palette(["x", "y"])
+    m = plots.markers(["fresh", "sgd", "adam"])
+    assert len(set(m.values())) == 3
+
+
+def test_palette_same_colour_in_every_panel():
+    t = _variance_table()
+    colors = plots.palette(t.sampling)
+    fig, (a, b) = plt.subplots(1, 2)
+    plots.variance_plot(t, ax=a, palette=colors)
+    plots.ratio_plot(t[t.sampling == "with_replacement"], ax=b, palette=colors)
+
+    def marker_colors(ax):
+        return {to_hex(line.get_markeredgecolor()) for line in ax.lines if line.get_marker() not in
+                ("None", "", None) and line.get_linestyle() == "None" and len(line.get_xdata())}
+
+    assert to_hex(colors["with_replacement"]) in marker_colors(a)
+    assert marker_colors(b) == {to_hex(colors["with_replacement"])}
+
+
+def test_variance_plot_exact_above_markers_and_level_stated():
+    t = _variance_table()
+    _, ax = plt.subplots()
+    plots.variance_plot(t, ax=ax, confidence=0.9)
+    exact = [ln for ln in ax.lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) > 50
+             and to_hex(ln.get_color()) == to_hex(plots.EXACT["color"])]
+    marks = [ln for ln in ax.lines if ln.get_linestyle() == "None" and len(ln.get_xdata())]
+    assert exact and marks
+    assert min(ln.get_zorder() for ln in exact) > max(ln.get_zorder() for ln in marks)
+    # the reference law lies beneath everything
+    ref = [ln for ln in ax.lines if ln.get_linewidth() == plots.REFERENCE["lw"]]
+    assert ref and ref[0].get_zorder() < min(ln.get_zorder() for ln in marks)
+    legend = ax.get_legend()
+    text = legend.get_title().get_text() + " ".join(x.get_text() for x in legend.get_texts())
+    assert "90% confidence interval" in text and "exact theory" in text
+    assert "fourth_moment" not in text  # words, not code identifiers
+
+
+def test_variance_plot_draws_intervals_from_the_columns():
+    t = _variance_table()
+    _, ax = plt.subplots()
+    plots.variance_plot(t, ax=ax, dodge=0)
+    segments = np.concatenate([c.get_segments() for c in ax.collections if c.get_segments()])
+    lows = sorted(round(s[:, 1].min(), 12) for s in segments)
+    highs = sorted(round(s[:, 1].max(), 12) for s in segments)
+    pos = t[t.variance > 0]
+    assert lows == sorted(np.round(pos.ci_low, 12))
+    assert highs == sorted(np.round(pos.ci_high, 12))
+    # the exact curve goes through the table's exact values (via lossvar.theory)
+    exact = [ln for ln in ax.lines if len(ln.get_xdata()) == 200]
+    wo = exact[0]
+    b = np.asarray(wo.get_xdata())
+    assert np.interp(16, b, wo.get_ydata()) == pytest.approx(2.0 / 16 * 84 / 99, rel=1e-3)
+
+
+def test_ratio_plot_reads_columns_and_centres_on_one():
+    t = _variance_table()
+    _, ax = plt.subplots()
+    assert plots.ratio_plot(t, ax=ax, confidence=0.95, dodge=0) is ax
+    segments = np.concatenate([c.get_segments() for c in ax.collections if c.get_segments()])
+    pos = t[t.exact_variance > 0]
+    assert sorted(np.round([s[:, 1].min() for s in segments], 12)) == sorted(
+        np.round(pos.ci_low / pos.exact_variance, 12))
+    lo, hi = ax.get_ylim()
+    assert lo < 1 < hi and (1 - lo) == pytest.approx(hi - 1)
+    assert "95% confidence interval" in ax.get_legend().get_title().get_text()
+
+
+def test_interval_words():
+    assert plots.interval_words(0.95, "chi2").startswith("95% confidence intervals (chi-square")
+    assert "_" not in plots.interval_words(0.99, "fourth_moment")
 
 
 def test_loss_curves_bands_and_exact():
     t = _curves()
     _, ax = plt.subplots()
-    out = plots.loss_curves(t, x="step", y="mean", hue="method", se="se", exact=t, ax=ax,
-                            logx=True, xlabel="step", ylabel="loss", title="T")
+    out = plots.loss_curves(t, x="step", y="mean", hue="method", lo="ci_low", hi="ci_high", exact=t,
+                            ax=ax, logx=True, xlabel="step", ylabel="loss", title="T",
+                            band_label="95% confidence band")
     assert out is ax
     assert len(ax.collections) >= 2  # one band per method
     assert ax.get_title() == "T" and ax.get_ylabel() == "loss" and ax.get_yscale() == "log"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "exact theory (dashed)" in labels and "a" in labels
+    assert "exact theory" in labels and "a" in labels and "95% confidence band" in labels
+    exact = [ln for ln in ax.lines if to_hex(ln.get_color()) == to_hex(plots.EXACT["color"])]
+    assert min(ln.get_zorder() for ln in exact) > max(
+        c.get_zorder() for c in ax.collections)
+
+
+def test_loss_curves_se_is_one_standard_error():
+    t = _curves()
+    _, ax = plt.subplots()
+    plots.loss_curves(t[t.method == "a"], x="step", y="mean", se="se", ax=ax)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    a = t[t.method == "a"]
+    assert band.max() == pytest.approx((a["mean"] + a.se).max())
+    assert "standard error" in " ".join(x.get_text() for x in ax.get_legend().get_texts())
 
 
 def test_convergence_plot_reference_line():
@@ -72,3 +212,12 @@ def test_trajectories_plot():
                           "w1": [1.0, -0.5, 0.1, 1.0, 0.5, 0.0]})
     ax = plots.trajectories_plot(paths, lambda a, b: a**2 + 10 * b**2)
     assert len(ax.lines) == 3 and ax.get_xlabel().startswith("w0")
+
+
+def test_table_panel_and_caption():
+    fig, ax = plt.subplots()
+    plots.table_panel(ax, ["a", "b\nc"], [["x", "1"], ["y", "2"]], colors=["#0072B2", "#D55E00"],
+                      marks=["o", "s"], color_col=0)
+    cap = plots.caption(fig, "word " * 200)
+    assert "\n" in cap.get_text()
+    assert not ax.axison
