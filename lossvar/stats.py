@@ -25,6 +25,7 @@ sample variance ``S2`` over ``R`` replicates:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,10 @@ from scipy import stats as _st
 from .moments import Moments
 
 INTERVALS = ("fourth_moment", "chi2", "bootstrap")
+
+#: A result of :func:`lossvar.loss_variance` / :func:`lossvar.variance_study` (anything
+#: with a ``table``), or such a table as a DataFrame.
+VarianceTable = Any
 
 
 def variance_interval(moments: Moments, confidence: float, method: str = "fourth_moment",
@@ -108,7 +113,7 @@ class ScalingFit:
         return text
 
 
-def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
+def scaling_fit(result: VarianceTable, *, confidence: float = 0.95) -> ScalingFit:
     """Fit the exponent of ``Var(B) ~ B^exponent`` and test ``exponent = -1``.
 
     Each row's variance is first divided by its finite-population factor
@@ -191,7 +196,7 @@ def scaling_fit(result, *, confidence: float = 0.95) -> ScalingFit:
     )
 
 
-def plan_replicates(pilot, target_rel_se: float) -> pd.DataFrame:
+def plan_replicates(pilot: VarianceTable, target_rel_se: float) -> pd.DataFrame:
     """Replicates needed for a target relative standard error of each variance.
 
     From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (docs/theory.md, sections
@@ -370,7 +375,7 @@ class Agreement:
         return text
 
 
-def agreement(result, *, confidence: float | None = None) -> Agreement:
+def agreement(result: VarianceTable, *, confidence: float | None = None) -> Agreement:
     """One calibrated verdict: do the Monte Carlo variances agree with the exact theory?
 
     Uses the columns ``z`` and ``pvalue`` of a result table (see
@@ -444,3 +449,160 @@ def holm(pvalues) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+# -- verdicts for Monte Carlo means beside exact values, and across a study's tables ------
+
+
+def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=None,
+                       independent: bool = True, confidence: float = 0.95,
+                       interval_confidence: float | None = None) -> Agreement:
+    """One calibrated verdict for rows of Monte Carlo estimates beside exact values.
+
+    Per row ``z = (estimate - exact) / se`` and a two-sided p-value: the given
+    ``pvalues`` (an exact reference law, computed by the caller), else
+    ``2 P(|T| > |z|)`` with ``T`` normal, or Student t with ``dof`` degrees of
+    freedom (a mean of ``R`` i.i.d. replicates with its Monte Carlo SE:
+    ``dof = R - 1``). Rows with no exact value, or ``se`` of 0 (deterministic),
+    have no p-value and are listed as ``untested`` where the exact value exists.
+
+    The rows are combined into one p-value in one of two ways:
+
+    - ``independent=True`` (rows from independent random streams): ``sum z_i^2``
+      of the normal scores ``Phi^-1(1 - p_i / 2)`` against chi-square with one
+      degree of freedom per row, as :func:`agreement` does;
+    - ``independent=False`` (rows that share replicates, e.g. the same runs at
+      several steps): Holm's global test, ``min(1, m min p_i)`` (the smallest
+      Holm-adjusted p-value), valid under any dependence between the rows.
+
+    Parameters
+    ----------
+    estimate, se, exact : array_like
+        Monte Carlo estimates, their standard errors, the exact values (NaN where
+        unknown).
+    labels : sequence, optional
+        Row names, used for ``drivers`` and ``untested`` (default 0, 1, ...).
+    pvalues : array_like, optional
+        Row p-values from an exact reference; NaN leaves a row untested.
+    dof : array_like or float, optional
+        Degrees of freedom of a Student t reference (ignored with ``pvalues``).
+    independent : bool
+        How to combine the rows (see above).
+    confidence : float
+        The verdict's level: it disagrees when ``p < 1 - confidence``; rows whose
+        Holm-adjusted p-value is below ``1 - confidence`` are the ``drivers``.
+    interval_confidence : float, optional
+        Level of the rows' intervals ``estimate +- z se`` whose misses are counted
+        (default ``confidence``).
+
+    Returns
+    -------
+    Agreement
+        ``holm`` has columns ``label``, ``z``, ``pvalue``, ``holm_pvalue``.
+    """
+    from ._validate import as_float
+
+    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    level = confidence if interval_confidence is None else as_float(
+        interval_confidence, "interval_confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    est = np.asarray(estimate, dtype=float).ravel()
+    sd = np.broadcast_to(np.asarray(se, dtype=float).ravel(), est.shape)
+    ex = np.broadcast_to(np.asarray(exact, dtype=float).ravel(), est.shape)
+    labels = np.arange(est.size) if labels is None else np.asarray(list(labels), dtype=object)
+    if labels.shape != est.shape:
+        raise ValueError(f"`labels` must have one entry per row ({est.size}); got {labels.size}")
+    has_exact = np.isfinite(ex)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = has_exact & np.isfinite(est) & np.isfinite(sd) & (sd > 0)
+        z = np.where(ok, (est - ex) / np.where(ok, sd, 1.0), np.nan)
+    if pvalues is not None:
+        p = np.broadcast_to(np.asarray(pvalues, dtype=float).ravel(), est.shape)
+        p = np.where(has_exact, p, np.nan)
+    elif dof is not None:
+        p = np.where(ok, 2.0 * _st.t.sf(np.abs(z), np.broadcast_to(dof, est.shape)), np.nan)
+    else:
+        p = np.where(ok, 2.0 * _st.norm.sf(np.abs(z)), np.nan)
+    p = np.minimum(p, 1.0)
+    tested = np.isfinite(p)
+    m = int(tested.sum())
+    alpha = 1.0 - confidence
+    adjusted = holm(p[tested])
+    if not m:
+        stat, pvalue = float("nan"), float("nan")
+    elif independent:
+        stat = float(np.sum(_st.norm.isf(np.clip(p[tested], 1e-300, 1.0) / 2.0) ** 2))
+        pvalue = float(_st.chi2.sf(stat, m))
+    else:
+        stat = float(np.min(p[tested]))
+        pvalue = float(np.min(adjusted))
+    half = _st.norm.ppf(0.5 + level / 2.0) * sd
+    misses = int(np.sum(ok & ((ex < est - half) | (ex > est + half))))
+    rows = pd.DataFrame({"label": labels[tested], "z": z[tested], "pvalue": p[tested],
+                         "holm_pvalue": adjusted})
+    return Agreement(agrees=bool(m == 0 or pvalue >= alpha), pvalue=pvalue, statistic=stat,
+                     tested=m, misses=misses, expected_misses=float(ok.sum() * (1.0 - level)),
+                     intervals=int(ok.sum()), drivers=tuple(rows.label[rows.holm_pvalue < alpha]),
+                     holm=rows, untested=tuple(labels[has_exact & ~tested]), confidence=confidence)
+
+
+def study_verdicts(rows, confidence: float, *, row_label: str = "B",
+                   untested_reason: str = "too few replicates for the tails") -> pd.DataFrame:
+    """One verdict per table of a study, judged after Holm across the study's tables.
+
+    A study shows several verdicts, so each is judged on its Holm-adjusted
+    p-value across them: the family-wise error of the study is at most
+    ``1 - confidence`` whatever the dependence between its tables.
+
+    Parameters
+    ----------
+    rows : iterable of (dict, Agreement)
+        Per table, the columns that name it (e.g. ``source``, ``sampling``) and
+        its verdict (:func:`agreement` or :func:`estimate_agreement`).
+    confidence : float
+        The study's level.
+    row_label : str
+        How the text names a table's rows (``"B"``: "driven by B = 1 16").
+    untested_reason : str
+        Why rows with an exact value were not tested, for the text.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The naming columns, then ``pvalue``, ``tested``, ``misses``,
+        ``intervals``, ``expected_misses``, ``drivers``, ``untested``,
+        ``holm_pvalue``, ``agrees`` and ``verdict`` (the text of
+        :func:`verdict_text`).
+    """
+    out = []
+    for keys, a in rows:
+        out.append(dict(**keys, pvalue=a.pvalue, tested=a.tested, misses=a.misses,
+                        intervals=a.intervals, expected_misses=a.expected_misses,
+                        drivers=_join(a.drivers), untested=_join(a.untested)))
+    table = pd.DataFrame(out)
+    table["holm_pvalue"] = holm(table.pvalue.fillna(1.0).to_numpy())
+    table["agrees"] = table.holm_pvalue >= 1 - confidence
+    table["verdict"] = [verdict_text(r, row_label=row_label, untested_reason=untested_reason)
+                        for r in table.itertuples()]
+    return table
+
+
+def verdict_text(row, *, row_label: str = "B",
+                 untested_reason: str = "too few replicates for the tails") -> str:
+    """The one-line verdict of a row of :func:`study_verdicts`."""
+    head = "agrees with theory" if row.agrees else "DISAGREES with theory"
+    text = (f"{head} (p = {row.pvalue:.3g}, {row.holm_pvalue:.3g} after Holm over the study's "
+            f"tables; {row.misses} of {row.intervals} intervals miss, {row.expected_misses:.2g} "
+            "expected)")
+    if not row.agrees and row.drivers:
+        text += f"; driven by {row_label} = {row.drivers}"
+    if row.untested:
+        text += f"; {row_label} = {row.untested} not tested ({untested_reason})"
+    return text
+
+
+def _join(labels) -> str:
+    labels = [str(x) for x in labels]
+    sep = " " if all(" " not in x for x in labels) else "; "
+    if len(labels) > 12:
+        labels = [*labels[:12], f"... ({len(labels) - 12} more)"]
+    return sep.join(labels)

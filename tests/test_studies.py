@@ -16,8 +16,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
-from lossvar import studies
+from lossvar import stats, studies
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dispatch import alternate_environment  # noqa: E402
@@ -194,6 +195,104 @@ def test_trend_optimizers_smooth_the_steep_direction(trend_optimizers):
     assert np.isfinite(curves.excess_loss).all()
     paths = _csv(trend_optimizers, "paths")
     assert set(paths.optimizer) == set(u.optimizer)
+
+
+VERDICT_STUDIES = ["variance_scaling", "erm_spread", "robbins_monro", "trend_optimizers"]
+
+
+@pytest.mark.parametrize("fixture", VERDICT_STUDIES)
+def test_summary_leads_with_calibrated_verdicts(fixture, request):
+    folder = request.getfixturevalue(fixture)
+    agreement = _csv(folder, "agreement")
+    assert len(agreement) >= 1 and agreement.agrees.all(), agreement
+    assert (agreement.holm_pvalue >= agreement.pvalue.fillna(1.0)).all()
+    lines = (folder / "summary.md").read_text().splitlines()
+    verdicts = [i for i, line in enumerate(lines) if line.startswith("- ") and "with theory (p = " in line]
+    # one line per verdict, right after the title and the sentence saying what is tested
+    assert verdicts == list(range(4, 4 + len(agreement))), lines[:10]
+    assert all("agrees with theory" in lines[i] and "DISAGREES" not in lines[i] for i in verdicts)
+    assert "after Holm over the study's tables" in lines[verdicts[0]]
+
+
+def test_sgd_vs_batch_says_it_has_no_exact_theory(sgd_vs_batch):
+    assert not (sgd_vs_batch / "agreement.csv").exists()
+    lines = (sgd_vs_batch / "summary.md").read_text().splitlines()
+    assert lines[2].startswith("No verdict against exact theory")
+
+
+def test_confidence_sets_the_intervals(tmp_path):
+    out = tmp_path / "erm"
+    assert studies.run("erm_spread", ["--quick", "--seed", "1", "--replicates", "50", "--sizes", "10,20,40",
+                                      "--noise-std", "1", "--confidence", "0.8", "--out", str(out)]) == 0
+    t = _csv(out, "spread")
+    z = st.norm.ppf(0.9)
+    np.testing.assert_allclose(t.ci_high - t.spread, z * t.spread_se, rtol=1e-9)
+    assert "80% interval" in (out / "summary.md").read_text()
+
+
+# Calibration of lossvar.stats.estimate_agreement: under the theory P(p < 0.05) = 0.05
+# (independent rows: chi-square of the normal scores) or <= 0.05 (Holm's test, valid
+# under dependence). Each binomial check fails by chance with probability at most
+# BINOM_LEVEL = 1e-3 (three checks: about 3e-3); the seeds are fixed.
+CAL_SEEDS = 400
+BINOM_LEVEL = 1e-3
+
+
+def _mean_rows(rng, rows=5, replicates=1000, shift=None):
+    """Means of i.i.d. exponential(1) replicates (skewed), their SE, and exact 1."""
+    x = rng.exponential(size=(rows, replicates))
+    exact = np.ones(rows) if shift is None else 1.0 + np.asarray(shift)
+    return x.mean(axis=1), x.std(axis=1, ddof=1) / np.sqrt(replicates), exact
+
+
+@pytest.mark.parametrize("independent", [True, False])
+def test_estimate_agreement_is_calibrated(independent):
+    hits = 0
+    for seed in range(CAL_SEEDS):
+        est, se, exact = _mean_rows(np.random.default_rng([11, seed]))
+        if not independent:  # rows sharing replicates: the same draws, partly reused
+            est = np.concatenate([est, est[:2]])
+            se, exact = np.concatenate([se, se[:2]]), np.concatenate([exact, exact[:2]])
+        hits += stats.estimate_agreement(est, se, exact, independent=independent).pvalue < 0.05
+    if independent:
+        assert st.binomtest(hits, CAL_SEEDS, 0.05).pvalue > BINOM_LEVEL, hits
+    else:  # Holm is conservative: only too many rejections would be a failure
+        assert st.binomtest(hits, CAL_SEEDS, 0.05, alternative="greater").pvalue > BINOM_LEVEL, hits
+
+
+def test_robbins_monro_exact_reference_is_calibrated():
+    # The study's p-value for a mean of (w - w*)^2 with w - w* ~ N(m, v): noncentral chi-square.
+    from lossvar.studies.robbins_monro import _exact_pvalues
+
+    rng = np.random.default_rng(5)
+    m, v, r = np.array([0.0, 0.3, 2.0]), np.array([1.0, 0.5, 0.01]), 200
+    p = np.array([_exact_pvalues(((m + np.sqrt(v) * rng.standard_normal((r, 3))) ** 2).mean(axis=0),
+                                 r, m, v) for _ in range(CAL_SEEDS)])
+    for col in p.T:
+        assert st.binomtest(int(np.sum(col < 0.05)), CAL_SEEDS, 0.05).pvalue > BINOM_LEVEL
+
+
+@pytest.mark.parametrize("independent", [True, False])
+def test_estimate_agreement_rejects_a_wrong_exact_value(independent):
+    # One row's exact value off by 5 standard errors (0.158 at R = 1000): per seed the
+    # verdict rejects (chi-square power 0.985, Holm's 0.992) and names that row (0.992)
+    # with probability at least 0.977, so fewer than 17 of 20 has probability < 1e-3.
+    rejected = 0
+    for seed in range(20):
+        est, se, exact = _mean_rows(np.random.default_rng([12, seed]), shift=[0, 0, 5 / np.sqrt(1000), 0, 0])
+        a = stats.estimate_agreement(est, se, exact, independent=independent, labels=list("abcde"))
+        rejected += not a.agrees and "c" in a.drivers
+    assert rejected >= 17
+
+
+def test_study_verdicts_holm_across_tables():
+    ok = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.05])
+    bad = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.5], labels=["x", "y"])
+    t = stats.study_verdicts([(dict(table="a"), ok), (dict(table="b"), bad)], 0.95, row_label="row")
+    assert list(t.columns[:2]) == ["table", "pvalue"] and "verdict" in t
+    np.testing.assert_allclose(t.holm_pvalue, stats.holm([ok.pvalue, bad.pvalue]))
+    assert t.agrees.tolist() == [True, False]
+    assert t.verdict[1].startswith("DISAGREES with theory") and "driven by row = y" in t.verdict[1]
 
 
 def test_unknown_study_lists_valid_names():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 import lossvar
 from lossvar import plots, studies
@@ -30,7 +31,6 @@ from lossvar import plots, studies
 NAME = "erm_spread"
 FULL = {"replicates": 4000, "sizes": [10, 20, 40, 80, 160, 320, 640, 1280]}
 QUICK = {"replicates": 400, "sizes": [10, 20, 40, 80, 160, 320]}
-Z95 = 1.959963984540054
 
 
 def build_parser():
@@ -42,7 +42,8 @@ def build_parser():
     p.add_argument("--noise-std", type=studies.comma_list(float), default=[0.5, 1.0, 2.0],
                    metavar="LIST", help="noise levels sigma (default 0.5,1,2)")
     p.add_argument("--dim", type=int, default=3, help="features d (default 3)")
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--confidence", type=studies.fraction, default=0.95,
+                   help="interval level (default 0.95)")
     return p
 
 
@@ -66,6 +67,7 @@ def compute(args, folder):
     d = args.dim
     w_star = np.linspace(1.0, -1.0, d)
     root = np.random.SeedSequence(args.seed)
+    z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     rows = []
     for i, sigma in enumerate(args.noise_std):
         pop = lossvar.GaussianLinearPopulation(w_star, noise_std=sigma)
@@ -75,7 +77,7 @@ def compute(args, folder):
             v = _spread(pop, n, args.replicates, seed)
             m, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
             rows.append(dict(noise_std=sigma, var_div=var_div, n=n, replicates=v.size,
-                             spread=m, spread_se=se, ci_low=m - Z95 * se, ci_high=m + Z95 * se,
+                             spread=m, spread_se=se, ci_low=m - z * se, ci_high=m + z * se,
                              exact=sigma**2 * d / (n - d - 1), effective_n=n - d - 1))
     spread = pd.DataFrame(rows)
     fits = []
@@ -90,10 +92,23 @@ def compute(args, folder):
                          se=fit.se, ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue,
                          chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue, confidence=fit.confidence))
     fits = pd.DataFrame(fits)
+    verdicts = _verdicts(spread, args.confidence)
     folder.table("spread", spread)
     folder.table("fit", fits)
+    folder.table("agreement", verdicts)
     _figure(folder, spread, args)
-    return _summary(args, spread, fits)
+    return _summary(args, spread, fits, verdicts)
+
+
+def _verdicts(spread, confidence):
+    """The verdict on the spread table: every (sigma, N) cell is the mean of its own
+    independent data sets (a seed per cell), so the rows are independent; each gets
+    a normal z with its Monte Carlo SE, combined by sum z^2 against chi-square."""
+    a = lossvar.stats.estimate_agreement(
+        spread.spread, spread.spread_se, spread.exact, independent=True, confidence=confidence,
+        labels=[f"{s:g},{n}" for s, n in zip(spread.noise_std, spread.n, strict=True)])
+    return lossvar.stats.study_verdicts([(dict(table="spread"), a)], confidence,
+                                        row_label="(sigma, N)")
 
 
 def _figure(folder, spread, args):
@@ -101,8 +116,8 @@ def _figure(folder, spread, args):
 
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6))
     plots.spread_plot(spread, x="n", hue="noise_std", ax=axes[0], xlabel="data set size N",
-                      title="ERM spread falls like 1/N\npoints: Monte Carlo (95% bars); lines: "
-                            "sigma^2 d / (N - d - 1)")
+                      title=f"ERM spread falls like 1/N\npoints: Monte Carlo ({args.confidence:.0%} "
+                            "bars); lines: sigma^2 d / (N - d - 1)")
     plots.spread_plot(spread, x="var_div", hue="n", ax=axes[1],
                       xlabel="Var(div): variance of the per-sample loss at w*",
                       title="Larger loss variance, larger spread\n(one colour per N)")
@@ -110,9 +125,17 @@ def _figure(folder, spread, args):
     folder.figure("spread", fig)
 
 
-def _summary(args, spread, fits):
+def _summary(args, spread, fits, verdicts):
+    level = f"{args.confidence:.0%}"
     lines = [f"# erm_spread (seed {args.seed}, {args.replicates} data sets per cell, "
              f"d = {args.dim})", "",
+             "Does the Monte Carlo agree with the theory? Each (sigma, N) cell's mean of "
+             "||w_N - w*||^2 against the exact sigma^2 d / (N - d - 1) (docs/theory.md, "
+             "section 8): normal z with the Monte Carlo standard error; the cells use independent "
+             "data sets, so the rows combine as sum z^2 against chi-square, at level "
+             f"{1 - args.confidence:.2g} for the study (Holm across its tables):", ""]
+    lines += [f"- {v.table}: {v.verdict}" for v in verdicts.itertuples()]
+    lines += ["",
              "Exponent a of E||w_N - w*||^2 ~ (N - d - 1)^a (weighted log-log fit; the claim is "
              f"a = -1), {args.confidence:.0%} intervals:", "",
              "| sigma | Var(div) | exponent | interval | p (a = -1) |", "|---|---|---|---|---|"]
@@ -121,7 +144,7 @@ def _summary(args, spread, fits):
                      f"[{f.ci_low:.4f}, {f.ci_high:.4f}] | {f.pvalue:.3g} |")
     big = spread[spread.n == spread.n.max()]
     lines += ["", f"At N = {int(big.n.iloc[0])}, against the exact sigma^2 d / (N - d - 1):", "",
-              "| sigma | Var(div) | E||w_N - w*||^2 | 95% interval | exact |",
+              f"| sigma | Var(div) | E||w_N - w*||^2 | {level} interval | exact |",
               "|---|---|---|---|---|"]
     for r in big.itertuples():
         lines.append(f"| {r.noise_std:g} | {r.var_div:.4g} | {r.spread:.4g} | "

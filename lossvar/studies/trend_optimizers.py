@@ -12,7 +12,11 @@ On an ill-conditioned 2-D quadratic with additive Gaussian gradient noise
 - the mean squared update E(w_t - w_{t-1})^2 per coordinate in the steady
   state (the last half of the steps), across replicates with its standard
   error; for SGD the exact value eta^2 (h^2 v* + sigma^2), with v* the
-  constant-step floor, is given beside it;
+  constant-step floor, is given beside it, and the two SGD rows get one
+  verdict: a Student t test per row (the mean of R independent runs, R - 1
+  degrees of freedom, Monte Carlo SE), the two coordinates combined by Holm's
+  test because they come from the same runs (the transient left in the
+  steady-state window changes the exact values by less than 1e-6 relatively);
 - the expected excess risk against the step, bands across replicates
   (lossvar.sgd.run_sgd);
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 import lossvar
 from lossvar import optim, plots, studies, theory
@@ -33,7 +38,6 @@ from lossvar.sgd import run_sgd
 NAME = "trend_optimizers"
 FULL = {"replicates": 400, "steps": 400, "real_replicates": 40, "epochs": 20}
 QUICK = {"replicates": 64, "steps": 200, "real_replicates": 8, "epochs": 4}
-Z95 = 1.959963984540054
 W0 = (-4.0, 1.5)
 
 
@@ -53,6 +57,8 @@ def build_parser():
                    f"the real data (default {FULL['real_replicates']})")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"epochs on the real data (default {FULL['epochs']})")
+    p.add_argument("--confidence", type=studies.fraction, default=0.95,
+                   help="interval level (default 0.95)")
     return p
 
 
@@ -93,6 +99,7 @@ def compute(args, folder):
     opts = _optimizers(h.max())
     seeds = np.random.SeedSequence(args.seed).spawn(4)
     kw = studies.parallel(run_sgd, args)
+    z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     paths, updates, curves = [], [], []
     for name, opt in opts.items():
         # Common random numbers: every optimizer sees the same noise sequence.
@@ -110,7 +117,7 @@ def compute(args, folder):
                 vstar = theory.constant_step_floor(eta, h[i], args.noise_std**2)
                 exact = eta**2 * (h[i] ** 2 * vstar + args.noise_std**2)
             updates.append(dict(optimizer=name, coordinate=coord, mean_sq_update=m,
-                                se=se, ci_low=m - Z95 * se, ci_high=m + Z95 * se, exact=exact,
+                                se=se, ci_low=m - z * se, ci_high=m + z * se, exact=exact,
                                 steps_averaged=steady.shape[0], replicates=v.size))
         tr = run_sgd(q, pop, opt, steps=args.steps, batch_size=1, replicates=args.replicates,
                      w0=list(W0), rng=seeds[1], record=np.arange(args.steps + 1), **kw)
@@ -121,14 +128,28 @@ def compute(args, folder):
     if args.data != "none":
         curves += _real(args, seeds[2], kw)
     curves = pd.concat(curves, ignore_index=True)
-    curves["ci_low"] = curves.excess_loss - Z95 * curves.se
-    curves["ci_high"] = curves.excess_loss + Z95 * curves.se
+    curves["ci_low"] = curves.excess_loss - z * curves.se
+    curves["ci_high"] = curves.excess_loss + z * curves.se
     paths, updates = pd.concat(paths, ignore_index=True), pd.DataFrame(updates)
+    verdicts = _verdicts(updates, args.confidence)
     folder.table("paths", paths)
     folder.table("update_variance", updates)
     folder.table("curves", curves)
+    folder.table("agreement", verdicts)
     _figures(folder, q, paths, updates, curves, args)
-    return _summary(args, updates, curves)
+    return _summary(args, updates, curves, verdicts)
+
+
+def _verdicts(updates, confidence):
+    """The verdict on the rows with an exact value (SGD's two coordinates): t test per
+    row on R - 1 degrees of freedom, combined by Holm (the rows share their runs)."""
+    t = updates[np.isfinite(updates.exact)]
+    a = lossvar.stats.estimate_agreement(t.mean_sq_update, t.se, t.exact, dof=t.replicates - 1,
+                                         independent=False, confidence=confidence,
+                                         labels=[f"{o} {c}" for o, c in zip(t.optimizer, t.coordinate,
+                                                                            strict=True)])
+    return lossvar.stats.study_verdicts([(dict(table="update_variance"), a)], confidence,
+                                        row_label="row")
 
 
 def _real(args, seed, kw):
@@ -171,35 +192,45 @@ def _figures(folder, q, paths, updates, curves, args):
     plots.loss_curves(quad, x="step", y="excess_loss", hue="optimizer", lo="ci_low", hi="ci_high",
                       ax=axes[0, 0], logx=True, xlabel="step",
                       ylabel="expected excess risk f(w) - f(w*)",
-                      title=f"Noisy quadratic, condition number {h[1]:g}\nbands: 95% across "
-                            f"{args.replicates} runs")
+                      title=f"Noisy quadratic, condition number {h[1]:g}\nbands: "
+                            f"{args.confidence:.0%} across {args.replicates} runs")
     if args.data != "none":
         real = curves[curves.problem == args.data]
         plots.loss_curves(real, x="epoch", y="excess_loss", hue="optimizer", lo="ci_low",
                           hi="ci_high", ax=axes[0, 1], xlabel="epoch",
                           ylabel="excess training loss",
                           title=f"{args.data}, mini-batch {args.batch_size}, reshuffled\n"
-                                f"bands: 95% across {args.real_replicates} runs")
+                                f"bands: {args.confidence:.0%} across {args.real_replicates} runs")
     fig.tight_layout()
     folder.figure("convergence", fig)
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     plots.interval_plot(updates, x="optimizer", y="mean_sq_update", hue="coordinate", ax=ax,
                         logy=True, ylabel="E (w_t - w_{t-1})^2, steady state",
-                        title="Volatility of the updates per optimizer (95% intervals)")
+                        title=f"Volatility of the updates per optimizer ({args.confidence:.0%} intervals)")
     folder.figure("update_variance", fig)
 
 
-def _summary(args, updates, curves):
+def _summary(args, updates, curves, verdicts):
+    level = f"{args.confidence:.0%}"
     lines = [f"# trend_optimizers (seed {args.seed}, {args.replicates} runs of {args.steps} "
              f"steps on the quadratic)", "",
+             "Does the Monte Carlo agree with the theory? Only SGD's mean squared update has an "
+             "exact value, eta^2 (h^2 v* + sigma^2) per coordinate (docs/theory.md, section 6): "
+             f"a Student t test per coordinate (mean of {args.replicates} independent runs, Monte "
+             "Carlo SE), the two coordinates combined by Holm's test because they come from the "
+             f"same runs, at level {1 - args.confidence:.2g} for the study (Holm across its "
+             "tables). The other optimizers and the convergence curves have no exact theory here "
+             "and get no verdict.", ""]
+    lines += [f"- {v.table}: {v.verdict}" for v in verdicts.itertuples()]
+    lines += ["",
              f"Mean squared update in the steady state (last {args.steps - args.steps // 2} "
-             "steps), 95% intervals across runs; for SGD the exact value:", "",
+             f"steps), {level} intervals across runs; for SGD the exact value:", "",
              "| optimizer | coordinate | E (dw)^2 | interval | exact |", "|---|---|---|---|---|"]
     for r in updates.itertuples():
         exact = "" if np.isnan(r.exact) else f"{r.exact:.4g}"
         lines.append(f"| {r.optimizer} | {r.coordinate} | {r.mean_sq_update:.4g} | "
                      f"[{r.ci_low:.4g}, {r.ci_high:.4g}] | {exact} |")
-    lines += ["", "Final excess loss (mean across runs, 95% interval):", "",
+    lines += ["", f"Final excess loss (mean across runs, {level} interval):", "",
               "| problem | optimizer | excess loss | interval |", "|---|---|---|---|"]
     for (prob, name), t in curves.groupby(["problem", "optimizer"], sort=False):
         r = t.iloc[-1]

@@ -56,9 +56,7 @@ def _sizes(batch_sizes, n):
 
 
 def check(args):
-    if args.data != "none" and args.data not in lossvar.datasets.NAMES:
-        raise ValueError(f"--data must be one of {', '.join(lossvar.datasets.NAMES)} or 'none'; "
-                         f"got {args.data!r}")
+    studies.check_data(args.data, none=True)
 
 
 def compute(args, folder):
@@ -106,45 +104,115 @@ def compute(args, folder):
 def _verdicts(runs, confidence):
     """One verdict per table; a study shows several, so "agrees" is judged on the
     Holm-adjusted p-value across them (family-wise error 1 - confidence per study)."""
-    rows = []
-    for source, result in runs:
-        a = lossvar.agreement(result, confidence=confidence)
-        rows.append(dict(source=source, sampling=result.table.sampling.iloc[0], pvalue=a.pvalue,
-                         tested=a.tested, misses=a.misses, intervals=a.intervals,
-                         expected_misses=a.expected_misses, drivers=" ".join(map(str, a.drivers)),
-                         untested=" ".join(map(str, a.untested))))
-    table = pd.DataFrame(rows)
-    table["holm_pvalue"] = lossvar.stats.holm(table.pvalue.fillna(1.0).to_numpy())
-    table["agrees"] = table.holm_pvalue >= 1 - confidence
-    table["verdict"] = [_verdict_text(r) for r in table.itertuples()]
-    return table
+    return lossvar.stats.study_verdicts(
+        [(dict(source=source, sampling=result.table.sampling.iloc[0]),
+          lossvar.agreement(result, confidence=confidence)) for source, result in runs],
+        confidence)
 
 
-def _verdict_text(r) -> str:
-    head = "agrees with theory" if r.agrees else "DISAGREES with theory"
-    text = (f"{head} (p = {r.pvalue:.3g}, {r.holm_pvalue:.3g} after Holm over the study's tables; "
-            f"{r.misses} of {r.intervals} intervals miss, {r.expected_misses:.2g} expected)")
-    if not r.agrees and r.drivers:
-        text += f"; driven by B = {r.drivers}"
-    if r.untested:
-        text += f"; B = {r.untested} not tested (too few replicates for the tails)"
-    return text
+def _figure(folder, variance, args, real, fits=None, verdicts=None):
+    """Per source a log-log panel of Var(B) and a panel of Monte Carlo / exact, and below
+    them the fitted exponents and the verdicts of the summary: ``fits`` and ``verdicts``
+    as computed by :func:`compute`, or (if not given) the same computed again from the
+    table, one run per (source, sampling), by ``lossvar.scaling_fit`` and :func:`_verdicts`."""
+    from types import SimpleNamespace
 
-
-def _figure(folder, variance, args, real):
     import matplotlib.pyplot as plt
 
+    runs = [(src, SimpleNamespace(table=t.drop(columns="source"), confidence=args.confidence))
+            for (src, _), t in variance.groupby(["source", "sampling"], sort=False)]
+    if fits is None:
+        fits = pd.DataFrame([dict(source=src, sampling=r.table.sampling.iloc[0], exponent=f.exponent,
+                                  ci_low=f.ci_low, ci_high=f.ci_high, pvalue=f.pvalue)
+                             for src, r in runs
+                             for f in [lossvar.scaling_fit(r.table, confidence=args.confidence)]])
+    if verdicts is None:
+        verdicts = _verdicts(runs, args.confidence)
     sources = list(dict.fromkeys(variance.source))
-    fig, axes = plt.subplots(1, len(sources), figsize=(6.2 * len(sources), 4.8), squeeze=False)
-    for ax, src in zip(axes[0], sources, strict=True):
-        t = variance[variance.source == src]
-        if src == "synthetic":
-            what = (f"synthetic: Gaussian linear model, w = 0, fixed set N = {args.n} "
-                    "or fresh data")
-        else:
-            what = f"{src}: {lossvar.datasets.problem_for(real).name} model at its fit, N = {real.n}"
-        plots.variance_plot(t, ax=ax, title=f"Variance of the loss estimator\n{what}")
-    fig.tight_layout()
+    schemes = list(dict.fromkeys(variance.sampling))
+    colors, marks = plots.palette(schemes), plots.markers(schemes)
+    names = {"without_replacement": "without replacement", "with_replacement": "with replacement",
+             "fresh": "fresh data"}
+    level = f"{100 * args.confidence:.4g}%"
+    rows, row_colors, row_marks, seen = [], [], [], set()
+    ver_by = {} if verdicts is None else {(v.source, v.sampling): v for v in verdicts.itertuples()}
+    for f in ([] if fits is None else fits.itertuples()):
+        v = ver_by.get((f.source, f.sampling))
+        verdict, missed = "", ""
+        if v is not None:
+            holm = getattr(v, "holm_pvalue", float("nan"))
+            agrees = str(v.agrees).lower() in ("true", "1")
+            verdict = f"{'agrees' if agrees else 'DISAGREES'} (p = {v.pvalue:#.2g}, Holm {holm:#.2g})"
+            missed = f"{v.misses} of {v.intervals} ({v.expected_misses:.2g})"
+        rows.append(["" if f.source in seen else f.source, names.get(f.sampling, f.sampling),
+                     f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]".replace("-", "\u2212"),
+                     f"{f.pvalue:#.2g}", verdict, missed])
+        row_colors.append(colors.get(f.sampling, "0.1"))
+        row_marks.append(marks.get(f.sampling, "o"))
+        seen.add(f.source)
+    with plots.style():
+        table_height = (len(rows) + 2.6) * 1.3 * 7 / 72
+        fig = plt.figure(figsize=(plots.FULL_WIDTH, 3.9 + table_height), layout="constrained")
+        grid = fig.add_gridspec(3, len(sources), height_ratios=[2.5, 1.3, table_height])
+        ratio_axes = []
+        for j, src in enumerate(sources):
+            t = variance[variance.source == src]
+            ax = fig.add_subplot(grid[0, j])
+            rax = fig.add_subplot(grid[1, j], sharex=ax)
+            if src == "synthetic":
+                what = f"synthetic: Gaussian linear model at $w = 0$, $N = {args.n}$"
+            else:
+                what = (f"{src}: {lossvar.datasets.problem_for(real).name} model at its fit, "
+                        f"$N = {real.n}$")
+            plots.variance_plot(t, ax=ax, palette=colors, confidence=args.confidence, legend=False,
+                                note=False, title=what, dodge=0.06)
+            ax.set_ylabel(r"$\mathrm{Var}(\bar\ell_B)$")
+            ax.tick_params(labelbottom=False)
+            ax.set_xlabel("")
+            plots.ratio_plot(t, ax=rax, palette=colors, confidence=args.confidence, legend=False,
+                             dodge=0.06)
+            rax.set_ylabel("Monte Carlo / exact")
+            ratio_axes.append(rax)
+        half = max(max(abs(a.get_ylim()[0] - 1), abs(a.get_ylim()[1] - 1)) for a in ratio_axes)
+        for a in ratio_axes:
+            a.set_ylim(1 - half, 1 + half)
+        found = {}
+        for a in fig.axes:
+            for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
+                found.setdefault(lab, h)
+        order = [plots.sampling_label(s) for s in schemes]
+        handles = {lab: found[lab] for lab in order + [lab for lab in found if lab not in order]}
+        ncol = max(len(schemes), len(handles) - len(schemes))
+        handles = plots.legend_order(handles, ncol)
+        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=ncol,
+                   title=f"Monte Carlo estimates (markers) with {level} confidence intervals (bars)",
+                   columnspacing=1.6)
+        tab = fig.add_subplot(grid[2, :])
+        header = ["source", "sampling", f"exponent $a$ of $\\mathrm{{Var}} \\propto B^a$\n({level} CI)",
+                  "p-value\nof $a = -1$", "Monte Carlo against\nexact theory, every $B$",
+                  "intervals missing\nexact (expected)"]
+        plots.table_panel(tab, header,
+                          rows, colors=row_colors, marks=row_marks, color_col=1, x0=-0.45, pad=0.12)
+    bars = plots.interval_words(args.confidence, variance["interval"].iloc[0] if "interval" in variance
+                                else None)
+    reliable = variance.interval_reliable.astype(bool).all() if "interval_reliable" in variance else True
+    zero = variance[(variance.exact_variance == 0)]
+    plots.caption(fig, (
+        "Markers: Monte Carlo estimates of the variance of the batch-mean loss, offset slightly "
+        f"in B so the sampling schemes do not hide one another; bars: {bars}"
+        + ("; open markers: intervals that may under-cover (too few replicates for the tails)"
+           if not reliable else "")
+        + "; on the log scale most bars are shorter than the markers, the middle row shows them. "
+        "Dark line: exact theory (docs/theory.md, section 1), drawn over the markers; wide "
+        "grey line: $s^2/B$, the 1/B law. Without replacement the exact variance falls below 1/B by "
+        "the factor $(N - B)/(N - 1)$"
+        + ("; the full batch B = N of a fixed data set has variance exactly 0 and is not drawn"
+           if len(zero) else "")
+        + ". Middle: Monte Carlo divided by exact, with its interval; the theory holds where the "
+        "bars cross 1. Table: exponent $a$ fitted by weighted least squares after dividing by the "
+        f"finite-population factor, its {level} interval and the p-value of $a = -1$; verdict of "
+        "the calibrated test of every batch size against its exact sampling distribution, at level "
+        f"{1 - args.confidence:.2g} after Holm's correction across the study's {len(rows)} tables."))
     folder.figure("variance", fig)
 
 
