@@ -45,7 +45,7 @@ example:
 
 
 RUN_EPILOG = """\
-Every study takes --seed, --workers, --out DIR, --overwrite, --quick and --dpi,
+Every study takes --seed, --workers, --out DIR, --overwrite, --quick, --dpi and --progress,
 and writes DIR (default: a new results/NAME-YYYYmmdd-HHMMSS) with tidy CSV
 tables, PNG and SVG figures, summary.md and manifest.json.
 
@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="progress bar (default: on when stderr is a terminal)")
     v.add_argument("--workers", type=studies.int_at_least(1, -1), default=1,
                    help="worker processes, -1 for all cores; never changes the results (default: 1)")
-    v.add_argument("--dpi", type=studies.int_at_least(1), default=120,
-                   help="PNG resolution (default: 120)")
+    v.add_argument("--dpi", type=studies.int_at_least(1), default=300,
+                   help="PNG resolution (default: 300)")
     v.set_defaults(func=_cmd_variance)
 
     ls = sub.add_parser("list", help="the studies, one line each",
@@ -238,7 +238,7 @@ def _cmd_variance(args) -> int:
             folder.table("scaling_fit", pd.DataFrame([{k: v for k, v in asdict(fit).items()
                                                        if not isinstance(v, (tuple, dict))}]))
             lines.append(f"Scaling fit: {fit}")
-        folder.figure("variance", _plot(res.table, what))
+        folder.figure("variance", _plot(res.table, what, args.confidence))
         path = folder.finish("\n".join(lines))
     except BaseException:
         folder.discard()
@@ -294,13 +294,13 @@ def _rerun_variance(study: str, argv: list, out) -> None:
         raise RuntimeError(f"the rerun of {study} failed with exit status {status}")
 
 
-def _plot(table, what):
+def _plot(table, what, confidence):
     import matplotlib
 
     matplotlib.use("Agg")
     from .plots import variance_plot
 
-    ax = variance_plot(table, title=f"Variance of the loss estimator\n{what}")
+    ax = variance_plot(table, confidence=confidence, title=f"Variance of the loss estimator\n{what}")
     ax.figure.tight_layout()
     return ax.figure
 

@@ -260,7 +260,7 @@ class StudyFolder:
     path: Path
     study: str
     params: dict
-    dpi: int = 120
+    dpi: int = 300
     tables: dict = field(default_factory=dict)
     figures: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
@@ -268,7 +268,7 @@ class StudyFolder:
     work: Path | None = None
 
     @classmethod
-    def create(cls, out, study: str, params: dict, *, overwrite=False, dpi=120) -> StudyFolder:
+    def create(cls, out, study: str, params: dict, *, overwrite=False, dpi=300) -> StudyFolder:
         """Check the destination (see :func:`check_destination`) and open a staging folder."""
         path = check_destination(out, study, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)

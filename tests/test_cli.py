@@ -48,7 +48,7 @@ def test_run_verify_and_tamper(tmp_path, capsys):
     assert cli.main(["verify", str(out)]) == 1
     text = capsys.readouterr().out
     assert "spread: changed after the run" in text
-    assert "fit: identical" in text and "NOT verified: 1 of 2 tables differ" in text
+    assert "fit: identical" in text and "NOT verified: 1 of 3 tables differ" in text
     # the run refuses to overwrite silently
     assert cli.main(["run", "erm_spread", *SMALL, "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

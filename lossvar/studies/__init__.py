@@ -156,7 +156,7 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
                    help="replace --out if it is an existing results folder")
     p.add_argument("--quick", action="store_true",
                    help="small sizes that run in seconds (the tests use it)")
-    p.add_argument("--dpi", type=int_at_least(1), default=120, help="PNG resolution (default: 120)")
+    p.add_argument("--dpi", type=int_at_least(1), default=300, help="PNG resolution (default: 300)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on when stderr is a terminal)")
     return p
