@@ -9,7 +9,7 @@ expected-risk minimizer ``w_star`` and the exact moments of the per-sample
 loss, against which the Monte Carlo engine is tested.
 
 This module imports :mod:`lossvar.problems`, never the reverse (the
-quadratic's ``population()`` imports it lazily).
+quadratic's population is built here, ``GaussianNoisePopulation(q)``: data sits above problems).
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ class LogisticPopulation(Population):
 class GaussianNoisePopulation(Population):
     r"""Noise rows :math:`\xi \sim N(0, \sigma^2 I)` of a :class:`~lossvar.problems.NoisyQuadratic`.
 
-    Usually built by ``NoisyQuadratic.population()``. ``w_star`` is the
+    Built as ``GaussianNoisePopulation(q)`` for a :class:`~lossvar.NoisyQuadratic` ``q``. ``w_star`` is the
     quadratic's minimizer and :meth:`loss_moments` its exact moments, mean
     :math:`\tfrac12 u^\top H u` and variance :math:`\sigma^2 \|u\|^2`.
     The data sets have ``y`` all zeros (ignored by the problem).

@@ -656,14 +656,3 @@ class NoisyQuadratic(_Problem):
         self.check_params(w, np.empty((0, self.dim)))
         u = w - self.w_star
         return self._quadratic(u), self.noise_std**2 * np.sum(u * u, axis=-1)
-
-    def population(self):
-        """The population of noise rows :math:`\\xi \\sim N(0, \\sigma^2 I)`.
-
-        Returns
-        -------
-        lossvar.data.GaussianNoisePopulation
-        """
-        from lossvar.data import GaussianNoisePopulation
-
-        return GaussianNoisePopulation(self)

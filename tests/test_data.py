@@ -109,8 +109,8 @@ def test_dataset_bad_task():
 POPULATIONS = {
     "linear": GaussianLinearPopulation([1.0, -0.5, 2.0], noise_std=0.7),
     "logistic": LogisticPopulation([1.0, -2.0, 0.5]),
-    "quadratic": NoisyQuadratic([0.5, 1.0, 3.0], w_star=[1.0, 0.0, -1.0],
-                                noise_std=0.8).population(),
+    "quadratic": GaussianNoisePopulation(NoisyQuadratic([0.5, 1.0, 3.0], w_star=[1.0, 0.0, -1.0],
+                                noise_std=0.8)),
 }
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lossvar import sampling
-from lossvar.data import Dataset
+from lossvar.data import Dataset, GaussianNoisePopulation
 from lossvar.gradient_noise import (
     GradientNoise,
     TwoBatchEstimate,
@@ -133,7 +133,7 @@ def _cases():
         (LinearRegression(l2=0.1), Dataset(X, X @ [1.0, -2.0, 0.5] + rng.normal(size=n)), rng.normal(size=d)),
         (LogisticRegression(l2=0.05), Dataset(X, (rng.random(n) < 0.4).astype(int)), rng.normal(size=d)),
         (SoftmaxRegression(n_classes=3, l2=0.01), Dataset(X, rng.integers(0, 3, n)), rng.normal(size=3 * d)),
-        (quad, quad.population().sample(n, rng=1), np.array([1.0, 0.0, 2.0])),
+        (quad, GaussianNoisePopulation(quad).sample(n, rng=1), np.array([1.0, 0.0, 2.0])),
     ]
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
+from lossvar.data import GaussianNoisePopulation
 from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic, SoftmaxRegression
 
 PROBLEMS = {
@@ -211,10 +212,8 @@ def test_quadratic_scalar_curvature_and_default_minimizer():
 
 
 def test_quadratic_population_draws_its_noise():
-    from lossvar.data import GaussianNoisePopulation
-
     problem = NoisyQuadratic([1.0, 2.0], noise_std=0.5)
-    population = problem.population()
+    population = GaussianNoisePopulation(problem)
     assert isinstance(population, GaussianNoisePopulation)
     assert population.problem is problem
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lossvar
-from lossvar import optim, schedules, theory
+from lossvar import GaussianNoisePopulation, optim, schedules, theory
 from lossvar.rates import convergence_rate
 from lossvar.sgd import run_sgd
 
@@ -34,7 +34,7 @@ CASES = {  # schedule, theoretical exponent
 
 def _run(schedule, seed, **kw):
     q = lossvar.NoisyQuadratic(MU, noise_std=SIGMA)
-    return run_sgd(q, q.population(), optim.sgd(schedule), steps=STEPS, batch_size=1,
+    return run_sgd(q, GaussianNoisePopulation(q), optim.sgd(schedule), steps=STEPS, batch_size=1,
                    replicates=R, w0=[M1], rng=seed, **kw)
 
 
@@ -84,7 +84,7 @@ def test_polyak_ruppert_average_rate_and_reproducibility():
     # exponent 0.976 over the tail; from w0 = 3 the bias (3 / (eta mu n))^2 still
     # dominates at n = 2000 and the local exponent is 1.53.
     q = lossvar.NoisyQuadratic(MU, noise_std=SIGMA)
-    tr = run_sgd(q, q.population(), optim.sgd(0.1), steps=STEPS, batch_size=1, replicates=R,
+    tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(0.1), steps=STEPS, batch_size=1, replicates=R,
                  w0=[0.0], rng=4, average=True)
     exact = theory.quadratic_moments(0.1, MU, SIGMA**2, m1=0.0, steps=STEPS)
     k = np.arange(TAIL[0], TAIL[1] + 1)
@@ -101,7 +101,7 @@ def test_polyak_ruppert_average_rate_and_reproducibility():
 
 def test_bad_input():
     q = lossvar.NoisyQuadratic(MU)
-    tr = run_sgd(q, q.population(), optim.sgd(0.1), steps=50, batch_size=1, replicates=8,
+    tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(0.1), steps=50, batch_size=1, replicates=8,
                  w0=[1.0], rng=0)
     with pytest.raises(ValueError, match="was not recorded.*average=True"):
         convergence_rate(tr, "avg_dist2")

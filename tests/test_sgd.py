@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import lossvar
-from lossvar import optim, schedules, theory
+from lossvar import GaussianNoisePopulation, optim, schedules, theory
 from lossvar._validate import stream
 from lossvar.sgd import DivergenceWarning, epoch_batches, run_sgd
 
@@ -39,7 +39,7 @@ def _quadratic_run(schedule, *, steps=1000, batch_size=1, curvature=MU, average=
                    replicates=R):
     q = lossvar.NoisyQuadratic(curvature, noise_std=SIGMA)
     w0 = np.full(q.dim, M1)
-    return run_sgd(q, q.population(), optim.sgd(schedule), steps=steps, batch_size=batch_size,
+    return run_sgd(q, GaussianNoisePopulation(q), optim.sgd(schedule), steps=steps, batch_size=batch_size,
                    replicates=replicates, w0=w0, rng=rng, average=average)
 
 
@@ -87,7 +87,7 @@ def test_inverse_k_step_gives_sigma2_over_mu2_n():
     mu = 2.0
     schedule = schedules.polynomial(1 / mu, 1.0)  # eta_k = 1 / (mu k)
     q = lossvar.NoisyQuadratic(mu, noise_std=SIGMA)
-    tr = run_sgd(q, q.population(), optim.sgd(schedule), steps=500, batch_size=1,
+    tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(schedule), steps=500, batch_size=1,
                  replicates=R, w0=[M1], rng=7)
     s = tr.summary[tr.summary.step >= 1]
     exact = theory.inverse_k_exact(s.step.to_numpy() + 1, mu, SIGMA**2)
@@ -241,7 +241,7 @@ def test_divergence_is_reported_and_excluded():
     q = lossvar.NoisyQuadratic(1.0, noise_std=0.0)
     w0 = np.array([[0.0], [1.0], [0.0], [-1.0], [0.0]])
     with pytest.warns(DivergenceWarning, match=r"2 of 5 replicates diverged.*1 \(step"):
-        tr = run_sgd(q, q.population(), optim.sgd(2.5), steps=2000, batch_size=1, replicates=5,
+        tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(2.5), steps=2000, batch_size=1, replicates=5,
                      w0=w0, rng=0, record=[0, 10, 2000])
     # the parameters first overflow at the same update as a hand loop
     u, k = 1.0, 0
@@ -257,7 +257,7 @@ def test_divergence_is_reported_and_excluded():
 
     # overflow of the recorded loss (u^2) is caught at the record step, before the params
     with pytest.warns(DivergenceWarning):
-        tr = run_sgd(q, q.population(), optim.sgd(2.5), steps=1000, batch_size=1, replicates=5,
+        tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(2.5), steps=1000, batch_size=1, replicates=5,
                      w0=w0, rng=0, record=[0, 500, 1000])
     assert tr.diverged.step.tolist() == [1000, 1000]
     row = tr.table[(tr.table.replicate == 1) & (tr.table.step == 1000)]
@@ -283,7 +283,7 @@ def test_bad_input(small):
                                          r"'with_replacement', 'full', but 'bogus' was passed"):
         run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, sampling="bogus")
     with pytest.raises(ValueError, match=r"must be one of 'fresh', but 'reshuffle' was passed"):
-        run_sgd(q, q.population(), opt, steps=5, batch_size=5, replicates=2,
+        run_sgd(q, GaussianNoisePopulation(q), opt, steps=5, batch_size=5, replicates=2,
                 sampling="reshuffle")
     with pytest.raises(ValueError, match=r"`w0` must have shape \(p,\)=\(2,\) or \(R, p\)="
                                          r"\(3, 2\); got an array of shape \(3,\)"):

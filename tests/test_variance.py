@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import lossvar
-from lossvar import loss_variance, scaling_fit, variance_study
+from lossvar import GaussianNoisePopulation, loss_variance, scaling_fit, variance_study
 
 Z = 4.4
 SCHEMES = ["without_replacement", "with_replacement"]
@@ -100,7 +100,7 @@ def test_population_full_batch_matches_var_div_over_n():
 
 def test_quadratic_population_matches_exact():
     q = lossvar.NoisyQuadratic(np.array([1.0, 4.0]), noise_std=2.0)
-    pop = q.population()
+    pop = GaussianNoisePopulation(q)
     w = np.array([1.0, 0.5])
     res = variance_study(q, pop, w, [1, 10], replicates=20_000, rng=8)
     np.testing.assert_allclose(res.table.exact_variance, 4.0 * 1.25 / np.array([1, 10]))
