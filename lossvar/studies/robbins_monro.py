@@ -83,7 +83,7 @@ def _theory_rule(schedule, p):
 def compute(args, folder):
     mu, sigma2 = args.mu, args.noise_std**2
     q = lossvar.NoisyQuadratic(mu, noise_std=args.noise_std)
-    pop = q.population()
+    pop = lossvar.GaussianNoisePopulation(q)
     rows, curves, exact_curves = [], [], []
     seeds = np.random.SeedSequence(args.seed).spawn(len(_schedules(args)))
     tail = (max(10, args.steps // 10), args.steps)

@@ -95,7 +95,7 @@ def check(args):
 def compute(args, folder):
     h = np.array([1.0, args.condition])
     q = lossvar.NoisyQuadratic(h, noise_std=args.noise_std)
-    pop = q.population()
+    pop = lossvar.GaussianNoisePopulation(q)
     opts = _optimizers(h.max())
     seeds = np.random.SeedSequence(args.seed).spawn(4)
     kw = studies.parallel(run_sgd, args)
