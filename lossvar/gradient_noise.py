@@ -265,12 +265,8 @@ class _Moments:
 
 
 def _problem_hessian(problem, w, X, y):
-    """Hessian of the mean loss over (X, y) from ``problem.hessian``, or None without one.
-
-    An object that predates the public method may still offer ``_hessian``
-    with the same signature; it is used then.
-    """
-    hess = getattr(problem, "hessian", None) or getattr(problem, "_hessian", None)
+    """Hessian of the mean loss over (X, y) from ``problem.hessian``, or None without one."""
+    hess = getattr(problem, "hessian", None)
     return None if hess is None else np.asarray(hess(w, X, y), dtype=np.float64)
 
 

@@ -147,7 +147,7 @@ def test_blocks_match_from_grads(case, block_size):
     elif isinstance(problem, LinearRegression):
         hessian = data.X.T @ data.X / data.n + problem.l2 * np.eye(data.d)
     else:
-        hessian = problem._hessian(w, data.X, data.y)
+        hessian = problem.hessian(w, data.X, data.y)
     want = GradientNoise.from_grads(grads, hessian=hessian, ddof=1)
     got = gradient_noise(problem, data, w, block_size=block_size, ddof=1)
     np.testing.assert_allclose(got.grad, want.grad, rtol=RTOL)
@@ -197,8 +197,8 @@ def test_gradient_noise_never_sees_more_than_a_block():
             seen.append(X.shape[0])
             return problem.grad(w, X, y)
 
-        def _hessian(self, w, X, y):
-            return problem._hessian(w, X, y)
+        def hessian(self, w, X, y):
+            return problem.hessian(w, X, y)
 
     got = gradient_noise(Spy(), data, w, block_size=10)
     assert max(seen) == 10 and sum(seen) == data.n

@@ -16,7 +16,7 @@ from scipy import stats
 
 import lossvar
 from lossvar import GaussianNoisePopulation, optim, schedules, theory
-from lossvar._validate import stream
+from lossvar.streams import stream
 from lossvar.sgd import DivergenceWarning, epoch_batches, run_sgd
 
 ALPHA = 1e-4
