@@ -14,7 +14,12 @@ the update loop, not the recording. Baselines:
 - lossvar loop: the runs one after another in a Python loop with lossvar's
   own problem and optimizer (``problem.mean_grad`` and ``optim.adam``);
 - torch loop: the runs one after another with ``torch.optim.Adam`` and
-  autograd on a float64 tensor (skipped when torch is not installed).
+  autograd on a float64 tensor (skipped when torch is not installed);
+- JAX: ``jax.jit(jax.vmap(scan))`` over the 256 runs with ``optax.adam`` in
+  float64 (``jax_enable_x64``), fed run_sgd's own batch indices (drawn
+  beforehand with numpy from the same stream); compile time excluded and
+  printed apart. Optional (``pip install jax optax``, or the ``bench``
+  extra); skipped when not installed. Never needed by lossvar or its tests.
 
 The per-run loops are timed on ``--loop-runs`` runs (default 16) and scaled
 to 256 per run-step. Also printed, for information: run_sgd with its default
@@ -100,6 +105,50 @@ def torch_loop(X, y, runs, rng):
             opt.step()
 
 
+def run_sgd_indices(n, seed=1):
+    """The batch indices run_sgd draws for the 256 runs (one block: stream (0, 0, 0)), shape (R, STEPS, B)."""
+    from lossvar.sampling import with_replacement
+    from lossvar.streams import as_seed_sequence, stream
+
+    rng = stream(as_seed_sequence(seed), 0, 0, 0)
+    steps = [with_replacement(rng, n, B, R) for _ in range(STEPS)]
+    return np.ascontiguousarray(np.stack(steps, axis=1))
+
+
+def jax_setup(X, y, idx):
+    """``(compiled, args, compile_seconds)`` of the JAX ensemble: jit(vmap(scan)) with optax.adam."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    jax.config.update("jax_enable_x64", True)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    opt = optax.adam(LR, b1=B1, b2=B2, eps=EPS)
+
+    def loss(w, Xb, yb):  # softplus(z) - y z: its derivative is expit(z) - y everywhere,
+        z = Xb @ w        # also at z = 0, where max(z, 0) and |z| have kinks JAX splits
+        return jnp.mean(jnp.logaddexp(0.0, z) - yb * z)
+
+    def one_run(idx_run):  # (STEPS, B) indices of one run
+        w0 = jnp.zeros(X.shape[1], dtype=jnp.float64)
+
+        def body(carry, ib):
+            w, state = carry
+            g = jax.grad(loss)(w, Xj[ib], yj[ib])
+            updates, state = opt.update(g, state, w)
+            return (optax.apply_updates(w, updates), state), None
+
+        (w, _), _ = jax.lax.scan(body, (w0, opt.init(w0)), idx_run)
+        return w
+
+    args = jnp.asarray(idx)
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.vmap(one_run)).lower(args).compile()
+    return compiled, args, time.perf_counter() - t0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loop-runs", type=int, default=16)
@@ -144,12 +193,29 @@ def main(argv=None):
         t_torch = best_time(lambda: torch_loop(X, y, runs, np.random.default_rng(3)), 1) * R / runs
         print(f"torch per-run loop:   {t_torch:8.3f} s  ({t_torch * us:6.2f} us per run-step; "
               f"{runs} runs timed, scaled to {R}; torch {torch.__version__}, 1 thread)")
+    t_jax = None
+    try:
+        import jax
+        import optax
+    except ImportError:
+        print("JAX jit(vmap(scan)):  skipped (pip install jax optax)")
+    else:
+        idx = run_sgd_indices(N)
+        compiled, jargs, t_compile = jax_setup(X, y, idx)
+        w_jax = np.asarray(compiled(jargs).block_until_ready())
+        t_jax = best_time(lambda: compiled(jargs).block_until_ready(), args.repeat)
+        w_ours = engine().final_params
+        print(f"JAX jit(vmap(scan)):  {t_jax:8.3f} s  ({t_jax * us:6.2f} us per run-step; jax "
+              f"{jax.__version__}, optax {optax.__version__}, float64; compile {t_compile:.2f} s "
+              f"excluded; max |w_jax - w_run_sgd| = {np.max(np.abs(w_jax - w_ours)):.1e})")
     print(f"run_sgd with default log-spaced records (info): {t_default:.3f} s")
     print()
     print(f"run_sgd / floor          = {t_engine / t_floor:6.2f}  (target <= 1.5)")
     print(f"lossvar loop / run_sgd   = {t_loop / t_engine:6.1f}  (target >= 10)")
     if t_torch is not None:
         print(f"torch loop / run_sgd     = {t_torch / t_engine:6.1f}  (target >= 50)")
+    if t_jax is not None:
+        print(f"run_sgd / JAX            = {t_engine / t_jax:6.2f}  (target <= 0.8)")
 
 
 if __name__ == "__main__":

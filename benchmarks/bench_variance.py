@@ -22,6 +22,7 @@ import argparse
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,38 @@ def main(argv=None):
           f"{'':>12} {tot['with_'] / tot['floor']:>11.2f} {tot['without'] / tot['floor']:>10.2f}")
     print("targets: with/floor <= 1.5, w/o/floor <= 3 (grid totals); "
           "loop/w/o >= 30x at B <= 16 and >= 1x everywhere")
+    _overhead(losses, r)
     if a.memory:
         _memory(n)
+
+
+def _overhead(losses, r):
+    """What a small call pays beyond the floor, and the part that depends on the losses alone."""
+    from lossvar import theory
+    from lossvar.engine import scratch_nbytes
+    from lossvar.variance import _checked_losses, _loss_moments
+
+    n = losses.size
+    rng = np.random.default_rng(5)
+    print(f"per-call overhead (best of 15; call time minus the floor's, R = {r}):")
+    for b in (1, 4):
+        t_floor = best_time(lambda b=b: losses[rng.integers(0, n, (r, b))].mean(axis=1).var(ddof=1), 15)
+        t_call = best_time(lambda b=b: lossvar.loss_variance(losses, [b], replicates=r, rng=1), 15)
+        print(f"  B = {b}: call {t_call * 1e3:.2f} ms, floor {t_floor * 1e3:.2f} ms, "
+              f"overhead {(t_call - t_floor) * 1e3:.2f} ms (target < 2 ms)")
+    with warnings.catch_warnings():  # R = 2 is flagged as too few for the interval
+        warnings.simplefilter("ignore", lossvar.stats.UnreliableIntervalWarning)
+        t_tiny = best_time(lambda: lossvar.loss_variance(losses, [1], replicates=2, rng=1), 15)
+    t_fused = best_time(lambda: _loss_moments(*_checked_losses(losses)), 15)
+    t_sep = best_time(lambda: (theory.population_variance(losses), theory.central_moments(losses),
+                               float(losses.mean())), 15)
+    print(f"  a call with R = 2 (all fixed costs): {t_tiny * 1e3:.2f} ms")
+    print(f"  exact moments of the {n} losses (mean, s2, mu2, mu4), once per call: "
+          f"{t_fused * 1e3:.2f} ms fused, bit-identical to the separate theory calls "
+          f"({t_sep * 1e3:.2f} ms)")
+    info = scratch_nbytes()
+    print(f"  scratch buffers kept by this process: {info['bytes'] / 2**20:.1f} MiB "
+          f"in {info['threads']} thread(s) (cap {lossvar.engine.SCRATCH_LIMIT >> 20} MiB per thread)")
 
 
 def _memory(n):

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ._validate import stream
-from .moments import Moments
+from .moments import Moments, block_moments
 
 #: Blocks per chunk when ``chunk_size`` is None. Blocks hold about 2**18
 #: per-sample elements, so a chunk is about 2**24 of them (tens of ms of work):
@@ -44,6 +45,64 @@ DEFAULT_CHUNK_BLOCKS = 64
 #: A condition with a precision target is not judged before it has this many
 #: replicates: the fourth-moment standard error is itself too noisy before.
 MIN_REPLICATES_FOR_TARGET = 1000
+
+#: Per-thread cap on the scratch memory kept between blocks (:func:`scratch`).
+#: A block's buffers take a few MiB (about 2**18 elements each); a request
+#: that would take a thread's scratch past the cap gets a fresh array instead.
+SCRATCH_LIMIT = 64 << 20
+
+
+# -- per-worker scratch buffers ----------------------------------------------------------
+#
+# A block's temporaries (batch indices, gathered losses, batch means, powered
+# deviations) are a few MiB each. Allocated afresh per block, each one is a new
+# mmap whenever glibc's mmap threshold is low (dask's nannies set
+# MALLOC_TRIM_THRESHOLD_, which freezes it at 128 KiB): the kernel then maps and
+# zero-fills every page again. Reusing one buffer per role and thread avoids
+# that, whatever the allocator settings.
+
+_LOCAL = threading.local()
+_POOLS: dict[int, dict] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def scratch(name: str, shape, dtype=np.float64) -> np.ndarray:
+    """An uninitialized C-contiguous array for this thread's role ``name``.
+
+    The memory is reused by the next request for the same name in the same
+    thread (it grows to the largest request), so a caller must be done with
+    the previous array of that name before asking again, and must copy what
+    it returns to be kept. Bounded per thread by :data:`SCRATCH_LIMIT`.
+    """
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(k) for k in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    pool = getattr(_LOCAL, "pool", None)
+    if pool is None:
+        pool = _LOCAL.pool = {}
+        with _POOLS_LOCK:
+            _POOLS[threading.get_ident()] = pool
+    buf = pool.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        held = sum(b.nbytes for b in pool.values()) - (0 if buf is None else buf.nbytes)
+        if held + nbytes > SCRATCH_LIMIT:
+            return np.empty(shape, dtype)
+        buf = pool[name] = np.empty(max(nbytes, 64), np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def scratch_nbytes() -> dict:
+    """Scratch memory held in this process: ``{"threads", "bytes", "max_thread_bytes"}``."""
+    with _POOLS_LOCK:
+        sizes = [sum(b.nbytes for b in pool.values()) for pool in _POOLS.values()]
+    return {"threads": len(sizes), "bytes": sum(sizes), "max_thread_bytes": max(sizes, default=0)}
+
+
+def release_scratch() -> None:
+    """Drop this thread's scratch buffers (they are made again when next needed)."""
+    pool = getattr(_LOCAL, "pool", None)
+    if pool is not None:
+        pool.clear()
 
 
 @dataclass(frozen=True)
@@ -116,17 +175,29 @@ def run_chunk(condition: Condition, root: np.random.SeedSequence, start: int, st
     concatenated values of the chunk (None unless kept or stacked).
     """
     stats, values = [], []
+    # A simulator that returns a view of its scratch buffers says so; its
+    # values are copied when kept, since the next block overwrites them.
+    borrowed = getattr(condition.simulate, "returns_scratch", False)
     for j in range(start, stop):
         v = np.asarray(condition.simulate(stream(root, *condition.key, j), condition.block_len(j)))
         if condition.reduce == "stack":
-            values.append(v)
+            values.append(v.copy() if borrowed else v)
             continue
-        m = Moments.of(v)
-        stats.append((m.count, m.mean, m.m2, m.m3, m.m4))
+        stats.append(_moments_row(v))
         if keep:
-            values.append(v)
+            values.append(v.copy() if borrowed else v)
     moments = None if condition.reduce == "stack" else np.array(stats, dtype=np.float64)
     return moments, (np.concatenate(values) if values else None)
+
+
+def _moments_row(v) -> tuple:
+    """``(count, mean, M2, M3, M4)`` of a block's values, as :meth:`Moments.of` gives them
+    (bit for bit), with the powered deviations written to scratch."""
+    x = np.asarray(v, dtype=np.float64)
+    if x.size == 0:
+        return (0, 0.0, 0.0, 0.0, 0.0)
+    work = scratch("moments", (3, x.size)) if x.ndim == 1 else None
+    return (x.size, *block_moments(x, work))
 
 
 _INSTALLED: tuple = ()

@@ -44,10 +44,7 @@ class Moments:
         n = x.size
         if n == 0:
             return cls.empty()
-        mean = float(x.mean())
-        d = x - mean
-        d2 = d * d
-        return cls(n, mean, float(d2.sum()), float((d2 * d).sum()), float((d2 * d2).sum()))
+        return cls(n, *block_moments(x))
 
     def merge(self, other: Moments) -> Moments:
         """Moments of the union of the two samples (Pebay 2008, eq. 3.1)."""
@@ -104,3 +101,27 @@ class Moments:
         s2 = self.variance
         var_s2 = (self.m4 / r - s2 * s2 * (r - 3) / (r - 1)) / r
         return float(np.sqrt(max(var_s2, 0.0)))
+
+
+def block_moments(x: np.ndarray, work: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """``(mean, M2, M3, M4)`` of a non-empty 1-D float64 array, two-pass.
+
+    The arithmetic of :meth:`Moments.of` (which calls it), bit for bit. With
+    ``work``, a float64 array of shape ``(3, x.size)`` or larger in its second
+    axis, the deviations and their powers are written there instead of into
+    new arrays: the same operations in the same order, so the same bits.
+    """
+    mean = float(x.mean())
+    if work is None:
+        d = x - mean
+        d2 = d * d
+        return mean, float(d2.sum()), float((d2 * d).sum()), float((d2 * d2).sum())
+    n = x.size
+    d, d2, t = work[0, :n], work[1, :n], work[2, :n]
+    np.subtract(x, mean, out=d)
+    np.multiply(d, d, out=d2)
+    m2 = float(d2.sum())
+    np.multiply(d2, d, out=t)
+    m3 = float(t.sum())
+    np.multiply(d2, d2, out=t)
+    return mean, m2, m3, float(t.sum())

@@ -150,6 +150,25 @@ def _scale(g: np.ndarray, second_moment: np.ndarray, eps: float, eps_in_sqrt: bo
     return _ratio(g, den)
 
 
+def _in_place(step, make):
+    """Attach ``make`` to ``step`` as ``step.in_place``: the in-place form run_sgd uses.
+
+    ``make(params) -> advance`` builds private state arrays for the stack of
+    parameters ``params``; ``advance(params, grads)`` then makes the next
+    update, overwriting ``params`` (and the private state) in place, with the
+    same operations in the same order as ``step``, so the same bits. The
+    public ``step`` stays pure.
+    """
+    step.in_place = make
+    return step
+
+
+def _ratio_into(num: np.ndarray, den: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`_ratio` written to ``out`` (not ``num`` or ``den``)."""
+    out.fill(0.0)
+    return np.divide(num, den, out=out, where=num != 0)
+
+
 def _decay(value, name: str) -> float:
     return as_float(value, name, low=0, high=1, high_open=True)
 
@@ -195,7 +214,17 @@ def sgd(lr) -> Optimizer:
         t = state.count + 1
         return p - schedule(t) * g, SgdState(t)
 
-    return Optimizer(init, step, "sgd", {"lr": lr})
+    def make(params):
+        tmp = np.empty_like(params)
+        count = [0]
+
+        def advance(p, g):
+            count[0] += 1
+            np.multiply(g, schedule(count[0]), out=tmp)
+            np.subtract(p, tmp, out=p)
+        return advance
+
+    return Optimizer(init, _in_place(step, make), "sgd", {"lr": lr})
 
 
 def momentum(lr, beta=0.9, dampening=0.0) -> Optimizer:
@@ -285,6 +314,29 @@ def _heavy_ball(name, lr, beta, dampening, *, nesterov) -> Optimizer:
         trace = g.copy() if state.count == 0 else beta * state.trace + (1.0 - dampening) * g
         direction = g + beta * trace if nesterov else trace
         return p - schedule(t) * direction, MomentumState(t, trace)
+
+    def make(params):
+        trace, tmp = np.zeros_like(params), np.empty_like(params)
+        count = [0]
+
+        def advance(p, g):
+            count[0] += 1
+            if count[0] == 1:
+                np.copyto(trace, g)
+            else:
+                np.multiply(trace, beta, out=trace)
+                np.multiply(g, 1.0 - dampening, out=tmp)
+                np.add(trace, tmp, out=trace)
+            if nesterov:
+                np.multiply(trace, beta, out=tmp)
+                np.add(g, tmp, out=tmp)
+                np.multiply(tmp, schedule(count[0]), out=tmp)
+            else:
+                np.multiply(trace, schedule(count[0]), out=tmp)
+            np.subtract(p, tmp, out=p)
+        return advance
+
+    step = _in_place(step, make)
 
     hyper = {"lr": lr, "beta": beta} | ({} if nesterov else {"dampening": dampening})
     return Optimizer(init, step, name, hyper)
@@ -505,6 +557,39 @@ def _adam(name, lr, b1, b2, eps, eps_in_sqrt, amsgrad, *, weight_decay) -> Optim
         eta = schedule(t)
         decayed = p * (1.0 - eta * weight_decay) if weight_decay else p
         return decayed - eta * u, AdamState(t, mu, nu, nu_max)
+
+    def make(params):
+        mu, nu = np.zeros_like(params), np.zeros_like(params)
+        nu_max = np.zeros_like(params) if amsgrad else None
+        mu_hat, den, u = (np.empty_like(params) for _ in range(3))
+        count = [0]
+
+        def advance(p, g):
+            count[0] = t = count[0] + 1
+            np.multiply(mu, b1, out=mu)
+            np.multiply(g, 1.0 - b1, out=den)
+            np.add(mu, den, out=mu)
+            np.multiply(nu, b2, out=nu)
+            np.multiply(g, 1.0 - b2, out=den)
+            np.multiply(den, g, out=den)
+            np.add(nu, den, out=nu)
+            if amsgrad:
+                np.maximum(nu_max, nu, out=nu_max)
+            np.divide(mu, 1.0 - b1**t, out=mu_hat)
+            np.divide(nu_max if amsgrad else nu, 1.0 - b2**t, out=den)  # nu_hat
+            if eps_in_sqrt:
+                np.sqrt(np.add(den, eps, out=den), out=den)
+            else:
+                np.add(np.sqrt(den, out=den), eps, out=den)
+            _ratio_into(mu_hat, den, u)
+            eta = schedule(t)
+            if weight_decay:
+                np.multiply(p, 1.0 - eta * weight_decay, out=p)
+            np.multiply(u, eta, out=u)
+            np.subtract(p, u, out=p)
+        return advance
+
+    step = _in_place(step, make)
 
     hyper = {"lr": lr, "b1": b1, "b2": b2, "eps": eps, "eps_in_sqrt": eps_in_sqrt}
     hyper |= {"weight_decay": weight_decay} if name == "adamw" else {"amsgrad": amsgrad}

@@ -6,6 +6,13 @@ over replicates and no per-replicate ``rng.choice`` call.
 
 Indices are int32 when ``N < 2**31`` (half the memory traffic of int64, and
 numpy's integer sort is faster on it); the dtype never changes the set drawn.
+
+``scratch``: the draws may be written into reusable buffers instead of new
+arrays (``scratch(name, shape, dtype) -> array``, e.g.
+:func:`lossvar.engine.scratch`). The numbers are the same bits either way:
+``Generator.integers`` of int32 or int64 draws each value from the bit
+generator's own stream, so filling a buffer piece by piece reproduces one
+call for the whole array.
 """
 
 from __future__ import annotations
@@ -22,17 +29,39 @@ SCHEMES = ("without_replacement", "with_replacement")
 #: ``size * N <= _KEYS_RATIO * size * B``, a small multiple of the draw itself.
 _KEYS_RATIO = 8
 
+#: Values per ``rng.integers`` call when filling a buffer: 64 KiB pieces, below
+#: glibc's smallest mmap threshold, so the pieces come from the heap.
+_PIECE_BYTES = 1 << 16
+
 
 def _index_dtype(n: int):
     return np.int32 if n < 2**31 else np.int64
 
 
-def with_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
+def _fresh(name, shape, dtype):
+    return np.empty(shape, dtype)
+
+
+def _fill_integers(rng, n, out):
+    """``out[...] = rng.integers(0, n, out.shape, out.dtype)``, in small pieces (same bits)."""
+    flat = out.reshape(-1)
+    piece = _PIECE_BYTES // out.dtype.itemsize
+    for a in range(0, flat.size, piece):
+        flat[a:a + piece] = rng.integers(0, n, min(piece, flat.size - a), dtype=out.dtype)
+    return out
+
+
+def with_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int, *,
+                     scratch=None) -> np.ndarray:
     """``size`` batches of ``batch_size`` independent uniform draws from ``range(n)``."""
-    return rng.integers(0, n, (size, batch_size), dtype=_index_dtype(n))
+    dtype = _index_dtype(n)
+    if scratch is None:
+        return rng.integers(0, n, (size, batch_size), dtype=dtype)
+    return _fill_integers(rng, n, scratch("idx", (size, batch_size), dtype))
 
 
-def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
+def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int, *,
+                        scratch=None) -> np.ndarray:
     """``size`` independent simple random samples of ``batch_size`` distinct indices.
 
     Each row is a uniformly random ``batch_size``-subset of ``range(n)``
@@ -53,40 +82,46 @@ def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size:
     """
     dtype = _index_dtype(n)
     if batch_size == 1:
-        return rng.integers(0, n, (size, 1), dtype=dtype)
+        return with_replacement(rng, n, 1, size, scratch=scratch)
     if batch_size == n:
         return np.broadcast_to(np.arange(n, dtype=dtype), (size, n))
     if _KEYS_RATIO * batch_size <= n:
-        return _rejection(rng, n, batch_size, size, dtype)
+        return _rejection(rng, n, batch_size, size, dtype, scratch or _fresh)
     keys = rng.random((size, n))
     idx = np.argpartition(keys, batch_size - 1, axis=1)[:, :batch_size]
     idx.sort(axis=1)
     return idx.astype(dtype, copy=False)
 
 
-def _rejection(rng, n, batch_size, size, dtype):
-    idx = rng.integers(0, n, (size, batch_size), dtype=dtype)
+def _rejection(rng, n, batch_size, size, dtype, buffer):
+    idx = _fill_integers(rng, n, buffer("idx", (size, batch_size), dtype))
     idx.sort(axis=1)
-    repeat = idx[:, 1:] == idx[:, :-1]
+    # repeat[r, c]: position c of row r repeats position c - 1 (never c = 0).
+    repeat = buffer("repeat", (size, batch_size), np.bool_)
+    repeat[:, 0] = False
+    np.equal(idx[:, 1:], idx[:, :-1], out=repeat[:, 1:])
     rows = np.flatnonzero(repeat.any(axis=1))
     while rows.size:
-        sub = idx[rows]
-        rep = np.zeros(sub.shape, dtype=bool)
-        rep[:, 1:] = sub[:, 1:] == sub[:, :-1]
-        sub[rep] = rng.integers(0, n, int(rep.sum()), dtype=dtype)
+        k = rows.size
+        sub = np.take(idx, rows, axis=0, out=buffer("sub", (k, batch_size), dtype), mode="clip")
+        rep = repeat[:k]
+        np.equal(sub[:, 1:], sub[:, :-1], out=rep[:, 1:])
+        # Redrawn in row-major order of the repeated positions.
+        sub[rep] = rng.integers(0, n, int(np.count_nonzero(rep)), dtype=dtype)
         sub.sort(axis=1)
         idx[rows] = sub
-        still = (sub[:, 1:] == sub[:, :-1]).any(axis=1)
-        rows = rows[still]
+        np.equal(sub[:, 1:], sub[:, :-1], out=rep[:, 1:])
+        rows = rows[rep.any(axis=1)]
     return idx
 
 
-def draw(rng: np.random.Generator, n: int, batch_size: int, size: int, sampling: str) -> np.ndarray:
+def draw(rng: np.random.Generator, n: int, batch_size: int, size: int, sampling: str, *,
+         scratch=None) -> np.ndarray:
     """Dispatch on the sampling scheme name (one of :data:`SCHEMES`)."""
     sampling = as_choice(sampling, "sampling", SCHEMES)
     if sampling == "with_replacement":
-        return with_replacement(rng, n, batch_size, size)
-    return without_replacement(rng, n, batch_size, size)
+        return with_replacement(rng, n, batch_size, size, scratch=scratch)
+    return without_replacement(rng, n, batch_size, size, scratch=scratch)
 
 
 def reshuffled_epochs(rng: np.random.Generator, n: int, batch_size: int, n_epochs: int,

@@ -39,10 +39,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.special
 
 from . import sampling as _sampling
 from ._validate import as_choice, as_finite_array, as_int, as_seed_sequence
 from .engine import Condition, run
+from .problems import LinearRegression, LogisticRegression
 from .schedules import as_schedule
 
 __all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "epoch_batches", "run_sgd"]
@@ -323,6 +325,12 @@ class _Block:
         out = np.full((size, s.record.size, len(s.fields)), np.nan)
         first_bad = np.full(size, -1, dtype=np.int64)
         next_batch = self._batches(rng, size)
+        # The in-place forms (same operations, same bits) where they exist:
+        # the optimizer's (``step.in_place``) and the gradient of a linear model.
+        make = getattr(s.optimizer.step, "in_place", None)
+        advance = make(w) if make is not None else None
+        grad = _GradInto.of(s.problem, w, s.batch_size) if s.sampling != "full" else None
+        own_step = getattr(s.optimizer.step, "__module__", None) == "lossvar.optim"
         slot = 0
         with np.errstate(over="ignore", invalid="ignore"):
             if s.record[0] == 0:
@@ -330,7 +338,14 @@ class _Block:
                 slot = 1
             for t in range(1, s.steps + 1):
                 Xb, yb = next_batch(t)
-                w, state = s.optimizer.step(w, s.problem.mean_grad(w, Xb, yb), state)
+                if grad is None:
+                    g = s.problem.mean_grad(w, Xb, yb)
+                else:  # a buffer, overwritten next step: a foreign optimizer may keep it
+                    g = grad(w, Xb, yb) if own_step else grad(w, Xb, yb).copy()
+                if advance is None:
+                    w, state = s.optimizer.step(w, g, state)
+                else:
+                    advance(w, g)
                 if not np.isfinite(w).all():
                     self._mark(w, ~np.isfinite(w).all(axis=1), t, first_bad)
                 if total is not None:
@@ -396,11 +411,18 @@ class _Block:
                 return cache["X"][i], cache["y"][i]
             return fresh
         n = s.X.shape[0]
+        # The batches are gathered into two arrays made once per block (the
+        # steps of a block use them one after another); mode="clip" because
+        # "raise" would buffer ``out`` anew (the indices are in range).
+        Xb = np.empty((size, B, s.X.shape[1]))
+        yb = np.empty((size, B))
+
+        def gather(idx):
+            np.take(s.X, idx, axis=0, out=Xb, mode="clip")
+            np.take(s.y, idx, out=yb, mode="clip")
+            return Xb, yb
         if s.sampling == "with_replacement":
-            def drawn(t):
-                idx = _sampling.with_replacement(rng, n, B, size)
-                return np.take(s.X, idx, axis=0), np.take(s.y, idx)
-            return drawn
+            return lambda t: gather(_sampling.with_replacement(rng, n, B, size))
         per_epoch = n // B
         epoch = {}
 
@@ -408,9 +430,48 @@ class _Block:
             i = (t - 1) % per_epoch
             if i == 0:
                 epoch["batches"] = epoch_batches(rng, n, B, size)
-            idx = epoch["batches"][:, i]
-            return np.take(s.X, idx, axis=0), np.take(s.y, idx)
+            return gather(epoch["batches"][:, i])
         return reshuffled
+
+
+class _GradInto:
+    """``problem.mean_grad`` of LinearRegression and LogisticRegression, into buffers.
+
+    The operations of ``_GeneralizedLinear.mean_grad`` in the same order
+    (scores by matmul, phi', matmul, / B, + l2 w), each written to an array
+    made once per block, so the same bits without new arrays every step.
+    Other problems keep their own ``mean_grad``.
+    """
+
+    def __init__(self, problem, w, batch_size):
+        self.problem, self.l2 = problem, float(problem.l2)
+        self.logistic = type(problem) is LogisticRegression
+        size, p = w.shape
+        self.z = np.empty((size, batch_size))
+        self.r = np.empty((size, batch_size))
+        self.g = np.empty((size, p))
+        self.tmp = np.empty((size, p))
+
+    @classmethod
+    def of(cls, problem, w, batch_size):
+        if type(problem) not in (LinearRegression, LogisticRegression) or w.ndim != 2:
+            return None
+        return cls(problem, w, batch_size)
+
+    def __call__(self, w, X, y):
+        z, r, g = self.z, self.r, self.g
+        if X.shape[:2] != z.shape or y.shape != z.shape:  # not the block's batch buffers
+            return self.problem.mean_grad(w, X, y)
+        np.matmul(X, w[..., None], out=z[..., None])
+        if self.logistic:
+            scipy.special.expit(z, out=r)
+            np.subtract(r, y, out=r)
+        else:
+            np.subtract(z, y, out=r)
+        np.matmul(r[..., None, :], X, out=g[..., None, :])
+        np.divide(g, X.shape[-2], out=g)
+        np.multiply(w, self.l2, out=self.tmp)
+        return np.add(g, self.tmp, out=g)
 
 
 def _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling, w0,

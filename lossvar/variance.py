@@ -22,7 +22,7 @@ import pandas as pd
 from . import sampling as _sampling
 from . import stats, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence
-from .engine import Condition, Output, run
+from .engine import Condition, Output, run, scratch
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
 
@@ -100,14 +100,26 @@ class VarianceResult:
 
 
 class _BatchMeans:
-    """Picklable simulator: means of random batches of fixed per-sample losses."""
+    """Picklable simulator: means of random batches of fixed per-sample losses.
+
+    The indices, the gathered losses and the means are written to the worker's
+    scratch buffers (:func:`lossvar.engine.scratch`), reused block after block:
+    the arithmetic of ``losses[idx].mean(axis=1)``, bit for bit, without a new
+    array of a few MiB per block. The returned means are a view of scratch
+    (``returns_scratch``): the engine copies them when it keeps them.
+    """
+
+    returns_scratch = True
 
     def __init__(self, losses, batch_size, sampling):
         self.losses, self.batch_size, self.sampling = losses, batch_size, sampling
 
     def __call__(self, rng, size):
-        idx = _sampling.draw(rng, self.losses.size, self.batch_size, size, self.sampling)
-        return self.losses[idx].mean(axis=1)
+        idx = _sampling.draw(rng, self.losses.size, self.batch_size, size, self.sampling,
+                             scratch=scratch)
+        # mode="clip" (the indices are in range): "raise" would buffer ``out`` anew.
+        gathered = np.take(self.losses, idx, out=scratch("gather", idx.shape), mode="clip")
+        return np.mean(gathered, axis=1, out=scratch("means", size))
 
 
 class _FreshMeans:
@@ -209,9 +221,7 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     1          10  minibatch         0.08438
     2        1000      full         0.00000
     """
-    losses = as_finite_array(losses, "losses", ndim=1)
-    if losses.size == 0:
-        raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; got size 0")
+    losses, full_mean = _checked_losses(losses)
     n = losses.size
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _batch_sizes(batch_sizes, n, sampling)
@@ -219,9 +229,9 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
                                                        planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
-    s2 = theory.population_variance(losses)
-    mu2, mu4 = theory.central_moments(losses) if n > 1 else (0.0, 0.0)
-    full_mean = float(losses.mean())
+    # What depends on the losses alone, once per call and in two passes over
+    # them: theory.population_variance and theory.central_moments, bit for bit.
+    s2, mu2, mu4 = _loss_moments(losses, full_mean)
 
     conditions, rows = [], []
     for b in sizes:
@@ -337,6 +347,87 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
     for row, out in zip(rows, outputs, strict=True):
         row.update(_summary(out, confidence, interval, root, target_rel_se))
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, replicates)
+
+
+def _checked_losses(losses):
+    """``(losses as float64, their mean)``, validated as :func:`as_finite_array` does.
+
+    The finiteness check rides on the mean (a NaN or inf makes it non-finite);
+    only then, or for a bad shape or type, does the full check run, for its
+    error message (a finite sum that overflows passes it).
+    """
+    try:
+        x = np.asarray(losses, dtype=np.float64)
+    except (TypeError, ValueError):
+        x = None
+    with np.errstate(over="ignore"):
+        mean = x.mean() if x is not None and x.ndim == 1 and x.size else np.nan
+    if not np.isfinite(mean):
+        x = as_finite_array(losses, "losses", ndim=1)
+        if x.size == 0:
+            raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; "
+                             "got size 0")
+        mean = x.mean()
+    return x, float(mean)
+
+
+#: Values per leaf of the pairwise sums of :func:`_loss_moments` (512 KiB of
+#: float64: a leaf's temporaries stay in cache).
+_LEAF = 1 << 16
+
+
+def _pairwise(start, n, leaf):
+    """numpy's pairwise summation tree over ``n`` values from ``start``.
+
+    ``leaf(a, b)`` returns a tuple of sums over values ``a..b-1``, each by
+    ``ndarray.sum`` (the same tree below ``_LEAF``); above it the tree is
+    numpy's own (halves rounded down to a multiple of 8), so every total has
+    the bits of one ``sum`` over the whole array.
+    """
+    if n <= _LEAF:
+        return leaf(start, start + n)
+    half = n // 2
+    half -= half % 8
+    left, right = _pairwise(start, half, leaf), _pairwise(start + half, n - half, leaf)
+    return tuple(a + b for a, b in zip(left, right, strict=True))
+
+
+def _loss_moments(x, mean):
+    """``(s2, mu2, mu4)`` of the losses ``x`` with mean ``mean = x.mean()``.
+
+    ``s2`` is ``theory.population_variance(x)`` (``np.var``) and ``(mu2, mu4)``
+    ``theory.central_moments(x)`` (centred twice; ``(0, 0)`` for ``N = 1``),
+    bit for bit: the same elementwise operations and the same summation trees,
+    done leaf by leaf in a small buffer instead of over whole new arrays.
+    """
+    n = x.size
+    buf = np.empty((2, min(n, _LEAF)))
+
+    def deviations(a, b):
+        d = np.subtract(x[a:b], mean, out=buf[0, :b - a])
+        sq = np.multiply(d, d, out=buf[1, :b - a])
+        return float(d.sum()), float(sq.sum())
+
+    sum_d, sum_dd = _pairwise(0, n, deviations)
+    s2 = float(np.float64(sum_dd) / n)
+    if n < 2:
+        return s2, 0.0, 0.0
+    d_mean = np.float64(sum_d) / n
+
+    def powers(a, b):
+        y = np.subtract(x[a:b], mean, out=buf[0, :b - a])
+        np.subtract(y, d_mean, out=y)
+        y2 = np.multiply(y, y, out=buf[1, :b - a])
+        s = float(y2.sum())
+        return s, float(np.multiply(y2, y2, out=y2).sum())
+
+    sum_y2, sum_y4 = _pairwise(0, n, powers)
+    mu2, mu4 = float(np.float64(sum_y2) / n), float(np.float64(sum_y4) / n)
+    # theory.central_moments returns (0, 0) for equal values (their rounded mean
+    # need not equal them); only a spread this small can be that case.
+    if not mu2 > 1e-20 * mean * mean and x.min() == x.max():
+        return s2, 0.0, 0.0
+    return s2, mu2, mu4
 
 
 def _exact_row(exact_variance, exact_fourth, **row):

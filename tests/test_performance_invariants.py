@@ -1,0 +1,228 @@
+"""The fast paths give the bits of the plain ones: scratch buffers, fused moments, in-place steps.
+
+Each test writes the previous, allocating form of a computation next to the
+one lossvar now runs, on fixed seeds, and asks for exact equality. No test
+here looks at wall-clock time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.special
+
+import lossvar
+from lossvar import engine, optim, sampling, schedules, theory
+from lossvar.moments import Moments, block_moments
+from lossvar.variance import _BatchMeans, _checked_losses, _loss_moments
+
+
+def _old_rejection(rng, n, batch_size, size, dtype):
+    idx = rng.integers(0, n, (size, batch_size), dtype=dtype)
+    idx.sort(axis=1)
+    repeat = idx[:, 1:] == idx[:, :-1]
+    rows = np.flatnonzero(repeat.any(axis=1))
+    while rows.size:
+        sub = idx[rows]
+        rep = np.zeros(sub.shape, dtype=bool)
+        rep[:, 1:] = sub[:, 1:] == sub[:, :-1]
+        sub[rep] = rng.integers(0, n, int(rep.sum()), dtype=dtype)
+        sub.sort(axis=1)
+        idx[rows] = sub
+        still = (sub[:, 1:] == sub[:, :-1]).any(axis=1)
+        rows = rows[still]
+    return idx
+
+
+@pytest.mark.parametrize("n, b, size", [(1000, 40, 300), (10**6, 1024, 256), (50, 6, 2000),
+                                        (10**5, 1, 70000), (97, 12, 1)])
+def test_draws_into_scratch_are_the_same_bits(n, b, size):
+    for scheme in sampling.SCHEMES:
+        plain = sampling.draw(np.random.default_rng(7), n, b, size, scheme)
+        fast = sampling.draw(np.random.default_rng(7), n, b, size, scheme, scratch=engine.scratch)
+        np.testing.assert_array_equal(plain, fast)
+    if 8 * b <= n and b > 1:
+        old = _old_rejection(np.random.default_rng(7), n, b, size, np.int32)
+        np.testing.assert_array_equal(old, sampling.without_replacement(
+            np.random.default_rng(7), n, b, size, scratch=engine.scratch))
+
+
+def test_batch_means_simulator_matches_fancy_indexing():
+    losses = np.random.default_rng(0).exponential(size=20_000)
+    for scheme in sampling.SCHEMES:
+        for b in (1, 3, 64, 2000):
+            sim = _BatchMeans(losses, b, scheme)
+            got = sim(np.random.default_rng(b), 512).copy()
+            idx = sampling.draw(np.random.default_rng(b), losses.size, b, 512, scheme)
+            np.testing.assert_array_equal(got, losses[idx].mean(axis=1))
+
+
+@pytest.mark.parametrize("size", [1, 2, 17, 65536])
+def test_block_moments_with_work_equal_moments_of(size):
+    x = np.random.default_rng(size).pareto(2.5, size)
+    want = Moments.of(x)
+    d = x - float(x.mean())
+    d2 = d * d
+    assert (want.mean, want.m2, want.m3, want.m4) == (float(x.mean()), float(d2.sum()),
+                                                      float((d2 * d).sum()), float((d2 * d2).sum()))
+    assert block_moments(x, np.empty((3, size + 5))) == (want.mean, want.m2, want.m3, want.m4)
+
+
+def test_kept_means_survive_scratch_reuse_and_match_the_table():
+    losses = np.random.default_rng(1).exponential(size=5000)
+    res = lossvar.loss_variance(losses, [1, 8, 100], replicates=3000, rng=2, keep_means=True,
+                                chunk_size=64)
+    for b, means in res.means.items():
+        row = res.table.set_index("batch_size").loc[b]
+        assert means.size == 3000
+        assert Moments.of(means).variance == pytest.approx(row.variance, rel=1e-12)
+        assert len(np.unique(means[:64])) > 1  # not one reused buffer repeated
+
+
+def test_serial_workers_and_chunking_stay_bit_identical():
+    losses = np.random.default_rng(3).exponential(size=30_000)
+    kw = dict(replicates=20_000, rng=4)
+    base = lossvar.loss_variance(losses, [1, 16, 500], **kw).table
+    for other in (dict(chunk_size=1000), dict(workers=2)):
+        pd.testing.assert_frame_equal(base, lossvar.loss_variance(losses, [1, 16, 500], **kw,
+                                                                  **other).table, check_exact=True)
+
+
+@pytest.mark.parametrize("x", [
+    np.random.default_rng(0).exponential(size=300_001),
+    np.random.default_rng(1).standard_normal(70_000) * 1e-3 + 1e6,
+    np.full(70_001, 0.1), np.full(10, 3.0), np.array([2.0, 5.0]), np.zeros(4),
+])
+def test_fused_loss_moments_are_theorys_bits(x):
+    checked, mean = _checked_losses(x)
+    assert mean == float(x.mean())
+    s2, mu2, mu4 = _loss_moments(checked, mean)
+    assert s2 == theory.population_variance(x)
+    assert (mu2, mu4) == theory.central_moments(x)
+
+
+def test_checked_losses_keeps_the_validation_messages():
+    with pytest.raises(ValueError, match="must be finite; got 1 NaN or inf value"):
+        lossvar.loss_variance([1.0, np.nan, 2.0], [1], replicates=10)
+    with pytest.raises(ValueError, match="1-D"):
+        lossvar.loss_variance(np.ones((3, 3)), [1], replicates=10)
+    with pytest.raises(ValueError, match="non-empty"):
+        lossvar.loss_variance([], [1], replicates=10)
+    x, mean = _checked_losses(np.full(4, 1e308))  # the sum overflows, the values are finite
+    assert x.size == 4 and not np.isfinite(mean)
+
+
+def test_scratch_is_bounded_per_thread_and_reported(monkeypatch):
+    monkeypatch.setattr(engine, "SCRATCH_LIMIT", 1 << 20)
+    seen = {}
+
+    def work():
+        a = engine.scratch("perf-test-a", (1000,))
+        big = engine.scratch("perf-test-big", (1 << 18,))  # 2 MiB: over the cap, not kept
+        seen["kept"] = engine.scratch("perf-test-a", 1000).base is a.base
+        seen["big_kept"] = "perf-test-big" in engine._LOCAL.pool
+        seen["bytes"] = sum(b.nbytes for b in engine._LOCAL.pool.values())
+        big[:] = 1.0
+        engine.release_scratch()
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["kept"] and not seen["big_kept"] and seen["bytes"] <= 1 << 20
+    info = engine.scratch_nbytes()
+    assert set(info) == {"threads", "bytes", "max_thread_bytes"}
+
+
+def _old_adam_step(p, g, mu, nu, t, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):
+    mu = b1 * mu + (1.0 - b1) * g
+    nu = b2 * nu + (1.0 - b2) * g * g
+    mu_hat = mu / (1.0 - b1**t)
+    nu_hat = nu / (1.0 - b2**t)
+    den = np.sqrt(nu_hat) + eps
+    u = np.divide(mu_hat, den, out=np.zeros_like(mu_hat), where=mu_hat != 0)
+    return p - lr * u, mu, nu
+
+
+@pytest.mark.parametrize("opt", [
+    optim.adam(1e-2), optim.adam(schedules.polynomial(0.1, 0.6), eps_in_sqrt=True, amsgrad=True),
+    optim.adamw(1e-2, weight_decay=0.1), optim.sgd(0.05), optim.momentum(0.05, 0.9, 0.1),
+    optim.nesterov(0.05, 0.8),
+], ids=lambda o: o.name)
+def test_in_place_optimizer_steps_equal_pure_steps(opt):
+    rng = np.random.default_rng(0)
+    w_pure = rng.standard_normal((9, 4))
+    w_fast = w_pure.copy()
+    state = opt.init(w_pure)
+    advance = opt.step.in_place(w_fast)
+    for _ in range(30):
+        g = rng.standard_normal((9, 4))
+        g[0, 0] = 0.0
+        w_pure, state = opt.step(w_pure, g, state)
+        advance(w_fast, g)
+        np.testing.assert_array_equal(w_pure, w_fast)
+
+
+def test_pure_adam_is_still_the_formula():
+    rng = np.random.default_rng(1)
+    opt = optim.adam(1e-2)
+    w, state = np.zeros((5, 3)), opt.init(np.zeros((5, 3)))
+    p, mu, nu = np.zeros((5, 3)), np.zeros((5, 3)), np.zeros((5, 3))
+    for t in range(1, 20):
+        g = rng.standard_normal((5, 3))
+        w, state = opt.step(w, g, state)
+        p, mu, nu = _old_adam_step(p, g, mu, nu, t)
+        np.testing.assert_array_equal(w, p)
+
+
+def _plain_ensemble(problem, X, y, opt, steps, B, R, seed):
+    """run_sgd's arithmetic with the allocating forms: gather, mean_grad, pure step."""
+    from lossvar.streams import as_seed_sequence, stream
+
+    rng = stream(as_seed_sequence(seed), 0, 0, 0)
+    w = np.zeros((R, X.shape[1]))
+    state = opt.init(w)
+    for _ in range(steps):
+        idx = sampling.with_replacement(rng, X.shape[0], B, R)
+        w, state = opt.step(w, problem.mean_grad(w, np.take(X, idx, axis=0), np.take(y, idx)), state)
+    return w
+
+
+@pytest.mark.parametrize("problem", [lossvar.LogisticRegression(), lossvar.LogisticRegression(l2=0.05),
+                                     lossvar.LinearRegression(l2=0.1)], ids=repr)
+def test_run_sgd_fast_path_equals_plain_loop(problem):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((400, 6))
+    if isinstance(problem, lossvar.LogisticRegression):
+        y = (rng.random(400) < scipy.special.expit(X[:, 0])).astype(np.int64)
+        data = lossvar.Dataset(X, y, name="t", task="classification")
+    else:
+        y = X[:, 0] + rng.standard_normal(400)
+        data = lossvar.Dataset(X, y, name="t", task="regression")
+    for opt in (optim.adam(1e-2), optim.rmsprop(1e-2)):
+        tr = lossvar.run_sgd(problem, data, opt, steps=40, batch_size=8, replicates=100,
+                             sampling="with_replacement", rng=9, record=[0, 40])
+        want = _plain_ensemble(problem, data.X, np.asarray(data.y, np.float64), opt, 40, 8, 100, 9)
+        np.testing.assert_array_equal(tr.final_params, want)
+
+
+def test_foreign_optimizer_gets_its_own_gradient_arrays():
+    kept = []
+
+    def init(params):
+        return 0
+
+    def step(params, grads, state):
+        kept.append(grads)
+        return params - 0.1 * grads, state + 1
+
+    opt = optim.Optimizer(init, step, "keeper", {})
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    data = lossvar.Dataset(X, X[:, 0] + rng.standard_normal(200), name="t", task="regression")
+    lossvar.run_sgd(lossvar.LinearRegression(), data, opt, steps=5, batch_size=4, replicates=3,
+                    sampling="with_replacement", rng=0, record=[0, 5])
+    assert len({id(g) for g in kept}) == len(kept)
+    assert not all(np.array_equal(kept[0], g) for g in kept[1:])
