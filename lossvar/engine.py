@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import stream
 from .moments import Moments, block_moments
+from .streams import stream
 
 #: Blocks per chunk when ``chunk_size`` is None. Blocks hold about 2**18
 #: per-sample elements, so a chunk is about 2**24 of them (tens of ms of work):
@@ -465,7 +465,7 @@ class _Store:
     """A checkpoint folder: ``meta.json`` plus one checksummed file per chunk."""
 
     def __init__(self, folder, fingerprint, chunk_size):
-        from . import __version__
+        from ._build_revision import version as __version__
 
         self.folder = Path(folder)
         self.meta = dict(fingerprint or {}, chunk_size=chunk_size, lossvar=__version__)
@@ -540,3 +540,17 @@ def _atomic_write(path: Path, data: bytes):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+#: Replicate values per block are chosen so that a block touches about this
+#: many numbers (per-sample losses, gradient entries): large enough that
+#: per-block overhead is small, small enough to stay in cache. Part of the
+#: definition of the random numbers (a different rule gives different bits).
+BLOCK_ELEMENTS = 2**18
+
+
+def block_size(elements_per_replicate: int) -> int:
+    """Replicates per block for a condition touching this many numbers per replicate:
+    a power of two in [16, 65536]."""
+    exponent = int(math.log2(BLOCK_ELEMENTS)) - math.ceil(math.log2(max(elements_per_replicate, 1)))
+    return 2 ** min(16, max(4, exponent))

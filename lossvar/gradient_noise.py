@@ -50,12 +50,11 @@ from scipy import stats as _st
 
 from . import sampling as _sampling
 from . import theory as _theory
-from . import variance as _variance
 from ._validate import as_choice, as_finite_array, as_float, as_int
 from .data import Dataset
-from .engine import Condition, run
+from .engine import Condition, block_size, run
 from .moments import Moments
-from .streams import as_seed_sequence, stream
+from .streams import as_seed_sequence, describe, stream
 from .typing import ArrayLike, BatchSizes, Executor, PathLikeStr, Problem, RNGLike
 
 __all__ = [
@@ -508,7 +507,7 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
     problem.check_params(w, X)
     n = X.shape[0]
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
-    sizes = _variance._batch_sizes(batch_sizes, n, sampling)
+    sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
     replicates = as_int(replicates, "replicates", low=2)
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
     workers = _workers(workers, executor)
@@ -524,13 +523,13 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
                          exact=trace / b * fpc, fpc=fpc, exact_variance=trace / b * fpc))
         exact_zero = fpc == 0.0 and sampling == "without_replacement"
         conditions.append(None if exact_zero else Condition(
-            (b,), replicates, _variance._block_size(b * dev.shape[1]),
+            (b,), replicates, block_size(b * dev.shape[1]),
             _BatchGradientNoise(dev, b, sampling), label=f"batch_size={b}"))
     fingerprint = None
     if checkpoint is not None:  # hashing N x p gradients costs more than small-B work
         fingerprint = dict(source="gradients", data=hashlib.sha256(dev.tobytes()).hexdigest(),
                            n=n, p=dev.shape[1], batch_sizes=sizes, sampling=sampling,
-                           replicates=replicates, seed=_variance._seed_text(root))
+                           replicates=replicates, seed=describe(root))
     live = [c for c in conditions if c is not None]
     outputs = iter(run(live, root, chunk_size=chunk_size, progress=progress, workers=workers,
                        executor=executor, checkpoint=checkpoint, fingerprint=fingerprint))

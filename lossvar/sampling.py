@@ -17,6 +17,8 @@ call for the whole array.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._validate import as_choice
@@ -34,7 +36,8 @@ _KEYS_RATIO = 8
 _PIECE_BYTES = 1 << 16
 
 
-def _index_dtype(n: int):
+def index_dtype(n: int):
+    """The integer dtype of indices into ``n`` examples: int32 while it fits, else int64."""
     return np.int32 if n < 2**31 else np.int64
 
 
@@ -54,7 +57,7 @@ def _fill_integers(rng, n, out):
 def with_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int, *,
                      scratch=None) -> np.ndarray:
     """``size`` batches of ``batch_size`` independent uniform draws from ``range(n)``."""
-    dtype = _index_dtype(n)
+    dtype = index_dtype(n)
     if scratch is None:
         return rng.integers(0, n, (size, batch_size), dtype=dtype)
     return _fill_integers(rng, n, scratch("idx", (size, batch_size), dtype))
@@ -80,7 +83,7 @@ def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size:
       smallest of ``N`` i.i.d. uniform keys per row (``argpartition``), which
       costs ``size * N`` but no loop.
     """
-    dtype = _index_dtype(n)
+    dtype = index_dtype(n)
     if batch_size == 1:
         return with_replacement(rng, n, 1, size, scratch=scratch)
     if batch_size == n:
@@ -136,5 +139,45 @@ def reshuffled_epochs(rng: np.random.Generator, n: int, batch_size: int, n_epoch
     """
     per_epoch = n // batch_size
     keys = rng.random((replicates, n_epochs, n))
-    perms = np.argsort(keys, axis=-1)[..., : per_epoch * batch_size].astype(_index_dtype(n))
+    perms = np.argsort(keys, axis=-1)[..., : per_epoch * batch_size].astype(index_dtype(n))
     return perms.reshape(replicates, n_epochs * per_epoch, batch_size)
+
+
+def as_list(batch_sizes) -> list:
+    """``batch_sizes`` as a list: one size (an int or ``"full"``) or a sequence of them."""
+    if isinstance(batch_sizes, (str, numbers.Integral)):
+        return [batch_sizes]
+    try:
+        return list(batch_sizes)
+    except TypeError:
+        raise TypeError("`batch_sizes` must be a sequence of positive integers or 'full'; "
+                        f"got {batch_sizes!r}") from None
+
+
+def as_batch_sizes(batch_sizes, n, sampling) -> list[int]:
+    """Validate batch sizes and normalize them to a sorted list of distinct ints.
+
+    ``"full"`` stands for ``n``. Without replacement each must be in
+    ``[1, n]``; with replacement or fresh data any positive integer. The one
+    batch-size check of every entry point; errors name ``batch_sizes``.
+    """
+    items = as_list(batch_sizes)
+    if not items:
+        raise ValueError("`batch_sizes` must contain at least one batch size; got an empty sequence")
+    high = n if sampling == "without_replacement" else None
+    allowed = f"integers in [1, N={n}] or 'full'" if high else "positive integers or 'full'"
+    sizes = []
+    for b in items:
+        if isinstance(b, str):
+            if b != "full":
+                raise ValueError(f"`batch_sizes` must be {allowed}; got {b!r}")
+            b = n
+        elif isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Integral):
+            raise TypeError(f"`batch_sizes` must be {allowed}; got {b!r}")
+        b = int(b)
+        if b < 1 or (high is not None and b > high):
+            raise ValueError(f"`batch_sizes` must be {allowed}; got {b}")
+        if b in sizes:
+            raise ValueError(f"`batch_sizes` must be distinct; got {b} twice")
+        sizes.append(b)
+    return sorted(sizes)

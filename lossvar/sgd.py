@@ -42,10 +42,13 @@ import pandas as pd
 import scipy.special
 
 from . import sampling as _sampling
-from ._validate import as_choice, as_finite_array, as_int, as_seed_sequence
+from ._validate import as_choice, as_finite_array, as_int
 from .engine import Condition, run
+from .optim import Optimizer
 from .problems import LinearRegression, LogisticRegression
 from .schedules import as_schedule
+from .streams import as_seed_sequence
+from .typing import ArrayLike, DataSource, Executor, PathLikeStr, Problem, RNGLike
 
 __all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "epoch_batches", "run_sgd"]
 
@@ -158,14 +161,17 @@ def epoch_batches(rng: np.random.Generator, n: int, batch_size: int, size: int) 
     ndarray of int, shape (size, n // batch_size, batch_size)
     """
     per_epoch = n // batch_size
-    perm = np.tile(np.arange(n, dtype=_sampling._index_dtype(n)), (size, 1))
+    perm = np.tile(np.arange(n, dtype=_sampling.index_dtype(n)), (size, 1))
     rng.permuted(perm, axis=1, out=perm)
     return perm[:, : per_epoch * batch_size].reshape(size, per_epoch, batch_size)
 
 
-def run_sgd(problem, source, optimizer, *, steps, batch_size=None, replicates, sampling=None,
-            w0=None, rng=None, record=None, average=False, chunk_size=None,
-            progress=False, workers=1, executor=None, checkpoint=None) -> Trajectories:
+def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps: int,
+            batch_size: int | str | None = None, replicates: int, sampling: str | None = None,
+            w0: ArrayLike | None = None, rng: RNGLike = None, record: ArrayLike | None = None,
+            average: bool = False, chunk_size: int | None = None, progress: bool = False,
+            workers: int = 1, executor: Executor = None,
+            checkpoint: PathLikeStr | None = None) -> Trajectories:
     """Run ``replicates`` independent SGD runs together and record their trajectories.
 
     Replicate r starts at ``w0`` (or ``w0[r]``) and makes ``steps`` updates
@@ -188,7 +194,7 @@ def run_sgd(problem, source, optimizer, *, steps, batch_size=None, replicates, s
     source : Dataset or population
         A :class:`~lossvar.Dataset` (fixed data of N examples) or a population
         (anything with ``sample(n, rng)``, ``w_star`` and ``n_features``). For
-        ``NoisyQuadratic(...).population()`` with batch size B, the gradient is
+        ``GaussianNoisePopulation(NoisyQuadratic(...))`` with batch size B, the gradient is
         :math:`H(w - w^*)` plus the mean of B fresh N(0, sigma^2 I) vectors:
         docs/theory.md's additive-noise model with sigma^2 / B.
     optimizer : lossvar.optim.Optimizer
@@ -254,7 +260,7 @@ def run_sgd(problem, source, optimizer, *, steps, batch_size=None, replicates, s
     >>> import lossvar
     >>> from lossvar import optim, schedules
     >>> q = lossvar.NoisyQuadratic(1.0, noise_std=1.0)
-    >>> tr = run_sgd(q, q.population(), optim.sgd(schedules.polynomial(1.0, 1.0)),
+    >>> tr = run_sgd(q, lossvar.GaussianNoisePopulation(q), optim.sgd(schedules.polynomial(1.0, 1.0)),
     ...              steps=100, batch_size=1, replicates=512, w0=[3.0], rng=0)
     >>> list(tr.summary.columns)
     ['step', 'lr', 'n', 'loss_mean', 'loss_se', 'dist2_mean', 'dist2_se']

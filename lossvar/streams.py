@@ -26,7 +26,7 @@ import numbers
 import numpy as np
 
 __all__ = ["INTERVAL_BOOTSTRAP", "RATE_BOOTSTRAP", "RESERVED", "as_seed_sequence", "children",
-           "stream"]
+           "describe", "stream"]
 
 #: Reserved stream keys, by purpose: the interval bootstrap of a variance table
 #: and the bootstrap of a convergence-rate fit. Condition keys (batch sizes,
@@ -96,3 +96,8 @@ def children(rng, n: int) -> list[np.random.SeedSequence]:
     root = as_seed_sequence(rng)
     return [np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (i,),
                                    pool_size=root.pool_size) for i in range(int(n))]
+
+
+def describe(root: np.random.SeedSequence) -> str:
+    """The root as text (for checkpoint fingerprints and manifests)."""
+    return f"SeedSequence(entropy={root.entropy}, spawn_key={tuple(root.spawn_key)})"

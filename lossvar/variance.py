@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -20,17 +19,13 @@ import numpy as np
 import pandas as pd
 
 from . import sampling as _sampling
-from . import stats, theory
-from ._validate import as_choice, as_finite_array, as_float, as_int, as_seed_sequence
-from .engine import Condition, Output, run, scratch
+from . import stats, streams, theory
+from ._validate import as_choice, as_finite_array, as_float, as_int
+from .engine import Condition, Output, block_size, run, scratch
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
-
-#: Replicate values per block are chosen so that a block touches about this
-#: many per-sample losses: large enough that per-block overhead is small,
-#: small enough to stay in cache. Part of the definition of the random
-#: numbers (a different rule gives different bits).
-_BLOCK_ELEMENTS = 2**18
+from .streams import as_seed_sequence
+from .typing import ArrayLike, BatchSizes, DataSource, Executor, PathLikeStr, Problem, Replicates, RNGLike
 
 COLUMNS = ("batch_size", "estimator", "sampling", "n", "replicates", "mean", "mean_se",
            "variance", "variance_se", "ci_low", "ci_high", "interval", "exact_mean",
@@ -134,10 +129,12 @@ class _FreshMeans:
         return losses.reshape(size, self.batch_size).mean(axis=1)
 
 
-def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_replacement",
-                  confidence=0.95, interval="fourth_moment", rng=None, keep_means=False,
-                  chunk_size=None, progress=False, workers=1, executor=None, checkpoint=None,
-                  target_rel_se=None) -> VarianceResult:
+def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Replicates = 10_000,
+                  sampling: str = "without_replacement", confidence: float = 0.95,
+                  interval: str = "fourth_moment", rng: RNGLike = None, keep_means: bool = False,
+                  chunk_size: int | None = None, progress: bool = False, workers: int = 1,
+                  executor: Executor = None, checkpoint: PathLikeStr | None = None,
+                  target_rel_se: float | None = None) -> VarianceResult:
     """Monte Carlo variance of the batch-mean loss for each batch size.
 
     For each batch size ``B`` draw ``replicates`` independent batches of the
@@ -221,19 +218,20 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     1          10  minibatch         0.08438
     2        1000      full         0.00000
     """
-    losses, full_mean = _checked_losses(losses)
-    n = losses.size
+    values, full_mean = _checked_losses(losses)
+    n = values.size
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
-    sizes = _batch_sizes(batch_sizes, n, sampling)
-    replicates, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
+    sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
+    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
                                                        planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
-    # What depends on the losses alone, once per call and in two passes over
+    # What depends on the values alone, once per call and in two passes over
     # them: theory.population_variance and theory.central_moments, bit for bit.
-    s2, mu2, mu4 = _loss_moments(losses, full_mean)
+    s2, mu2, mu4 = _loss_moments(values, full_mean)
 
-    conditions, rows = [], []
+    conditions: list[Condition | None] = []
+    rows: list[dict] = []
     for b in sizes:
         fpc = theory.finite_population_factor(n, b, sampling)
         row = _exact_row(theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
@@ -241,20 +239,20 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
                          batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
                          exact_mean=full_mean, fpc=fpc, replicates_rule=rule)
         rows.append(row)
-        r = _planned(row["exact_kurtosis"], target_rel_se) if rule == "planned" else replicates
+        r = _planned(row["exact_kurtosis"], target_rel_se) if count is None else count
         if fpc == 0.0 and sampling == "without_replacement":
             conditions.append(None)
         else:
-            conditions.append(Condition((b,), r, _block_size(b), _BatchMeans(losses, b, sampling),
+            conditions.append(Condition((b,), r, block_size(b), _BatchMeans(values, b, sampling),
                                         label=f"batch_size={b}"))
     planned = [None if c is None else c.replicates for c in conditions]
     engine_target = None if rule == "planned" else target_rel_se
     keep = keep_means or interval == "bootstrap"
     fingerprint = None
-    if checkpoint is not None:  # hashing N losses costs more than small-B work: only when needed
-        fingerprint = dict(source="losses", data=hashlib.sha256(losses.tobytes()).hexdigest(),
+    if checkpoint is not None:  # hashing N values costs more than small-B work: only when needed
+        fingerprint = dict(source="values", data=hashlib.sha256(values.tobytes()).hexdigest(),
                            n=n, batch_sizes=sizes, sampling=sampling, replicates=planned,
-                           target_rel_se=target_rel_se, keep=keep, seed=_seed_text(root))
+                           target_rel_se=target_rel_se, keep=keep, seed=streams.describe(root))
     outputs = _run(conditions, root, keep, dict(
         chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
         checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=engine_target))
@@ -266,10 +264,13 @@ def loss_variance(losses, batch_sizes, *, replicates=10_000, sampling="without_r
     return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, exact_r)
 
 
-def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampling=None,
-                   confidence=0.95, interval="fourth_moment", rng=None, full_size=None,
-                   keep_means=False, chunk_size=None, progress=False, workers=1, executor=None,
-                   checkpoint=None, target_rel_se=None) -> VarianceResult:
+def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_sizes: BatchSizes, *,
+                   replicates: Replicates = 10_000, sampling: str | None = None,
+                   confidence: float = 0.95, interval: str = "fourth_moment", rng: RNGLike = None,
+                   full_size: int | None = None, keep_means: bool = False,
+                   chunk_size: int | None = None, progress: bool = False, workers: int = 1,
+                   executor: Executor = None, checkpoint: PathLikeStr | None = None,
+                   target_rel_se: float | None = None) -> VarianceResult:
     """The variance of the loss estimator for a model at parameters ``w``.
 
     Parameters
@@ -314,12 +315,13 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
                          f"source (every replicate draws new examples), but {sampling!r} was passed.")
     if full_size is not None:
         full_size = as_int(full_size, "full_size", low=1)
-    if "full" in _as_list(batch_sizes) and full_size is None:
+    if "full" in _sampling.as_list(batch_sizes) and full_size is None:
         raise ValueError("`full_size` must be given (the N of the full batch) when `batch_sizes` "
                          "contains 'full' and the source is a population; got None")
-    sizes = _batch_sizes(batch_sizes, full_size, "fresh")
-    replicates, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
+    sizes = _sampling.as_batch_sizes(batch_sizes, full_size, "fresh")
+    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
                                                        planned=False)
+    count = AUTO_CAP if count is None else count  # never planned for a population
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
     d = source.n_features
@@ -327,26 +329,27 @@ def variance_study(problem, source, w, batch_sizes, *, replicates=10_000, sampli
     natural = source.problem == problem
     exact_mean, var_div = source.loss_moments(w) if natural else (float("nan"), float("nan"))
     kappa = source.loss_kurtosis(w) if natural else float("nan")
-    rows, conditions = [], []
+    rows: list[dict] = []
+    conditions: list[Condition] = []
     for b in sizes:
         rows.append(_exact_row(var_div / b, theory.fourth_moment_from_moments(
                                var_div, kappa * var_div**2, b),
                                batch_size=b, estimator=_estimator(b, full_size), sampling="fresh",
                                n=float("nan") if full_size is None else full_size,
                                exact_mean=exact_mean, fpc=1.0, replicates_rule=rule))
-        conditions.append(Condition((b,), replicates, _block_size(b * max(d, 1)),
+        conditions.append(Condition((b,), count, block_size(b * max(d, 1)),
                                     _FreshMeans(problem, source, w, b), label=f"batch_size={b}"))
     keep = keep_means or interval == "bootstrap"
     fingerprint = dict(source="population", population=repr(source), problem=repr(problem),
                        w=w.tolist(), batch_sizes=sizes, full_size=full_size,
-                       replicates=replicates, target_rel_se=target_rel_se, keep=keep,
-                       seed=_seed_text(root))
+                       replicates=count, target_rel_se=target_rel_se, keep=keep,
+                       seed=streams.describe(root))
     outputs = _run(conditions, root, keep, dict(
         chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
         checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
     for row, out in zip(rows, outputs, strict=True):
         row.update(_summary(out, confidence, interval, root, target_rel_se))
-    return _result(rows, outputs, sizes, confidence, root, keep_means, None, replicates)
+    return _result(rows, outputs, sizes, confidence, root, keep_means, None, count)
 
 
 def _checked_losses(losses):
@@ -442,7 +445,8 @@ def _planned(exact_kurtosis, target_rel_se):
     return int(max(2, stats.replicates_for_rel_se(exact_kurtosis, target_rel_se)))
 
 
-def _replicates_rule(replicates, target_rel_se, executor, workers, *, planned):
+def _replicates_rule(replicates, target_rel_se, executor, workers, *,
+                     planned) -> tuple[int | None, str, float | None]:
     """``(replicates, rule, target)``: what ``replicates`` and ``target_rel_se`` ask for.
 
     ``"auto"`` plans from the exact kurtosis where it is known (fixed data,
@@ -469,10 +473,6 @@ def _run(conditions, root, keep, options):
     return [None if c is None else next(outs) for c in conditions]
 
 
-def _seed_text(root):
-    return f"SeedSequence(entropy={root.entropy}, spawn_key={tuple(root.spawn_key)})"
-
-
 def _exact_output(value, replicates, keep, target):
     values = np.full(replicates, value) if keep else None
     return Output(Moments(replicates, value, 0.0, 0.0, 0.0), values,
@@ -483,8 +483,7 @@ def _summary(out, confidence, interval, root, target_rel_se):
     m = out.moments
     boot_rng = None
     if interval == "bootstrap":
-        boot_rng = np.random.Generator(np.random.PCG64(
-            np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (2**32 - 1,))))
+        boot_rng = streams.stream(root, streams.INTERVAL_BOOTSTRAP)
     lo, hi = variance_interval(m, confidence, interval, values=out.values, rng=boot_rng)
     row = dict(replicates=m.count, mean=m.mean, mean_se=math.sqrt(m.variance / m.count),
                variance=m.variance, variance_se=m.variance_se(), ci_low=lo, ci_high=hi,
@@ -535,47 +534,7 @@ def _common(confidence, interval):
     return confidence, interval
 
 
-def _as_list(batch_sizes):
-    if isinstance(batch_sizes, (str, numbers.Integral)):
-        return [batch_sizes]
-    try:
-        return list(batch_sizes)
-    except TypeError:
-        raise TypeError("`batch_sizes` must be a sequence of positive integers or 'full'; "
-                        f"got {batch_sizes!r}") from None
-
-
-def _batch_sizes(batch_sizes, n, sampling):
-    """Validate and normalize to a sorted list of distinct ints ('full' -> n)."""
-    items = _as_list(batch_sizes)
-    if not items:
-        raise ValueError("`batch_sizes` must contain at least one batch size; got an empty sequence")
-    high = n if sampling == "without_replacement" else None
-    allowed = f"integers in [1, N={n}] or 'full'" if high else "positive integers or 'full'"
-    sizes = []
-    for b in items:
-        if isinstance(b, str):
-            if b != "full":
-                raise ValueError(f"`batch_sizes` must be {allowed}; got {b!r}")
-            b = n
-        elif isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Integral):
-            raise TypeError(f"`batch_sizes` must be {allowed}; got {b!r}")
-        b = int(b)
-        if b < 1 or (high is not None and b > high):
-            raise ValueError(f"`batch_sizes` must be {allowed}; got {b}")
-        if b in sizes:
-            raise ValueError(f"`batch_sizes` must be distinct; got {b} twice")
-        sizes.append(b)
-    return sorted(sizes)
-
-
 def _estimator(b, n):
     if b == 1:
         return "single"
     return "full" if b == n else "minibatch"
-
-
-def _block_size(elements_per_replicate: int) -> int:
-    """Replicates per block: a power of two in [16, 65536]."""
-    exponent = int(math.log2(_BLOCK_ELEMENTS)) - math.ceil(math.log2(max(elements_per_replicate, 1)))
-    return 2 ** min(16, max(4, exponent))
