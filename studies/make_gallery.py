@@ -2,8 +2,12 @@
 
 Runs every study (full sizes unless --quick) into a temporary folder with
 small figures (--dpi 60) and copies each PNG to DIR (default docs/) as
-NAME-FIGURE.png. The study folders themselves are discarded; run a study with
-`lossvar run NAME` for citable results.
+NAME-FIGURE.png: variance_scaling, sgd_vs_batch, erm_spread, robbins_monro,
+trend_optimizers and critical_batch (its one_step, steps_examples and
+gradient_variance figures, about 2 minutes of CPU at full size). `--studies
+critical_batch` regenerates only the figures of the studies named. The study
+folders themselves are discarded; run a study with `lossvar run NAME` for
+citable results.
 """
 
 import argparse
@@ -21,10 +25,17 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (seconds per study)")
     p.add_argument("--seed", type=int, default=1, help="root seed of every study (default 1)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--studies", type=studies.comma_list(str), default=None, metavar="LIST",
+                   help="only these studies, e.g. critical_batch (default: every study, "
+                        f"{','.join(studies.names())})")
     args = p.parse_args(argv)
+    names = studies.names() if args.studies is None else args.studies
+    unknown = sorted(set(names) - set(studies.names()))
+    if unknown:
+        p.error(f"unknown studies {unknown}; the studies are: {', '.join(studies.names())}")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lossvar-gallery-") as tmp:
-        for name in studies.names():
+        for name in names:
             folder = Path(tmp) / name
             argv = ["--seed", str(args.seed), "--workers", str(args.workers), "--dpi", "60",
                     "--out", str(folder)] + (["--quick"] if args.quick else [])

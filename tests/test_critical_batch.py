@@ -1,5 +1,9 @@
 """The critical_batch study's --quick run: complete folder, exact one-step theory, verification.
 
+One quick run (about 30 s of CPU: least squares, logistic regression on breast_cancer and
+softmax regression on digits, the last without one-step curves in quick mode) is shared by
+every test through a module fixture; only the verification reruns it.
+
 Agreement checks are |estimate - truth| <= Z * SE with Z = 4, a two-sided false-failure
 rate of 6.3e-5 per check for a normal estimate; the one-step table holds 55 such points
 per problem (correlated: the same batches serve every learning rate), so a new seed
@@ -19,6 +23,7 @@ matplotlib.use("Agg")
 Z = 4.0
 TABLES = ("one_step", "one_step_opt", "steps", "tuning", "critical_batch", "noise_path",
           "gradient_variance", "gradient_scaling")
+PROBLEMS = ["least squares (synthetic)", "logistic (breast_cancer)", "softmax (digits)"]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +73,45 @@ def test_steps_and_critical_batch_are_sane(quick):
         assert (np.diff(s.steps) <= Z * np.hypot(s.steps_se.to_numpy()[1:],
                                                   s.steps_se.to_numpy()[:-1])).all(), s
     c = _csv(quick, "critical_batch")
+    assert list(c.problem) == PROBLEMS
     assert (c.s_min > 0).all() and (c.e_min > 0).all()
     assert ((c.b_crit_ci_low <= c.b_crit) & (c.b_crit <= c.b_crit_ci_high)).all()
+    assert c.set_index("problem").target.to_dict() == {PROBLEMS[0]: 0.01, PROBLEMS[1]: 0.01,
+                                                       PROBLEMS[2]: 0.1}
+
+
+def test_best_learning_rate_is_interior_for_every_batch_size(quick):
+    steps, tuning = _csv(quick, "steps"), _csv(quick, "tuning")
+    assert steps.lr_interior.all() and not steps.lr_at_grid_top.any(), steps
+    assert _csv(quick, "critical_batch").lr_interior_all.all()
+    for row in steps.itertuples():  # a larger and a smaller rate were tried, and both did worse
+        t = tuning[(tuning.problem == row.problem) & (tuning.batch_size == row.batch_size)]
+        mean = t.steps_mean.fillna(np.inf)  # a failed rate (diverged or too slow) is worse
+        best = mean[t.k == row.lr_k].min()
+        assert (mean[t.k == row.lr_k - 1] > best).all() and (t.k == row.lr_k - 1).any()
+        assert (mean[t.k == row.lr_k + 1] > best).all() and (t.k == row.lr_k + 1).any()
+    # the logistic problem's best rate leaves 1.5/lambda_max of H(w0) behind at large B
+    logistic = steps[steps.problem == PROBLEMS[1]]
+    assert logistic.lr_over_base.max() > 1
+    assert "interior for every B" in (quick / "summary.md").read_text()
+
+
+def test_softmax_problem_and_its_quick_reductions(quick):
+    steps = _csv(quick, "steps")
+    soft = steps[steps.problem == PROBLEMS[2]]
+    assert soft.batch_size.tolist() == [4, 16, 64, 256]
+    assert PROBLEMS[2] not in set(_csv(quick, "one_step").problem)  # skipped in quick mode
+    assert "no one-step curves in this run" in (quick / "summary.md").read_text()
+    g = _csv(quick, "gradient_variance")
+    soft_g = g[g.problem == PROBLEMS[2]]
+    assert 1797 not in set(soft_g[soft_g.sampling == "with_replacement"].batch_size)
+    assert 1797 in set(soft_g[soft_g.sampling == "without_replacement"].batch_size)
+
+
+def test_options_are_checked():
+    assert studies.run("critical_batch", ["--quick", "--softmax-data", "mnist"]) == 2
+    assert studies.run("critical_batch", ["--quick", "--softmax-target", "1.5"]) == 2
+    assert studies.run("critical_batch", ["--quick", "--softmax-onestep-replicates", "1"]) == 2
 
 
 def test_gradient_noise_agrees_with_exact(quick):

@@ -12,8 +12,9 @@ knows the answers:
    of a quadratic), a second-order approximation for logistic regression.
 2. Steps S to reach a target loss against examples E = B S, for a ladder of
    batch sizes, the constant learning rate tuned per B on a grid (powers of
-   --lr-factor below 1.5/lambda_max, chosen on a tuning ensemble, then
-   measured on a fresh ensemble), and the fit of the hyperbola
+   --lr-factor times 1.5/lambda_max, widened upward and downward until the
+   best rate of a tuning ensemble is interior, a diverging rate counting as
+   worse; then measured on a fresh ensemble), and the fit of the hyperbola
    (S/S_min - 1)(E/E_min - 1) = 1, i.e. S(B) = S_min + E_min/B, giving the
    critical batch B_crit = E_min/S_min (bootstrap intervals over runs),
    beside B_noise and B_simple from lossvar.gradient_noise at the start and
@@ -24,13 +25,31 @@ knows the answers:
 
 Batches are drawn with replacement throughout parts 1 and 2 (independent
 draws, so c_B = 1/B and B_noise enter exactly as in the paper).
+
+The problems: least squares on a synthetic set (--n, --dim; the one-step
+theory is exact), logistic regression on a real two-class set (--data,
+breast_cancer) and softmax regression on a real ten-class set
+(--softmax-data, digits: N = 1797, 64 features, p = 640), both with the
+ridge of lossvar.datasets.problem_for and w* = lossvar.datasets.reference_params.
+Each evaluation of the softmax loss over all 1797 examples is costly, so
+that problem is lighter: its target is --softmax-target (0.1 of the initial
+excess loss, which keeps the small batches' runs to a few hundred steps),
+its one-step curves use --softmax-onestep-replicates batches at
+every other batch size of the ladder (none with --quick), its SGD runs record
+the loss more sparsely, and its with-replacement gradient-noise ladder stops
+at the largest batch of --batch-sizes (a batch of all N examples drawn with
+replacement is not special, and costs most).
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
+from threadpoolctl import threadpool_limits
 
 import lossvar
 from lossvar import optim, plots, studies, theory
@@ -42,15 +61,19 @@ from lossvar.sgd import run_sgd
 
 NAME = "critical_batch"
 FULL = {"replicates": 64, "tune_replicates": 16, "onestep_replicates": 4000,
-        "noise_replicates": 4000, "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256],
-        "lr_factor": 2 ** 0.5, "bootstrap": 2000}
+        "softmax_onestep_replicates": 256, "noise_replicates": 4000,
+        "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256],
+        "softmax_batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "lr_factor": 2 ** 0.5,
+        "bootstrap": 2000}
 QUICK = {"replicates": 16, "tune_replicates": 8, "onestep_replicates": 1000,
-         "noise_replicates": 1000, "batch_sizes": [1, 4, 16, 64], "lr_factor": 2.0,
-         "bootstrap": 500}
+         "softmax_onestep_replicates": 0, "noise_replicates": 1000, "batch_sizes": [1, 4, 16, 64],
+         "softmax_batch_sizes": [4, 16, 64, 256], "lr_factor": 2.0, "bootstrap": 500}
 #: One-step learning rates, as multiples of eps_max = ||G||^2 / G^T H G.
 EPS_MULTIPLES = np.geomspace(0.03, 2.0, 11)
 #: Replicates per block of the one-step Monte Carlo (part of the random numbers' definition).
 ONESTEP_BLOCK = 256
+#: Gradient entries gathered at once by the one-step simulator (32 MB of float64).
+GATHER_ELEMENTS = 2**22
 #: Fractions of the initial excess loss at which the noise scales are reported along the path.
 PATH_FRACTIONS = (1.0, 0.5, 0.1)
 
@@ -70,6 +93,9 @@ def build_parser():
                    f"{QUICK['noise_replicates']})")
     p.add_argument("--batch-sizes", type=studies.comma_list(int), default=None, metavar="LIST",
                    help="the ladder of batch sizes (default 1,2,4,...,256; quick 1,4,16,64)")
+    p.add_argument("--softmax-batch-sizes", type=studies.comma_list(int), default=None, metavar="LIST",
+                   help="the ladder of the softmax problem (default 1,2,4,...,256; quick 4,16,64,256: "
+                   "its S_min shows only at large B)")
     p.add_argument("--lr-factor", type=float, default=None, help="ratio of neighbouring learning "
                    "rates of the tuning grid (default sqrt 2, quick 2)")
     p.add_argument("--target", type=float, default=0.01, help="target excess loss, as a fraction "
@@ -77,8 +103,16 @@ def build_parser():
     p.add_argument("--n", type=int, default=1000, help="examples N of the synthetic least-squares "
                    "set (default 1000)")
     p.add_argument("--dim", type=int, default=6, help="features of the synthetic set (default 6)")
-    p.add_argument("--data", default="breast_cancer", help="real classification data set for "
-                   "logistic regression, one of breast_cancer, or 'none'")
+    p.add_argument("--data", default="breast_cancer", help="real two-class data set for "
+                   "logistic regression: breast_cancer, or 'none'")
+    p.add_argument("--softmax-data", default="digits", help="real multi-class data set for "
+                   "softmax regression: digits, or 'none'")
+    p.add_argument("--softmax-target", type=float, default=0.1, help="target excess loss of the "
+                   "softmax problem, as a fraction of its excess loss at w0 = 0 (default 0.1)")
+    p.add_argument("--softmax-onestep-replicates", type=int, default=None, help="batches per batch "
+                   "size for the softmax problem's one-step curves, at every other size of the "
+                   f"ladder; 0 skips them (default {FULL['softmax_onestep_replicates']}, quick "
+                   f"{QUICK['softmax_onestep_replicates']})")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples of the runs for "
                    f"the hyperbola's intervals (default {FULL['bootstrap']}, quick {QUICK['bootstrap']})")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
@@ -88,11 +122,20 @@ def build_parser():
 def check(args):
     if args.data not in ("none", "breast_cancer"):
         raise ValueError(f"--data must be 'breast_cancer' or 'none'; got {args.data!r}")
-    if not 0 < args.target < 1:
-        raise ValueError(f"--target must be in (0, 1) (a fraction of the initial excess loss); "
-                         f"got {args.target}")
-    if len(args.batch_sizes) < 3 or min(args.batch_sizes) < 1:
-        raise ValueError(f"--batch-sizes must hold at least 3 positive sizes; got {args.batch_sizes}")
+    if args.softmax_data not in ("none", "digits"):
+        raise ValueError(f"--softmax-data must be 'digits' or 'none'; got {args.softmax_data!r}")
+    for name in ("target", "softmax_target"):
+        value = getattr(args, name)
+        if not 0 < value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1) (a fraction of the initial "
+                             f"excess loss); got {value}")
+    if args.softmax_onestep_replicates != 0 and args.softmax_onestep_replicates < 2:
+        raise ValueError(f"--softmax-onestep-replicates must be 0 (skip) or >= 2; got "
+                         f"{args.softmax_onestep_replicates}")
+    for name in ("batch_sizes", "softmax_batch_sizes"):
+        sizes = getattr(args, name)
+        if len(sizes) < 3 or min(sizes) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must hold at least 3 positive sizes; got {sizes}")
     if not args.lr_factor > 1:
         raise ValueError(f"--lr-factor must be > 1; got {args.lr_factor}")
     if not 0 < args.confidence < 1:
@@ -102,17 +145,44 @@ def check(args):
 # -- the problems ---------------------------------------------------------------------
 
 
+@dataclass
+class _Spec:
+    """One problem of the run, and how heavily each part measures it."""
+
+    label: str
+    problem: object
+    data: lossvar.Dataset
+    exact: bool  # the one-step theory is exact (a quadratic loss)
+    target: float  # fraction of the initial excess loss
+    sizes: list  # the ladder of batch sizes
+    onestep_replicates: int  # 0: no one-step curves
+    onestep_sizes: list
+    first_cap: int  # steps allowed to the first learning rate tried
+    record: dict  # keyword arguments of _record
+    full_with_replacement: bool  # the gradient-noise ladder adds B = N with replacement
+
+
 def _problems(args, seed):
-    """(label, problem, data, exact one-step theory?) for each problem of the run."""
+    """The problems of the run, as _Spec."""
     rng = np.random.default_rng(seed)
     scales = np.geomspace(1.0, 0.3, args.dim)  # condition number about 11: a real S_min
     X = rng.standard_normal((args.n, args.dim)) * scales
     y = X @ np.full(args.dim, 2.0) + rng.standard_normal(args.n)
-    out = [("least squares (synthetic)", lossvar.LinearRegression(),
-            lossvar.Dataset(X, y, name="synthetic", task="regression"), True)]
+    sizes = args.batch_sizes
+    dense = dict(dense=50, points=120)
+    out = [_Spec("least squares (synthetic)", lossvar.LinearRegression(),
+                 lossvar.Dataset(X, y, name="synthetic", task="regression"), True, args.target,
+                 sizes, args.onestep_replicates, sizes, 4000, dense, True)]
     if args.data != "none":
         data = lossvar.datasets.load(args.data)
-        out.append((f"logistic ({args.data})", lossvar.datasets.problem_for(data), data, False))
+        out.append(_Spec(f"logistic ({args.data})", lossvar.datasets.problem_for(data), data, False,
+                         args.target, sizes, args.onestep_replicates, sizes, 4000, dense, True))
+    if args.softmax_data != "none":
+        data = lossvar.datasets.load(args.softmax_data)
+        out.append(_Spec(f"softmax ({args.softmax_data})", lossvar.datasets.problem_for(data), data,
+                         False, args.softmax_target, args.softmax_batch_sizes,
+                         args.softmax_onestep_replicates, args.softmax_batch_sizes[::2], 4000,
+                         dict(dense=20, points=50), False))
     return out
 
 
@@ -124,7 +194,7 @@ class _Reference:
         self.X, self.y = data.X, np.asarray(data.y, dtype=np.float64)
         p = problem.n_params(data.d)
         self.w0 = np.zeros(p)
-        self.w_star = problem.minimize(data.X, data.y)
+        self.w_star = lossvar.datasets.reference_params(data, problem)
         self.loss0 = float(problem.mean_loss(self.w0, self.X, self.y))
         self.loss_star = float(problem.mean_loss(self.w_star, self.X, self.y))
         self.target = self.loss_star + target * (self.loss0 - self.loss_star)
@@ -152,22 +222,27 @@ class _OneStepGains:
 
     def __call__(self, rng, size):
         idx = _sampling.with_replacement(rng, self.grads.shape[0], self.batch_size, size)
-        g = self.grads[idx].mean(axis=1)  # (size, p): every batch of the block at once
+        # (size, p): the batches' means, gathering at most GATHER_ELEMENTS gradient entries at once
+        step = max(1, GATHER_ELEMENTS // (self.batch_size * self.grads.shape[1]))
+        g = np.concatenate([self.grads[idx[s:s + step]].mean(axis=1) for s in range(0, size, step)])
         out = np.empty((size, self.eps.size))
         for k, eps in enumerate(self.eps):  # a loop over the grid, not over replicates
             out[:, k] = self.loss0 - self.problem.mean_loss(self.w - eps * g, self.X, self.y)
         return out
 
 
-def _one_step(label, ref, exact, sizes, args, root):
+def _one_step(spec, ref, args, root):
+    label, sizes = spec.label, [b for b in spec.onestep_sizes if b <= spec.data.n]
+    if not spec.onestep_replicates:
+        return pd.DataFrame(), pd.DataFrame()
     noise = ref.noise
     eps_max = noise.grad_norm2 / noise.grad_hess_grad
     eps = eps_max * EPS_MULTIPLES
-    conditions = [Condition((b,), args.onestep_replicates, ONESTEP_BLOCK, _OneStepGains(ref, b, eps),
+    conditions = [Condition((b,), spec.onestep_replicates, ONESTEP_BLOCK, _OneStepGains(ref, b, eps),
                             label=f"one step, B={b}", reduce="stack") for b in sizes]
     outputs = run(conditions, root, **_engine_options(args))
     rows, opt_rows = [], []
-    kind = "exact" if exact else "second-order"
+    kind = "exact" if spec.exact else "second-order"
     for b, out in zip(sizes, outputs, strict=True):
         gains = out.values
         mean = gains.mean(axis=0)
@@ -205,10 +280,11 @@ def _fitted_optimum(gains, eps):
 # -- part 2: steps against examples -----------------------------------------------------
 
 
-def _record(max_steps):
-    """Every step up to 50, then about 4% apart (the crossing is interpolated between records)."""
-    geo = np.round(np.geomspace(50, max(max_steps, 51), 120)).astype(np.int64)
-    grid = np.unique(np.concatenate([np.arange(0, 51), geo, [max_steps]]))
+def _record(max_steps, dense=50, points=120):
+    """Every step up to ``dense``, then ``points`` steps geometrically apart (the crossing is
+    interpolated between records; 120 points to 4000 steps are about 3% apart)."""
+    geo = np.round(np.geomspace(dense, max(max_steps, dense + 1), points)).astype(np.int64)
+    grid = np.unique(np.concatenate([np.arange(0, dense + 1), geo, [max_steps]]))
     return grid[grid <= max_steps]
 
 
@@ -237,60 +313,108 @@ def _steps_to_target(tr, ref):
     return out
 
 
-def _ensemble(ref, b, lr, replicates, max_steps, seed, args):
-    import warnings
-
+def _ensemble(spec, ref, b, lr, replicates, max_steps, seed, args):
     with warnings.catch_warnings():  # a diverging learning rate is a tuning outcome, not an error
         warnings.simplefilter("ignore", lossvar.DivergenceWarning)
         tr = run_sgd(ref.problem, ref.data, optim.sgd(lr), steps=int(max_steps), batch_size=b,
-                     replicates=replicates, sampling="with_replacement", record=_record(max_steps),
-                     rng=seed, **studies.parallel(run_sgd, args))
-    return _steps_to_target(tr, ref)
+                     replicates=replicates, sampling="with_replacement",
+                     record=_record(max_steps, **spec.record), rng=seed,
+                     **studies.parallel(run_sgd, args))
+    return _steps_to_target(tr, ref), len(tr.diverged)
 
 
-def _lr_top(ref):
-    """The grid's largest rate: 1.5/lambda_max of H(w0), stable for full-batch descent there."""
+def _lr_base(ref):
+    """The grid's anchor, k = 0: 1.5/lambda_max of H(w0), stable for full-batch descent there."""
     return 1.5 / ref.lambda_max
 
 
-def _tune(label, ref, b, args, seed):
-    """Descend the learning-rate grid until the mean steps grow twice in a row; the tuning rows."""
-    rows, best, worse = [], None, 0
-    cap = 4000
-    seeds = seed.spawn(40)
-    for k in range(40):
-        lr = _lr_top(ref) * args.lr_factor ** -k
-        s = _ensemble(ref, b, lr, args.tune_replicates, cap, seeds[k], args)
+#: Most learning rates tried above, and below, the anchor.
+MAX_RATES = 40
+
+
+def _tune(spec, ref, b, args, seed, start, cap):
+    """The best rate of the grid lr_k = 1.5/lambda_max * f^-k; (k, lr, mean, steps), the rows.
+
+    From k = ``start`` (for the smallest B the grid point nearest the best
+    single step eps_opt(B), for the others the best k of the next smaller
+    batch: the best rate grows with B), the first rate allowed ``cap``
+    steps, the grid is walked upward (k - 1, k - 2, ...) until a rate
+    fails (a run diverges or misses the target within the step cap) or is
+    worse than the best twice in a row, then downward from k + 1 until a
+    finite rate is worse than the best twice in a row. A failed rate counts
+    as worse than every finite one, so the best rate is interior (a worse or
+    failed rate on each side of it) unless a walk ran out of its MAX_RATES.
+    """
+    rows, tried = [], {}
+    up, down = seed.spawn(2)
+    seeds = {**{-k - 1: s for k, s in enumerate(up.spawn(MAX_RATES))},
+             **dict(enumerate(down.spawn(MAX_RATES)))}
+
+    def best():
+        finite = {k: v for k, v in tried.items() if np.isfinite(v[1])}
+        return min(finite.items(), key=lambda kv: kv[1][1]) if finite else (None, (None, np.inf, None))
+
+    def evaluate(k):
+        nonlocal cap
+        lr = _lr_base(ref) * args.lr_factor ** -k
+        s, diverged = _ensemble(spec, ref, b, lr, args.tune_replicates, cap, seeds[k], args)
         ok = bool(np.isfinite(s).all())
         mean = float(s.mean()) if ok else np.inf
-        rows.append(dict(problem=label, batch_size=b, lr=lr, replicates=s.size,
-                         reached=int(np.isfinite(s).sum()), steps_mean=mean if ok else np.nan))
-        if best is None or mean < best[1]:
-            best, worse = (lr, mean, s), 0
-            cap = int(np.ceil(3 * np.nanmax(s))) + 10 if ok else cap
-        elif best[1] < np.inf:
-            worse += 1
-            if worse == 2:
+        rows.append(dict(problem=spec.label, batch_size=b, k=k, lr=lr, replicates=s.size,
+                         reached=int(np.isfinite(s).sum()), diverged=diverged, step_cap=cap,
+                         steps_mean=mean if ok else np.nan))
+        improved = ok and mean < best()[1][1]
+        tried[k] = (lr, mean, s)
+        if improved:
+            cap = int(np.ceil(3 * np.max(s))) + 10
+        return ok, improved
+
+    for direction in (-1, 1):
+        k, worse = start, 0
+        if direction == 1:  # the rates between the best and the start are already worse than the best
+            k_best = best()[0]
+            k, worse = start + 1, (0 if k_best is None else min(2, start - k_best))
+        while worse < 2 and -MAX_RATES <= k < MAX_RATES:
+            ok, improved = evaluate(k)
+            if direction == -1 and not ok:
                 break
-    return best, rows
+            if improved:
+                worse = 0
+            elif best()[0] is not None:
+                worse += 1
+            k += direction
+    k_best, (lr, mean, s) = best()
+    return k_best, lr, mean, s, tried, rows, cap
 
 
-def _steps(label, ref, sizes, args, root):
+def _steps(spec, ref, sizes, args, root):
     rows, tuning, runs = [], [], {}
+    eps_opt = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, sizes[0]).learning_rate
+    start = int(np.round(np.log(_lr_base(ref) / eps_opt) / np.log(args.lr_factor)))
+    cap = spec.first_cap
     for b, seed in zip(sizes, root.spawn(len(sizes)), strict=True):
         tune_seed, run_seed = seed.spawn(2)
-        (lr, tuned_mean, tuned), trows = _tune(label, ref, b, args, tune_seed)
+        k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start, cap)
+        if k is None and cap < spec.first_cap:  # the previous batch's step cap was too tight here
+            tuning += trows
+            k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start,
+                                                                spec.first_cap)
         tuning += trows
-        if not np.isfinite(tuned_mean):
-            rows.append(dict(problem=label, batch_size=b, lr=np.nan, replicates=0, reached=0))
+        start = start if k is None else k
+        if k is None:
+            rows.append(dict(problem=spec.label, batch_size=b, lr=np.nan, replicates=0, reached=0))
             continue
-        s = _ensemble(ref, b, lr, args.replicates, int(np.ceil(4 * np.nanmax(tuned))) + 20,
-                      run_seed, args)
+        above, below = tried.get(k - 1), tried.get(k + 1)
+        s, diverged = _ensemble(spec, ref, b, lr, args.replicates,
+                                int(np.ceil(4 * np.max(tuned))) + 20, run_seed, args)
         runs[b] = s[np.isfinite(s)]
         m, se = runs[b].mean(), runs[b].std(ddof=1) / np.sqrt(runs[b].size)
-        rows.append(dict(problem=label, batch_size=b, lr=lr, lr_at_grid_top=bool(lr == _lr_top(ref)),
-                         replicates=s.size, reached=int(np.isfinite(s).sum()), steps=m, steps_se=se,
-                         examples=b * m, examples_se=b * se))
+        rows.append(dict(problem=spec.label, batch_size=b, lr=lr, lr_k=k,
+                         lr_over_base=args.lr_factor ** -k, lr_at_grid_top=above is None,
+                         lr_interior=bool(above is not None and below is not None
+                                          and above[1] > tuned_mean and below[1] > tuned_mean),
+                         rates_tried=len(tried), replicates=s.size, reached=int(np.isfinite(s).sum()),
+                         diverged=diverged, steps=m, steps_se=se, examples=b * m, examples_se=b * se))
     return pd.DataFrame(rows), pd.DataFrame(tuning), runs
 
 
@@ -328,10 +452,10 @@ def _hyperbola(runs, args, seed):
     return out
 
 
-def _noise_path(label, ref, args):
+def _noise_path(spec, ref):
     """B_simple and B_noise along full-batch gradient descent (step 1/lambda_max) to the target."""
-    rows, w = [], ref.w0.copy()
-    levels = [*PATH_FRACTIONS, args.target]
+    label, rows, w = spec.label, [], ref.w0.copy()
+    levels = sorted({*PATH_FRACTIONS, spec.target}, reverse=True)
     excess0 = ref.loss0 - ref.loss_star
     lr = 1.0 / ref.lambda_max
     for step in range(200_000):
@@ -351,11 +475,12 @@ def _noise_path(label, ref, args):
 # -- part 3: the gradient noise -----------------------------------------------------------
 
 
-def _gradient_noise_table(label, ref, sizes, args, root):
-    tables, fits = [], []
+def _gradient_noise_table(spec, ref, sizes, args, root):
+    label, tables, fits = spec.label, [], []
     seeds = root.spawn(2)
     for sampling, seed in zip(("with_replacement", "without_replacement"), seeds, strict=True):
-        ladder = sorted({b for b in sizes if b <= ref.data.n} | {ref.data.n})
+        full = sampling == "without_replacement" or spec.full_with_replacement
+        ladder = sorted({b for b in sizes if b <= ref.data.n} | ({ref.data.n} if full else set()))
         res = gradient_variance(ref.problem, ref.data, ref.w0, ladder, replicates=args.noise_replicates,
                                 sampling=sampling, rng=seed, confidence=args.confidence,
                                 **_engine_options(args))
@@ -376,29 +501,37 @@ def _engine_options(args):
 
 
 def compute(args, folder):
+    # Every matrix here is small (at most 1797 x 640): one BLAS thread is faster than several that
+    # wait for each other, most of all on a shared machine, and the same for every run.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _compute(args, folder)
+
+
+def _compute(args, folder):
     root = as_seed_sequence(args.seed)
     seeds = root.spawn(2)
     problems = _problems(args, seeds[0])
     parts = {k: [] for k in ("one_step", "one_step_opt", "steps", "tuning", "critical_batch",
                              "noise_path", "gradient_variance", "gradient_scaling")}
-    for (label, problem, data, exact), seed in zip(problems, seeds[1].spawn(len(problems)),
-                                                   strict=True):
+    for spec, seed in zip(problems, seeds[1].spawn(len(problems)), strict=True):
         s1, s2, s3, s4 = seed.spawn(4)
-        ref = _Reference(problem, data, args.target)
-        sizes = [b for b in args.batch_sizes if b <= data.n]
-        one, opt = _one_step(label, ref, exact, sizes, args, s1)
-        steps, tuning, runs = _steps(label, ref, sizes, args, s2)
-        path = _noise_path(label, ref, args)
+        ref = _Reference(spec.problem, spec.data, spec.target)
+        sizes = [b for b in spec.sizes if b <= spec.data.n]
+        one, opt = _one_step(spec, ref, args, s1)
+        steps, tuning, runs = _steps(spec, ref, sizes, args, s2)
+        path = _noise_path(spec, ref)
         fit = _hyperbola(runs, args, s3)
         start, end = path.iloc[0], path.iloc[-1]
-        fit = dict(problem=label, **fit, b_noise_start=start.b_noise, b_simple_start=start.b_simple,
-                   b_noise_target=end.b_noise, b_simple_target=end.b_simple, target=args.target)
-        gv, gfit = _gradient_noise_table(label, ref, sizes, args, s4)
+        fit = dict(problem=spec.label, **fit, b_noise_start=start.b_noise, b_simple_start=start.b_simple,
+                   b_noise_target=end.b_noise, b_simple_target=end.b_simple, target=spec.target,
+                   lr_interior_all=bool(steps.lr_interior.fillna(False).astype(bool).all()))
+        gv, gfit = _gradient_noise_table(spec, ref, sizes, args, s4)
         for key, value in (("one_step", one), ("one_step_opt", opt), ("steps", steps),
                            ("tuning", tuning), ("critical_batch", pd.DataFrame([fit])),
                            ("noise_path", path), ("gradient_variance", gv),
                            ("gradient_scaling", gfit)):
-            parts[key].append(value)
+            if len(value):  # a problem without one-step curves adds no rows there
+                parts[key].append(value)
     tables = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
     for name, table in tables.items():
         folder.table(name, table)
@@ -437,6 +570,7 @@ def _figures(folder, t, args):
     fig.tight_layout()
     folder.figure("one_step", fig)
 
+    labels = list(t["critical_batch"].problem)
     fig, axes = plt.subplots(1, len(labels), figsize=(5.6 * len(labels), 4.4), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
         s = t["steps"][(t["steps"].problem == label) & (t["steps"].reached > 0)]
@@ -457,7 +591,7 @@ def _figures(folder, t, args):
         ax.set_yscale("log")
         ax.set_xlabel("examples E = B S")
         ax.set_ylabel("steps S to the target loss")
-        ax.set_title(f"{label}: target = {args.target:g} of the initial excess loss\n"
+        ax.set_title(f"{label}: target = {c.target:g} of the initial excess loss\n"
                      f"B_noise: {c.b_noise_start:.3g} at start, {c.b_noise_target:.3g} at target",
                      fontsize=9)
         ax.legend(fontsize=7, frameon=False)
@@ -497,13 +631,21 @@ def _summary(args, t):
         lines.append(f"  eps_opt(B) = eps_max/(1 + B_noise/B) with eps_max = {o.eps_max.iloc[0]:.4g}, "
                      f"B_noise = {o.b_noise.iloc[0]:.4g}; Monte Carlo eps_opt vs theory: max |z| = "
                      f"{zo:.2f}.")
+    skipped = [c.problem for c in t["critical_batch"].itertuples() if c.problem not in set(one.problem)]
+    if skipped:
+        lines.append(f"- {', '.join(skipped)}: no one-step curves in this run "
+                     "(--softmax-onestep-replicates 0).")
+    targets = ", ".join(f"{c.target:g} for {c.problem}" for c in t["critical_batch"].itertuples())
     lines += ["", "## 2. Steps against examples", "",
-              f"Target: excess loss {args.target:g} of its value at w = 0. Learning rate per B: the "
-              f"best of the grid 1.5/lambda_max * {args.lr_factor:.4g}^-k on {args.tune_replicates} "
-              f"tuning runs, then {args.replicates} fresh runs measured. S(B) = S_min + E_min/B is "
-              "the hyperbola (S/S_min - 1)(E/E_min - 1) = 1; fitted by weighted least squares, "
-              f"intervals by the bootstrap over runs ({args.bootstrap} resamples; the learning-rate "
-              "choice is held fixed, so its uncertainty is not in them).", "",
+              f"Target: excess loss as a fraction of its value at w = 0: {targets}. Learning rate "
+              f"per B: the best of the grid 1.5/lambda_max * {args.lr_factor:.4g}^-k (k of either "
+              f"sign, lambda_max of H at w = 0) on {args.tune_replicates} tuning runs, the grid "
+              "walked upward until a rate diverges or misses the target and downward until the "
+              f"mean steps grow twice in a row; then {args.replicates} fresh runs measured. "
+              "S(B) = S_min + E_min/B is the hyperbola (S/S_min - 1)(E/E_min - 1) = 1; fitted by "
+              "weighted least squares, intervals by the bootstrap over runs "
+              f"({args.bootstrap} resamples; the learning-rate choice is held fixed, so its "
+              "uncertainty is not in them).", "",
               "| problem | S_min | E_min | B_crit = E_min/S_min | B_noise start / target | "
               "B_simple start / target | fit chi2 (dof), p |", "|---|---|---|---|---|---|---|"]
     for c in t["critical_batch"].itertuples():
@@ -513,12 +655,18 @@ def _summary(args, t):
             f"{c.b_crit:.3g} [{c.b_crit_ci_low:.3g}, {c.b_crit_ci_high:.3g}] | "
             f"{c.b_noise_start:.3g} / {c.b_noise_target:.3g} | {c.b_simple_start:.3g} / "
             f"{c.b_simple_target:.3g} | {c.chi2:.3g} ({c.dof}), {c.chi2_pvalue:.2g} |")
-    top = t["steps"][t["steps"].lr_at_grid_top.fillna(False).astype(bool)]
-    for label, g in top.groupby("problem", sort=False):
-        lines.append(f"- {label}: the best learning rate is the grid's largest (1.5/lambda_max of H at "
-                     f"w = 0) for B in {sorted(g.batch_size.tolist())}: there S is an upper bound for "
-                     "the best constant rate (for logistic regression the curvature falls along the "
-                     "path, so larger rates could be stable), which biases S_min up and B_crit down.")
+    lines.append("")
+    steps = t["steps"]
+    for label, g in steps.groupby("problem", sort=False):
+        tuned = g[g.reached > 0]
+        edge = sorted(tuned.batch_size[~tuned.lr_interior.astype(bool)].tolist())
+        rates = ", ".join(f"{r.lr_over_base:.3g}" for r in tuned.itertuples())
+        if edge:
+            verdict = (f"NOT interior for B in {edge}: a rate beside it was not tried, so S there "
+                       "is an upper bound for the best constant rate")
+        else:
+            verdict = "interior for every B (a worse, diverging or too slow rate on both sides)"
+        lines.append(f"- {label}: best learning rate / (1.5/lambda_max) per B: {rates}; {verdict}.")
     lines.append("")
     path = t["noise_path"]
     for c in t["critical_batch"].itertuples():
