@@ -1,7 +1,7 @@
 """Regenerate the README gallery: `python studies/make_gallery.py [--quick] [--seed S] [DIR]`.
 
 Runs every study (full sizes unless --quick) into a temporary folder with
-small figures (--dpi 60) and copies each PNG to DIR (default docs/) as
+figures at print resolution (--dpi 300) and copies each PNG to DIR (default docs/) as
 NAME-FIGURE.png: variance_scaling, sgd_vs_batch, erm_spread, robbins_monro,
 trend_optimizers and critical_batch (its one_step, steps_examples and
 gradient_variance figures, about 2 minutes of CPU at full size). `--studies
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lossvar-gallery-") as tmp:
         for name in names:
             folder = Path(tmp) / name
-            argv = ["--seed", str(args.seed), "--workers", str(args.workers), "--dpi", "60",
+            argv = ["--seed", str(args.seed), "--workers", str(args.workers), "--dpi", "300",
                     "--out", str(folder)] + (["--quick"] if args.quick else [])
             status = studies.run(name, argv)
             if status:

@@ -54,7 +54,7 @@ from threadpoolctl import threadpool_limits
 import lossvar
 from lossvar import optim, plots, studies, theory
 from lossvar import sampling as _sampling
-from lossvar._validate import as_seed_sequence
+from lossvar.streams import as_seed_sequence
 from lossvar.engine import Condition, run
 from lossvar.gradient_noise import gradient_noise, gradient_variance
 from lossvar.sgd import run_sgd
