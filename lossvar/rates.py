@@ -19,6 +19,7 @@ from scipy import stats as _st
 
 from . import streams
 from ._validate import as_choice, as_float, as_int
+from .stats import line_fit
 from .typing import RNGLike
 
 if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
@@ -168,7 +169,8 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
     se = V.std(axis=0, ddof=1) / math.sqrt(R)
     weights = (mean / se) ** 2 if np.all(se > 0) else np.ones_like(mean)
     x = np.log(k.astype(np.float64))
-    slope, intercept = _wls(x, np.log(mean)[None, :], weights)
+    line = line_fit(x, np.log(mean), weights)
+    slope, intercept = line.slope, line.intercept
     gen = (streams.stream(streams.as_seed_sequence(rng)) if rng is not None
            else streams.stream(trajectories.seed, streams.RATE_BOOTSTRAP))
     boot = []
@@ -177,9 +179,9 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
         counts = gen.multinomial(R, np.full(R, 1.0 / R), size=min(batch, n_resamples - start))
         means = counts @ V / R
         # A resampled mean can only be 0 if every picked replicate is 0 there.
-        boot.append(_wls(x, np.log(np.maximum(means, np.finfo(float).tiny)), weights)[0])
+        boot.append(line_fit(x, np.log(np.maximum(means, np.finfo(float).tiny)), weights).slope)
     boot_slopes = np.concatenate(boot)
-    exponent = -float(slope[0])
+    exponent = -float(slope)
     boot_se = float(np.std(boot_slopes, ddof=1))
     z = float(_st.norm.ppf(0.5 + confidence / 2))
     lo, hi = exponent - z * boot_se, exponent + z * boot_se
@@ -192,20 +194,11 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
               "interval contains 0")
     return RateFit(
         metric=metric, exponent=exponent, ci_low=lo, ci_high=hi, se=boot_se,
-        intercept=float(intercept[0]), plateau=bool(lo <= 0 <= hi), level=level,
+        intercept=float(intercept), plateau=bool(lo <= 0 <= hi), level=level,
         level_se=level_se, level_low=level - z * level_se, level_high=level + z * level_se,
         steps=tuple(int(s) for s in k), replicates=R, confidence=confidence,
         n_resamples=n_resamples, method=method,
     )
-
-
-def _wls(x, Y, w):
-    """Slopes and intercepts of each row of Y on x with weights w."""
-    xbar = np.sum(w * x) / np.sum(w)
-    ybar = (Y * w).sum(axis=1) / np.sum(w)
-    dx = x - xbar
-    slope = ((Y - ybar[:, None]) * (w * dx)).sum(axis=1) / np.sum(w * dx * dx)
-    return slope, ybar - slope * xbar
 
 
 def _tail(steps, tail):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import as_float, as_int
+from .stats import line_fit
 from .typing import ScheduleLike
 
 __all__ = [
@@ -500,16 +501,9 @@ def _call(s: UserSchedule, k: int) -> float:
 
 def _local_exponents(x, y):
     """Least-squares slopes -p of y on x per half-decade, with standard errors."""
-    p, se, xm = [], [], []
-    for w in _WINDOWS:
-        xw, yw = x[w], y[w]
-        dx = xw - xw.mean()
-        slope = (dx @ (yw - yw.mean())) / (dx @ dx)
-        resid = yw - yw.mean() - slope * dx
-        p.append(-slope)
-        se.append(math.sqrt((resid @ resid) / (len(xw) - 2) / (dx @ dx)))
-        xm.append(xw.mean())
-    return np.array(p), np.array(se), np.array(xm)
+    fits = [line_fit(x[w], y[w]) for w in _WINDOWS]
+    return (np.array([-f.slope for f in fits]), np.array([f.se_residual for f in fits]),
+            np.array([x[w].mean() for w in _WINDOWS]))
 
 
 def _tends_to_constant(z) -> bool:

@@ -69,6 +69,61 @@ def _sample_variance(x, axis=-1):
 
 
 @dataclass(frozen=True)
+class LineFit:
+    """A weighted least-squares line ``y = intercept + slope x`` (vectorized over rows of y).
+
+    Attributes
+    ----------
+    slope, intercept : float or ndarray
+    sxx : float
+        ``sum w (x - xbar_w)^2``.
+    chi2 : float or ndarray
+        ``sum w (y - fit)^2``, the weighted residual sum of squares.
+    dof : int
+        ``n - 2``.
+    """
+
+    slope: Any  # a float for a 1-D y, an array with one value per row otherwise
+    intercept: Any
+    sxx: float
+    chi2: Any
+    dof: int
+
+    @property
+    def se_known(self) -> float:
+        """Standard error of the slope when the weights are inverse variances: ``1/sqrt(sxx)``."""
+        return float(1.0 / np.sqrt(self.sxx))
+
+    @property
+    def se_residual(self):
+        """Standard error of the slope estimated from the scatter: ``sqrt(chi2/dof/sxx)``."""
+        return np.sqrt(self.chi2 / self.dof / self.sxx)
+
+
+def line_fit(x, y, weights=None) -> LineFit:
+    """Weighted least-squares line of ``y`` on ``x``; the one straight-line fit of lossvar.
+
+    ``y`` may have leading dimensions (one fit per row, the same ``x`` and
+    weights); ``weights`` default to 1. Used by the 1/B scaling fit, the
+    convergence-rate fits and the Robbins-Monro tail exponents
+    (docs/theory.md, sections 4, 5 and 7).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = np.sum(w)
+    xbar = np.sum(w * x) / total
+    dx = x - xbar
+    sxx = float(np.sum(w * dx * dx))
+    ybar = (y * w).sum(axis=-1) / total
+    slope = ((y - ybar[..., None]) * (w * dx)).sum(axis=-1) / sxx
+    intercept = ybar - slope * xbar
+    resid = y - intercept[..., None] - slope[..., None] * x
+    chi2 = (w * resid * resid).sum(axis=-1)
+    return LineFit(slope, intercept, sxx, chi2, x.size - 2)
+
+
+@dataclass(frozen=True)
 class ScalingFit:
     """Weighted least-squares fit of ``log Var(B) = a + exponent * log B``.
 
@@ -177,17 +232,10 @@ def scaling_fit(result: VarianceTable, *, confidence: float = 0.95) -> ScalingFi
     # log S2 is biased low by about Var(S2) / (2 sigma^4) (delta method);
     # heavy-tailed single-sample rows would otherwise tilt the slope.
     y = np.log(s2 / fpc[keep].to_numpy(dtype=float)) + 0.5 * rel2
-    w = 1.0 / rel2
-    xbar = np.sum(w * x) / np.sum(w)
-    ybar = np.sum(w * y) / np.sum(w)
-    sxx = np.sum(w * (x - xbar) ** 2)
-    slope = float(np.sum(w * (x - xbar) * (y - ybar)) / sxx)
-    intercept = float(ybar - slope * xbar)
-    se = float(1.0 / np.sqrt(sxx))
+    fit = line_fit(x, y, 1.0 / rel2)
+    slope, intercept, chi2 = float(fit.slope), float(fit.intercept), float(fit.chi2)
+    se, dof = fit.se_known, fit.dof
     z = _st.norm.ppf(0.5 + confidence / 2.0)
-    resid = y - intercept - slope * x
-    chi2 = float(np.sum(w * resid**2))
-    dof = len(keep) - 2
     return ScalingFit(
         exponent=slope, ci_low=slope - z * se, ci_high=slope + z * se,
         pvalue=float(2.0 * _st.norm.sf(abs(slope + 1.0) / se)), se=se, intercept=intercept,
