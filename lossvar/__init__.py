@@ -20,6 +20,7 @@ from .problems import (  # noqa: E402
     NoisyQuadratic,
     SoftmaxRegression,
 )
+from .engine import Execution  # noqa: E402
 from .gradient_noise import (  # noqa: E402
     GradientNoise,
     TwoBatchEstimate,
@@ -38,7 +39,8 @@ from .stats import Agreement, ScalingFit, agreement, plan_replicates, scaling_fi
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
-    "Agreement", "agreement", "DivergenceWarning", "GradientNoise", "TwoBatchEstimate", "gradient_noise",
+    "Agreement", "agreement", "DivergenceWarning", "Execution", "GradientNoise", "TwoBatchEstimate",
+    "gradient_noise",
     "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
     "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",
     "engine", "plan_replicates",

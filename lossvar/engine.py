@@ -284,33 +284,97 @@ def resolve_workers(workers) -> int:
     return (os.cpu_count() or 1) if workers == -1 else workers
 
 
-def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = None,
-        keep_values: bool = False, progress: bool = False, workers: int = 1,
-        executor: Executor | None = None, checkpoint=None, fingerprint: dict | None = None,
-        target_rel_se: float | None = None) -> list[Output]:
+@dataclass(frozen=True)
+class Execution:
+    """How a Monte Carlo call runs; never what it computes.
+
+    One object, validated once, that every Monte Carlo entry point takes as
+    ``execution=`` (``loss_variance``, ``variance_study``, ``run_sgd``,
+    ``gradient_variance``); their ``workers``, ``executor``, ``chunk_size``,
+    ``progress`` and ``checkpoint`` keywords are conveniences that build it
+    through :func:`as_execution`. Results are bit-identical for every choice
+    (streams are keyed by unit of work, blocks merged in index order), as with
+    scipy's ``MonteCarloMethod`` the options say how, not what.
+
+    Attributes
+    ----------
+    workers : int
+        1 (serial, in this process), a number of local processes, or -1 for all
+        cores. Not together with ``executor``.
+    executor : concurrent.futures.Executor, optional
+        Where chunks run instead, e.g. a dask ``Client(...).get_executor()``.
+    chunk_size : int, optional
+        Replicates per unit of work (memory and scheduling only).
+    progress : bool
+        A progress bar over chunks.
+    checkpoint : path, optional
+        Folder for finished chunks; a rerun of the same call resumes from it.
+    """
+
+    workers: int = 1
+    executor: Executor | None = None
+    chunk_size: int | None = None
+    progress: bool = False
+    checkpoint: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        from ._validate import as_int
+
+        resolve_workers(self.workers)
+        if self.executor is not None:
+            if not callable(getattr(self.executor, "submit", None)):
+                raise TypeError("`executor` must be a concurrent.futures.Executor (with a submit "
+                                f"method); got {self.executor!r}")
+            if self.workers != 1:
+                raise ValueError(f"give `workers` or `executor`, not both; got workers={self.workers!r} "
+                                 "and an executor")
+        if self.chunk_size is not None:
+            as_int(self.chunk_size, "chunk_size", low=1)
+        if not isinstance(self.progress, (bool, np.bool_)):
+            raise TypeError(f"`progress` must be True or False; got {self.progress!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"`checkpoint` must be a folder path or None; got {self.checkpoint!r}")
+
+
+_DEFAULTS = Execution()
+
+
+def as_execution(execution: Execution | None = None, **options) -> Execution:
+    """The one place where run options become an :class:`Execution`.
+
+    Either ``execution`` or the keyword conveniences (``workers``,
+    ``executor``, ``chunk_size``, ``progress``, ``checkpoint``; those left at
+    their defaults are ignored), not both.
+    """
+    given = {k: v for k, v in options.items() if v is not None and v != getattr(_DEFAULTS, k)}
+    if execution is None:
+        return Execution(**given)
+    if not isinstance(execution, Execution):
+        raise TypeError(f"`execution` must be a lossvar.Execution or None; got {execution!r}")
+    if given:
+        raise ValueError("give `execution` or the keywords " + ", ".join(f"`{k}`" for k in given)
+                         + ", not both")
+    return execution
+
+
+def run(conditions, root: np.random.SeedSequence, *, execution: Execution | None = None,
+        keep_values: bool = False, fingerprint: dict | None = None,
+        target_rel_se: float | None = None, **options) -> list[Output]:
     """Run every condition's blocks and merge them in block order.
 
     Parameters
     ----------
     conditions : sequence of Condition
     root : SeedSequence
-        The call's root (see :func:`lossvar._validate.as_seed_sequence`).
-    chunk_size : int, optional
-        Replicates per chunk of work, rounded up to whole blocks (default:
-        :data:`DEFAULT_CHUNK_BLOCKS` blocks). Affects memory and scheduling
-        only, never the result.
+        The call's root (see :func:`lossvar.streams.as_seed_sequence`).
+    execution : Execution, optional
+        How to run (workers or an executor, chunk size, progress bar,
+        checkpoint folder); or give those as keywords (``**options``). Chunks
+        are rounded up to whole blocks (default :data:`DEFAULT_CHUNK_BLOCKS`
+        blocks); a checkpoint folder gets each finished chunk atomically, and a
+        rerun of the same call computes only the missing chunks.
     keep_values : bool
         Keep the raw replicate values (memory then grows with the replicates).
-    progress : bool
-        Show a tqdm bar over chunks.
-    workers : int
-        1 (serial, in this process), a number of local processes, or -1 for
-        all cores. Ignored when ``executor`` is given.
-    executor : concurrent.futures.Executor, optional
-        Where chunks run, e.g. a dask ``Client.get_executor()``.
-    checkpoint : path, optional
-        Folder where each finished chunk is written atomically; a rerun of
-        the same call computes only the missing chunks.
     fingerprint : dict, optional
         JSON-serializable description of the call, stored in the checkpoint
         and compared on resume: a difference is refused, naming the keys.
@@ -319,6 +383,9 @@ def run(conditions, root: np.random.SeedSequence, *, chunk_size: int | None = No
         ``SE(S2) / S2 <= target_rel_se``, or at ``condition.replicates``
         (reported in ``Output.target_met``).
     """
+    spec = as_execution(execution, **options)
+    chunk_size, progress, checkpoint = spec.chunk_size, spec.progress, spec.checkpoint
+    executor, workers = spec.executor, spec.workers
     conditions = list(conditions)
     store = _Store(checkpoint, fingerprint, chunk_size) if checkpoint is not None else None
     own_pool = None

@@ -52,7 +52,7 @@ from . import sampling as _sampling
 from . import theory as _theory
 from ._validate import as_choice, as_finite_array, as_float, as_int
 from .data import Dataset
-from .engine import Condition, block_size, run
+from .engine import Condition, Execution, as_execution, block_size, run
 from .moments import Moments
 from .streams import as_seed_sequence, describe, stream
 from .typing import ArrayLike, BatchSizes, Executor, PathLikeStr, Problem, RNGLike
@@ -405,9 +405,10 @@ class _BatchGradientNoise:
 
 def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes: BatchSizes, *,
                       replicates: int, sampling: str = "with_replacement", rng: RNGLike = None,
-                      confidence: float = 0.95, workers: int | None = None, executor: Executor = None,
+                      confidence: float = 0.95, workers: int = 1, executor: Executor = None,
                       chunk_size: int | None = None, checkpoint: PathLikeStr | None = None,
-                      progress: bool = False) -> GradientVarianceResult:
+                      progress: bool = False,
+                      execution: Execution | None = None) -> GradientVarianceResult:
     r"""Monte Carlo of :math:`E\|g_B - G\|^2` against the batch size, beside its exact value.
 
     For each batch size B draw ``replicates`` random batches of B examples
@@ -472,6 +473,8 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
         Folder for finished chunks; a rerun of the same call resumes from it.
     progress : bool
         Show a progress bar over chunks.
+    execution : lossvar.Execution, optional
+        How to run, as one object, instead of the five keywords above; not both.
 
     Returns
     -------
@@ -510,7 +513,8 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
     sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
     replicates = as_int(replicates, "replicates", low=2)
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
-    workers = _workers(workers, executor)
+    how = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
+                       progress=progress, checkpoint=checkpoint)
     root = as_seed_sequence(rng)
     grads = as_finite_array(problem.grad(w, X, y), "problem.grad(w, X, y)", ndim=2)
     mean = grads.mean(axis=0)
@@ -526,13 +530,12 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
             (b,), replicates, block_size(b * dev.shape[1]),
             _BatchGradientNoise(dev, b, sampling), label=f"batch_size={b}"))
     fingerprint = None
-    if checkpoint is not None:  # hashing N x p gradients costs more than small-B work
+    if how.checkpoint is not None:  # hashing N x p gradients costs more than small-B work
         fingerprint = dict(source="gradients", data=hashlib.sha256(dev.tobytes()).hexdigest(),
                            n=n, p=dev.shape[1], batch_sizes=sizes, sampling=sampling,
                            replicates=replicates, seed=describe(root))
     live = [c for c in conditions if c is not None]
-    outputs = iter(run(live, root, chunk_size=chunk_size, progress=progress, workers=workers,
-                       executor=executor, checkpoint=checkpoint, fingerprint=fingerprint))
+    outputs = iter(run(live, root, execution=how, fingerprint=fingerprint))
     z = float(_st.norm.ppf(0.5 + confidence / 2.0))
     for row, cond in zip(rows, conditions, strict=True):
         m = Moments(replicates, 0.0, 0.0, 0.0, 0.0) if cond is None else _moments(next(outputs))
@@ -540,15 +543,6 @@ def gradient_variance(problem: Problem, data: Dataset, w: ArrayLike, batch_sizes
     table = pd.DataFrame(rows, columns=list(GRADIENT_VARIANCE_COLUMNS))
     return GradientVarianceResult(table=table, confidence=confidence, seed=root, grad=_frozen(mean),
                                   trace_cov=trace)
-
-
-def _workers(workers, executor) -> int:
-    if workers is None:
-        return 1
-    if executor is not None and workers != 1:
-        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and an "
-                         "executor")
-    return workers
 
 
 def _estimator(b, n) -> str:

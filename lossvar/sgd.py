@@ -43,7 +43,7 @@ import scipy.special
 
 from . import sampling as _sampling
 from ._validate import as_choice, as_finite_array, as_int
-from .engine import Condition, run
+from .engine import Condition, Execution, as_execution, run
 from .optim import Optimizer
 from .problems import LinearRegression, LogisticRegression
 from .schedules import as_schedule
@@ -171,7 +171,8 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
             w0: ArrayLike | None = None, rng: RNGLike = None, record: ArrayLike | None = None,
             average: bool = False, chunk_size: int | None = None, progress: bool = False,
             workers: int = 1, executor: Executor = None,
-            checkpoint: PathLikeStr | None = None) -> Trajectories:
+            checkpoint: PathLikeStr | None = None,
+            execution: Execution | None = None) -> Trajectories:
     """Run ``replicates`` independent SGD runs together and record their trajectories.
 
     Replicate r starts at ``w0`` (or ``w0[r]``) and makes ``steps`` updates
@@ -230,6 +231,9 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
         choice, and a checkpointed call that is killed resumes where it stopped.
         Blocks go to an ``executor`` by pickling; our own process pool
         (``workers > 1``) hands the work to its processes once, by fork.
+    execution : lossvar.Execution, optional
+        How to run, as one object, instead of ``chunk_size``, ``progress``,
+        ``workers``, ``executor`` and ``checkpoint``; not both.
 
     Returns
     -------
@@ -265,6 +269,8 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
     >>> list(tr.summary.columns)
     ['step', 'lr', 'n', 'loss_mean', 'loss_se', 'dist2_mean', 'dist2_se']
     """
+    how = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
+                       progress=progress, checkpoint=checkpoint)
     spec = _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
                          w0, record, average)
     root = as_seed_sequence(rng)
@@ -276,7 +282,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
                                     simulate=_Block(spec, start_rows), label=f"block {j}",
                                     reduce="stack"))
     fingerprint = None
-    if checkpoint is not None:
+    if how.checkpoint is not None:
         data = (source.fingerprint() if hasattr(source, "fingerprint") else repr(source))
         fingerprint = dict(
             call="run_sgd", problem=repr(problem), data=data, optimizer=optimizer.name,
@@ -284,8 +290,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
             batch_size=spec.batch_size, replicates=spec.replicates, sampling=spec.sampling,
             w0=hashlib.sha256(spec.w0.tobytes()).hexdigest(), record=spec.record.tolist(),
             average=spec.average, seed=f"{root.entropy}/{tuple(root.spawn_key)}")
-    outputs = run(conditions, root, chunk_size=chunk_size, progress=progress, workers=workers,
-                  executor=executor, checkpoint=checkpoint, fingerprint=fingerprint)
+    outputs = run(conditions, root, execution=how, fingerprint=fingerprint)
     packed = np.concatenate([o.values for o in outputs])
     return _trajectories(spec, packed, root)
 

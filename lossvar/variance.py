@@ -21,7 +21,7 @@ import pandas as pd
 from . import sampling as _sampling
 from . import stats, streams, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int
-from .engine import Condition, Output, block_size, run, scratch
+from .engine import Condition, Execution, Output, as_execution, block_size, run, scratch
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
 from .streams import as_seed_sequence
@@ -134,7 +134,8 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
                   interval: str = "fourth_moment", rng: RNGLike = None, keep_means: bool = False,
                   chunk_size: int | None = None, progress: bool = False, workers: int = 1,
                   executor: Executor = None, checkpoint: PathLikeStr | None = None,
-                  target_rel_se: float | None = None) -> VarianceResult:
+                  target_rel_se: float | None = None,
+                  execution: Execution | None = None) -> VarianceResult:
     """Monte Carlo variance of the batch-mean loss for each batch size.
 
     For each batch size ``B`` draw ``replicates`` independent batches of the
@@ -202,6 +203,9 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
         order, until ``variance_se / variance <= target_rel_se`` (judged from
         1000 replicates on), with ``replicates`` as the cap. The columns
         ``target_rel_se`` and ``target_met`` report the outcome.
+    execution : lossvar.Execution, optional
+        How to run, as one object (workers or an executor, chunk size,
+        progress, checkpoint), instead of the five keywords above; not both.
 
     Returns
     -------
@@ -218,12 +222,13 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     1          10  minibatch         0.08438
     2        1000      full         0.00000
     """
+    spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
+                        progress=progress, checkpoint=checkpoint)
     values, full_mean = _checked_losses(losses)
     n = values.size
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
-    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
-                                                       planned=True)
+    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
     # What depends on the values alone, once per call and in two passes over
@@ -249,13 +254,12 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     engine_target = None if rule == "planned" else target_rel_se
     keep = keep_means or interval == "bootstrap"
     fingerprint = None
-    if checkpoint is not None:  # hashing N values costs more than small-B work: only when needed
+    if spec.checkpoint is not None:  # hashing N values costs more than small-B work: only then
         fingerprint = dict(source="values", data=hashlib.sha256(values.tobytes()).hexdigest(),
                            n=n, batch_sizes=sizes, sampling=sampling, replicates=planned,
                            target_rel_se=target_rel_se, keep=keep, seed=streams.describe(root))
-    outputs = _run(conditions, root, keep, dict(
-        chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
-        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=engine_target))
+    outputs = _run(conditions, root, keep, dict(execution=spec, fingerprint=fingerprint,
+                                                target_rel_se=engine_target))
     exact_r = max([r for r in planned if r is not None], default=2)
     for row, out in zip(rows, outputs, strict=True):
         if out is None:  # the whole data set: the mean is known, the variance exactly 0
@@ -270,7 +274,8 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
                    full_size: int | None = None, keep_means: bool = False,
                    chunk_size: int | None = None, progress: bool = False, workers: int = 1,
                    executor: Executor = None, checkpoint: PathLikeStr | None = None,
-                   target_rel_se: float | None = None) -> VarianceResult:
+                   target_rel_se: float | None = None,
+                   execution: Execution | None = None) -> VarianceResult:
     """The variance of the loss estimator for a model at parameters ``w``.
 
     Parameters
@@ -291,8 +296,10 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
         and is NaN otherwise.
     w : array_like, 1-D
         Parameters of the problem, of length ``problem.n_params(d)``.
-    batch_sizes, replicates, confidence, interval, rng, keep_means, chunk_size, progress
+    batch_sizes, replicates, confidence, interval, rng, keep_means, target_rel_se
         As in :func:`loss_variance`.
+    chunk_size, progress, workers, executor, checkpoint, execution
+        How to run, as in :func:`loss_variance`.
     full_size : int, optional
         For a population: the N that ``"full"`` stands for.
 
@@ -300,6 +307,8 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
     -------
     VarianceResult
     """
+    spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
+                        progress=progress, checkpoint=checkpoint)
     w = as_finite_array(w, "w", ndim=1)
     if not hasattr(source, "sample"):
         X, y = source.X, source.y
@@ -307,9 +316,8 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
         sampling = "without_replacement" if sampling is None else sampling
         return loss_variance(problem.loss(w, X, y), batch_sizes, replicates=replicates,
                              sampling=sampling, confidence=confidence, interval=interval,
-                             rng=rng, keep_means=keep_means, chunk_size=chunk_size,
-                             progress=progress, workers=workers, executor=executor,
-                             checkpoint=checkpoint, target_rel_se=target_rel_se)
+                             rng=rng, keep_means=keep_means, target_rel_se=target_rel_se,
+                             execution=spec)
     if sampling not in (None, "fresh"):
         raise ValueError("The value for `sampling` must be None or 'fresh' for a population "
                          f"source (every replicate draws new examples), but {sampling!r} was passed.")
@@ -319,8 +327,7 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
         raise ValueError("`full_size` must be given (the N of the full batch) when `batch_sizes` "
                          "contains 'full' and the source is a population; got None")
     sizes = _sampling.as_batch_sizes(batch_sizes, full_size, "fresh")
-    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, executor, workers,
-                                                       planned=False)
+    count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, planned=False)
     count = AUTO_CAP if count is None else count  # never planned for a population
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
@@ -344,9 +351,8 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
                        w=w.tolist(), batch_sizes=sizes, full_size=full_size,
                        replicates=count, target_rel_se=target_rel_se, keep=keep,
                        seed=streams.describe(root))
-    outputs = _run(conditions, root, keep, dict(
-        chunk_size=chunk_size, progress=progress, workers=workers, executor=executor,
-        checkpoint=checkpoint, fingerprint=fingerprint, target_rel_se=target_rel_se))
+    outputs = _run(conditions, root, keep, dict(execution=spec, fingerprint=fingerprint,
+                                                target_rel_se=target_rel_se))
     for row, out in zip(rows, outputs, strict=True):
         row.update(_summary(out, confidence, interval, root, target_rel_se))
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, count)
@@ -445,16 +451,12 @@ def _planned(exact_kurtosis, target_rel_se):
     return int(max(2, stats.replicates_for_rel_se(exact_kurtosis, target_rel_se)))
 
 
-def _replicates_rule(replicates, target_rel_se, executor, workers, *,
-                     planned) -> tuple[int | None, str, float | None]:
+def _replicates_rule(replicates, target_rel_se, *, planned) -> tuple[int | None, str, float | None]:
     """``(replicates, rule, target)``: what ``replicates`` and ``target_rel_se`` ask for.
 
     ``"auto"`` plans from the exact kurtosis where it is known (fixed data,
     ``planned=True``), else adds blocks sequentially up to :data:`AUTO_CAP`.
     """
-    if executor is not None and workers != 1:
-        raise ValueError(f"give `workers` or `executor`, not both; got workers={workers!r} and "
-                         f"an executor")
     if target_rel_se is not None:
         target_rel_se = as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True,
                                  high_open=True)

@@ -175,11 +175,15 @@ def resolve(args, full: dict, quick: dict) -> dict:
 
 
 def execution(args) -> dict:
-    """How to run the Monte Carlo: ``workers`` and ``progress`` from the command line
-    (a progress bar by default when stderr is a terminal). Every Monte Carlo entry
-    point takes both, and neither changes a bit of the results."""
+    """How to run the Monte Carlo: ``{"execution": lossvar.Execution(...)}`` from the
+    command line's ``--workers`` and ``--progress`` (a progress bar by default when
+    stderr is a terminal). Every Monte Carlo entry point takes it, and it never
+    changes a bit of the results."""
+    from ..engine import Execution
+
     progress = getattr(args, "progress", None)
-    return {"workers": args.workers, "progress": sys.stderr.isatty() if progress is None else progress}
+    return {"execution": Execution(workers=args.workers,
+                                   progress=sys.stderr.isatty() if progress is None else progress)}
 
 
 def parallel(fn, args) -> dict:
