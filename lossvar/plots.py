@@ -40,7 +40,7 @@ import pandas as pd
 
 __all__ = [
     "COLUMN_WIDTH", "DPI", "EXACT", "FULL_WIDTH", "REFERENCE", "RC", "caption", "convergence_plot",
-    "interval_plot", "interval_words", "legend_order", "loss_curves", "markers", "palette",
+    "interval_plot", "interval_words", "legend_order", "loss_curves", "markers", "mc_points", "palette",
     "ratio_plot", "sampling_label", "spread_plot", "style", "subplots", "table_panel",
     "trajectories_plot", "use_style", "variance_plot",
 ]
@@ -58,6 +58,10 @@ OKABE_ITO = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73",
              "purple": "#CC79A7", "orange": "#E69F00", "sky": "#56B4E9", "yellow": "#F0E442"}
 _CYCLE = list(OKABE_ITO.values())
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+#: Colours beyond the seven of Okabe-Ito, for figures with more entities (Tol's "muted"
+#: scheme, also colour-blind safe); with more than seven names the weak yellow moves last.
+EXTRA_COLORS = ["#882255", "#44AA99", "#999933", "#332288", "#AA4499"]
+_EXTRA_MARKERS = ["<", ">", "p", "h", "d"]
 
 #: Entities with a fixed colour and marker in every figure of the package.
 KNOWN = {
@@ -177,13 +181,15 @@ def palette(names) -> dict:
     """One colour per entity: ``{name: colour}``, colour-blind safe (Okabe-Ito).
 
     Sampling schemes have fixed colours in every figure; other names take the
-    remaining colours in the order given. Call it once per figure with every
+    remaining colours in the order given (up to twelve distinct colours: beyond
+    Okabe-Ito's seven, Tol's muted ones). Call it once per figure with every
     name that appears in any panel, and pass the dict to each plot function
     (``palette=``), so an entity keeps its colour across panels.
     """
     names = list(dict.fromkeys(names))
     taken = {KNOWN[n][0] for n in names if n in KNOWN}
-    free = [c for c in _CYCLE if c not in taken] or _CYCLE
+    cycle = _CYCLE if len(names) <= len(_CYCLE) else _CYCLE[:-1] + EXTRA_COLORS + _CYCLE[-1:]
+    free = [c for c in cycle if c not in taken] or cycle
     out, i = {}, 0
     for n in names:
         if n in KNOWN:
@@ -201,7 +207,8 @@ def markers(names) -> dict:
     """One marker per entity, assigned like :func:`palette` (a second cue besides colour)."""
     names = list(dict.fromkeys(names))
     taken = {KNOWN[n][1] for n in names if n in KNOWN}
-    free = [m for m in _MARKERS if m not in taken] or _MARKERS
+    cycle = _MARKERS if len(names) <= len(_MARKERS) else _MARKERS + _EXTRA_MARKERS
+    free = [m for m in cycle if m not in taken] or cycle
     out, i = {}, 0
     for n in names:
         if n in KNOWN:
@@ -224,13 +231,55 @@ def _percent(confidence: float) -> str:
 
 
 def caption(fig, text: str, *, width: float | None = None, fontsize: float = 7.0):
-    """Write a caption under a figure, wrapped to the figure's width. Returns the Text."""
+    """Write a caption under a figure, wrapped to the figure's width. Returns the Text.
+
+    Lines are filled by measured width, so mathtext (``$...$``, never split)
+    counts as wide as it is drawn; paragraphs are separated by newlines.
+    """
     w = fig.get_figwidth() if width is None else width
-    chars = max(40, int(w * 72 / (0.52 * fontsize)))
-    wrapped = "\n".join(textwrap.fill(p, chars) for p in text.split("\n"))
     gap = 0.06 / fig.get_figheight()
+    wrapped = "\n".join(_fill(fig, p, w, fontsize) for p in text.split("\n"))
     return fig.text(0.0, -gap, wrapped, ha="left", va="top", fontsize=fontsize, color="0.1",
                     transform=fig.transFigure)
+
+
+def _words(paragraph: str) -> list[str]:
+    """Split at spaces outside ``$...$``: a math expression stays in one word."""
+    words, cur, math = [], "", False
+    for ch in paragraph:
+        if ch == "$":
+            math = not math
+        if ch == " " and not math:
+            words.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    words.append(cur)
+    return [x for x in words if x]
+
+
+def _fill(fig, paragraph: str, width: float, fontsize: float) -> str:
+    try:
+        renderer = fig.canvas.get_renderer()
+    except AttributeError:  # a backend without a renderer: count characters
+        return textwrap.fill(paragraph, max(40, int(width * 72 / (0.52 * fontsize))))
+    probe = fig.text(0, 0, "", fontsize=fontsize)
+
+    def size(t):
+        probe.set_text(t)
+        return probe.get_window_extent(renderer).width / fig.dpi
+
+    lines, cur = [], ""
+    for word in _words(paragraph):
+        trial = f"{cur} {word}" if cur else word
+        if cur and size(trial) > width:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = trial
+    lines.append(cur)
+    probe.remove()
+    return "\n".join(lines)
 
 
 def table_panel(ax, header, rows, *, colors=None, marks=None, color_col: int = 0,
@@ -369,18 +418,33 @@ def _reliable(t):
     return t["interval_reliable"].astype(bool).to_numpy()
 
 
-def _mc_points(ax, x, y, lo, hi, color, marker, label, reliable):
+def mc_points(ax, x, y, lo, hi, *, color, marker="o", label=None, reliable=None, ms=None):
+    """Monte Carlo estimates ``y`` at ``x`` as markers with interval bars ``lo`` to ``hi``.
+
+    The package's drawing of Monte Carlo (:data:`MONTE_CARLO`): filled markers,
+    open where ``reliable`` is False (an interval that may under-cover), one
+    legend entry (marker with bar) if ``label`` is given. Returns ``ax``.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    reliable = np.ones(x.size, bool) if reliable is None else np.asarray(reliable, bool)
+    _mc_points(ax, x, y, lo, hi, color, marker, label, reliable, ms=ms)
+    return ax
+
+
+def _mc_points(ax, x, y, lo, hi, color, marker, label, reliable, ms=None):
     """Monte Carlo markers with interval bars; open markers where the interval may under-cover."""
+    ms = MONTE_CARLO["ms"] if ms is None else ms
     yerr = np.vstack([y - lo, hi - y])
     ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=color, elinewidth=MONTE_CARLO["elinewidth"],
                 capsize=MONTE_CARLO["capsize"], capthick=MONTE_CARLO["capthick"],
                 zorder=MONTE_CARLO["zorder"])
     for sel, face in ((reliable, color), (~reliable, "white")):
         if np.any(sel):
-            ax.plot(x[sel], y[sel], ls="none", marker=marker, ms=MONTE_CARLO["ms"], mfc=face,
+            ax.plot(x[sel], y[sel], ls="none", marker=marker, ms=ms, mfc=face,
                     mec=color, mew=MONTE_CARLO["mew"], zorder=MONTE_CARLO["zorder"])
     # one legend entry: marker with its bar
-    ax.errorbar([], [], yerr=[], fmt=marker, color=color, ms=MONTE_CARLO["ms"],
+    ax.errorbar([], [], yerr=[], fmt=marker, color=color, ms=ms,
                 capsize=MONTE_CARLO["capsize"], elinewidth=MONTE_CARLO["elinewidth"], label=label)
 
 

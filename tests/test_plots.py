@@ -221,3 +221,39 @@ def test_table_panel_and_caption():
     cap = plots.caption(fig, "word " * 200)
     assert "\n" in cap.get_text()
     assert not ax.axison
+
+
+def test_palette_and_markers_stay_distinct_beyond_seven():
+    names = [f"s{i}" for i in range(10)]
+    p, m = plots.palette(names), plots.markers(names)
+    assert len(set(p.values())) == 10 and len(set(m.values())) == 10
+    assert plots.OKABE_ITO["yellow"] not in list(p.values())[:9]  # the weak yellow comes last
+    # seven names or fewer: unchanged
+    assert list(plots.palette(names[:7]).values()) == list(plots.OKABE_ITO.values())
+
+
+def test_mc_points_draws_bars_from_the_given_bounds():
+    _, ax = plt.subplots()
+    out = plots.mc_points(ax, [1, 2], [1.0, 2.0], [0.5, 1.5], [1.2, 2.6], color="#0072B2",
+                          marker="s", label="MC", reliable=[True, False], ms=3.0)
+    assert out is ax
+    segments = np.concatenate([c.get_segments() for c in ax.collections if c.get_segments()])
+    assert sorted(np.round(segments[:, :, 1].min(axis=1), 12)) == [0.5, 1.5]
+    assert sorted(np.round(segments[:, :, 1].max(axis=1), 12)) == [1.2, 2.6]
+    faces = [to_hex(ln.get_markerfacecolor()) for ln in ax.lines if len(ln.get_xdata())]
+    assert "#ffffff" in faces  # the unreliable interval has an open marker
+    assert "MC" in ax.get_legend_handles_labels()[1]
+
+
+def test_caption_keeps_mathtext_whole_and_fits_the_width():
+    fig = plt.figure(figsize=(3.5, 2.0))
+    text = "word " * 40 + r"$\mathbb{E}\,\|w_N - w^*\|^2 \propto (N - d - 1)^{-1}$ " + "end " * 20
+    cap = plots.caption(fig, text)
+    lines = cap.get_text().split("\n")
+    assert len(lines) > 2
+    assert all(line.count("$") % 2 == 0 for line in lines)  # no math split across lines
+    renderer = fig.canvas.get_renderer()
+    probe = fig.text(0, 0, "", fontsize=7.0)
+    for line in lines:
+        probe.set_text(line)
+        assert probe.get_window_extent(renderer).width / fig.dpi <= 3.5 + 1e-6
