@@ -87,7 +87,7 @@ def compute(args, folder):
     rows, curves, exact_curves = [], [], []
     seeds = np.random.SeedSequence(args.seed).spawn(len(_schedules(args)))
     tail = (max(10, args.steps // 10), args.steps)
-    kw = studies.parallel(run_sgd, args)
+    kw = studies.execution(args)
     z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     for (label, sched, c, p), seed in zip(_schedules(args), seeds, strict=True):
         report = lossvar.robbins_monro(sched)

@@ -107,7 +107,7 @@ def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records
     per_epoch = 1 if batch == "full" else data.n // batch
     steps = epochs * per_epoch
     record = np.unique(np.linspace(0, steps, epochs * per_epoch_records + 1).round().astype(int))
-    kw = studies.parallel(run_sgd, args)
+    kw = studies.execution(args)
     tr = run_sgd(problem, data, _optimizer(batch, data), steps=steps,
                  batch_size=None if batch == "full" else batch,
                  sampling="full" if batch == "full" else "reshuffle",

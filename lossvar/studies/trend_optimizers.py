@@ -99,7 +99,7 @@ def compute(args, folder):
     pop = lossvar.GaussianNoisePopulation(q)
     opts = _optimizers(h.max())
     seeds = np.random.SeedSequence(args.seed).spawn(4)
-    kw = studies.parallel(run_sgd, args)
+    kw = studies.execution(args)
     z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     paths, updates, curves = [], [], []
     for name, opt in opts.items():

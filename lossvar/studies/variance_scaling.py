@@ -62,7 +62,7 @@ def check(args):
 def compute(args, folder):
     seeds = np.random.SeedSequence(args.seed).spawn(6)
     common = dict(replicates=args.replicates, confidence=args.confidence)
-    common.update(studies.parallel(lossvar.variance_study, args))
+    common.update(studies.execution(args))
     pop = lossvar.GaussianLinearPopulation(np.array(W_TRUE), noise_std=args.noise_std)
     w = np.zeros(len(W_TRUE))
     fixed = pop.sample(args.n, seeds[0])
