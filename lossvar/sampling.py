@@ -127,20 +127,24 @@ def draw(rng: np.random.Generator, n: int, batch_size: int, size: int, sampling:
     return without_replacement(rng, n, batch_size, size, scratch=scratch)
 
 
-def reshuffled_epochs(rng: np.random.Generator, n: int, batch_size: int, n_epochs: int,
-                      replicates: int) -> np.ndarray:
-    """Batches of the lecture's algorithm: each epoch a new random permutation, cut in order.
+def epoch_batches(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
+    """One epoch of the lecture's reshuffling, for ``size`` replicates.
 
-    Returns an array of shape ``(replicates, n_epochs * (n // batch_size), batch_size)``;
-    when ``batch_size`` does not divide ``n`` the last ``n % batch_size`` examples
-    of each permutation are dropped (every batch has exactly ``batch_size``
-    examples, so every update has the same noise level). Marginally each batch
-    is a sample without replacement (docs/theory.md, section 1).
+    Each replicate gets a new uniformly random permutation of ``range(n)``
+    (``rng.permuted``, Fisher-Yates per row), cut in order into ``n // batch_size``
+    batches; the last ``n % batch_size`` indices are dropped.
+
+    Returns
+    -------
+    ndarray of int, shape (size, n // batch_size, batch_size)
+
+    Marginally each batch is a sample without replacement (docs/theory.md,
+    section 1); batches of one epoch are disjoint.
     """
     per_epoch = n // batch_size
-    keys = rng.random((replicates, n_epochs, n))
-    perms = np.argsort(keys, axis=-1)[..., : per_epoch * batch_size].astype(index_dtype(n))
-    return perms.reshape(replicates, n_epochs * per_epoch, batch_size)
+    perm = np.tile(np.arange(n, dtype=index_dtype(n)), (size, 1))
+    rng.permuted(perm, axis=1, out=perm)
+    return perm[:, : per_epoch * batch_size].reshape(size, per_epoch, batch_size)
 
 
 def as_list(batch_sizes) -> list:

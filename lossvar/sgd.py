@@ -16,7 +16,7 @@ unit of randomness: block j (replicates ``j*BLOCK_SIZE`` onwards) is one
 - ``"with_replacement"``: ``rng.integers(0, N, (R_b, B))`` per step
   (:func:`lossvar.sampling.with_replacement`);
 - ``"reshuffle"``: at the start of each epoch, one ``rng.permuted`` of
-  ``range(N)`` per replicate (:func:`epoch_batches`), cut in order into
+  ``range(N)`` per replicate (:func:`lossvar.sampling.epoch_batches`), cut in order into
   ``N // B`` batches; the last ``N % B`` examples of each permutation are
   not used in that epoch, so every update averages exactly B examples and an
   epoch is ``N // B`` updates;
@@ -50,7 +50,7 @@ from .schedules import as_schedule
 from .streams import as_seed_sequence
 from .typing import ArrayLike, DataSource, Executor, PathLikeStr, Problem, RNGLike
 
-__all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "epoch_batches", "run_sgd"]
+__all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "run_sgd"]
 
 #: Replicates per block: the unit of randomness (part of the definition of the
 #: random numbers; changing it changes the bits).
@@ -147,23 +147,6 @@ class Trajectories:
                 f"batch_size={i.get('batch_size')}, steps={i.get('steps')}, "
                 f"replicates={i.get('replicates')}, diverged={len(self.diverged)})")
         return f"{head}\n{self.summary.to_string(index=False)}"
-
-
-def epoch_batches(rng: np.random.Generator, n: int, batch_size: int, size: int) -> np.ndarray:
-    """One epoch of the lecture's reshuffling, for ``size`` replicates.
-
-    Each replicate gets a new uniformly random permutation of ``range(n)``
-    (``rng.permuted``, Fisher-Yates per row), cut in order into ``n // batch_size``
-    batches; the last ``n % batch_size`` indices are dropped.
-
-    Returns
-    -------
-    ndarray of int, shape (size, n // batch_size, batch_size)
-    """
-    per_epoch = n // batch_size
-    perm = np.tile(np.arange(n, dtype=_sampling.index_dtype(n)), (size, 1))
-    rng.permuted(perm, axis=1, out=perm)
-    return perm[:, : per_epoch * batch_size].reshape(size, per_epoch, batch_size)
 
 
 def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps: int,
@@ -440,7 +423,7 @@ class _Block:
         def reshuffled(t):
             i = (t - 1) % per_epoch
             if i == 0:
-                epoch["batches"] = epoch_batches(rng, n, B, size)
+                epoch["batches"] = _sampling.epoch_batches(rng, n, B, size)
             return gather(epoch["batches"][:, i])
         return reshuffled
 

@@ -16,7 +16,8 @@ from scipy import stats
 
 import lossvar
 from lossvar import GaussianNoisePopulation, optim, schedules, theory
-from lossvar.sgd import DivergenceWarning, epoch_batches, run_sgd
+from lossvar.sampling import epoch_batches
+from lossvar.sgd import DivergenceWarning, run_sgd
 from lossvar.streams import stream
 
 ALPHA = 1e-4
