@@ -88,9 +88,7 @@ def _paths(problem, pop, opt, steps, replicates, seed):
 
 
 def check(args):
-    if args.data != "none" and args.data not in lossvar.datasets.NAMES:
-        raise ValueError(f"--data must be one of {', '.join(lossvar.datasets.NAMES)} or 'none'; "
-                         f"got {args.data!r}")
+    studies.check_data(args.data, none=True)
 
 
 def compute(args, folder):
