@@ -186,11 +186,6 @@ def execution(args) -> dict:
                                    progress=sys.stderr.isatty() if progress is None else progress)}
 
 
-def parallel(fn, args) -> dict:
-    """:func:`execution` (``fn``, the entry point it is for, takes every option)."""
-    return execution(args)
-
-
 def start(name: str, args, params: dict) -> results.StudyFolder:
     """The results folder of a run (refusing to overwrite silently)."""
     return results.StudyFolder.create(args.out, name, params, overwrite=args.overwrite,

@@ -341,7 +341,7 @@ def _ensemble(spec, ref, b, lr, replicates, max_steps, seed, args):
         tr = run_sgd(ref.problem, ref.data, optim.sgd(lr), steps=int(max_steps), batch_size=b,
                      replicates=replicates, sampling="with_replacement",
                      record=_record(max_steps, **spec.record), rng=seed,
-                     **studies.parallel(run_sgd, args))
+                     **studies.execution(args))
     return _steps_to_target(tr, ref), len(tr.diverged)
 
 
