@@ -7,7 +7,7 @@ import pytest
 
 from lossvar import cli
 
-SMALL = ["--quick", "--replicates", "60", "--sizes", "8,16,32", "--noise-std", "1,2"]
+SMALL = ["--quick", "--replicates", "60", "--sizes", "8,16,32", "--noise-std", "1,2", "--dpi", "72"]
 
 
 def test_list(capsys):

@@ -29,7 +29,7 @@ PROBLEMS = ["least squares (synthetic)", "logistic (breast_cancer)", "softmax (d
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("critical_batch") / "out"
-    assert studies.run("critical_batch", ["--quick", "--seed", "1", "--out", str(out)]) == 0
+    assert studies.run("critical_batch", ["--quick", "--seed", "1", "--dpi", "72", "--out", str(out)]) == 0
     return out
 
 
