@@ -187,17 +187,8 @@ def palette(names) -> dict:
     (``palette=``), so an entity keeps its colour across panels.
     """
     names = list(dict.fromkeys(names))
-    taken = {KNOWN[n][0] for n in names if n in KNOWN}
     cycle = _CYCLE if len(names) <= len(_CYCLE) else _CYCLE[:-1] + EXTRA_COLORS + _CYCLE[-1:]
-    free = [c for c in cycle if c not in taken] or cycle
-    out, i = {}, 0
-    for n in names:
-        if n in KNOWN:
-            out[n] = KNOWN[n][0]
-        else:
-            out[n] = free[i % len(free)]
-            i += 1
-    return out
+    return _assign(names, 0, cycle)
 
 
 _palette_of = palette
@@ -206,13 +197,19 @@ _palette_of = palette
 def markers(names) -> dict:
     """One marker per entity, assigned like :func:`palette` (a second cue besides colour)."""
     names = list(dict.fromkeys(names))
-    taken = {KNOWN[n][1] for n in names if n in KNOWN}
     cycle = _MARKERS if len(names) <= len(_MARKERS) else _MARKERS + _EXTRA_MARKERS
-    free = [m for m in cycle if m not in taken] or cycle
+    return _assign(names, 1, cycle)
+
+
+def _assign(names, slot, cycle) -> dict:
+    """Known entities keep their style (slot 0 colour, 1 marker); the others take the
+    free entries of ``cycle`` in order."""
+    taken = {KNOWN[n][slot] for n in names if n in KNOWN}
+    free = [c for c in cycle if c not in taken] or cycle
     out, i = {}, 0
     for n in names:
         if n in KNOWN:
-            out[n] = KNOWN[n][1]
+            out[n] = KNOWN[n][slot]
         else:
             out[n] = free[i % len(free)]
             i += 1
