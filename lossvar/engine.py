@@ -127,9 +127,9 @@ class Condition:
     reduce : {"moments", "stack"}
         ``"moments"``: ``simulate`` returns 1-D replicate values, summarized per
         block by their moments and merged. ``"stack"``: ``simulate`` returns an
-        array whose first axis is the replicate, and the blocks' arrays are
-        concatenated in block order (for per-replicate records such as SGD
-        trajectories).
+        array, or a dict of named arrays (records of different shapes), and
+        the blocks' arrays are concatenated along their first axis in block
+        order (for per-replicate records such as SGD trajectories).
     """
 
     key: tuple
@@ -150,11 +150,12 @@ class Condition:
 @dataclass(frozen=True)
 class Output:
     """Merged moments of a condition (None for ``reduce="stack"``), its raw
-    replicate values in replicate order when kept or stacked, and whether a
-    precision target was met (None without a target)."""
+    replicate values in replicate order when kept or stacked (a dict of named
+    arrays where ``simulate`` returns one), and whether a precision target was
+    met (None without a target)."""
 
     moments: Moments | None
-    values: np.ndarray | None
+    values: np.ndarray | dict | None
     target_met: bool | None = None
 
 
@@ -179,15 +180,30 @@ def run_chunk(condition: Condition, root: np.random.SeedSequence, start: int, st
     # values are copied when kept, since the next block overwrites them.
     borrowed = getattr(condition.simulate, "returns_scratch", False)
     for j in range(start, stop):
-        v = np.asarray(condition.simulate(stream(root, *condition.key, j), condition.block_len(j)))
+        v = condition.simulate(stream(root, *condition.key, j), condition.block_len(j))
         if condition.reduce == "stack":
-            values.append(v.copy() if borrowed else v)
+            values.append(_copy(v) if borrowed else v)
             continue
+        v = np.asarray(v)
         stats.append(_moments_row(v))
         if keep:
             values.append(v.copy() if borrowed else v)
     moments = None if condition.reduce == "stack" else np.array(stats, dtype=np.float64)
-    return moments, (np.concatenate(values) if values else None)
+    return moments, _concatenate(values)
+
+
+def _concatenate(parts):
+    """Blocks' values joined along the first axis in order: arrays, or dicts of named
+    arrays joined name by name; None for no parts."""
+    if not parts:
+        return None
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _copy(v):
+    return {k: np.array(a) for k, a in v.items()} if isinstance(v, dict) else np.array(v)
 
 
 def _moments_row(v) -> tuple:
@@ -510,7 +526,7 @@ class _State:
         return s2 == 0.0 or m.variance_se() <= self.target * s2
 
     def output(self) -> Output:
-        values = np.concatenate(self.values) if self.values else None
+        values = _concatenate(self.values)
         moments = None if self.condition.reduce == "stack" else self.moments
         return Output(moments, values, self.target_met)
 
@@ -564,7 +580,9 @@ class _Store:
         arrays = {}
         if moments is not None:
             arrays["moments"] = moments
-        if values is not None:
+        if isinstance(values, dict):
+            arrays.update({f"values.{k}": a for k, a in values.items()})
+        elif values is not None:
             arrays["values"] = values
         np.savez(buf, **arrays)
         payload = buf.getvalue()
@@ -583,6 +601,8 @@ class _Store:
                 with np.load(io.BytesIO(payload), allow_pickle=False) as z:
                     moments = z["moments"] if "moments" in z else None
                     values = z["values"] if "values" in z else None
+                    named = {k[7:]: z[k] for k in z.files if k.startswith("values.")}
+                    values = named or values
                 needs_values = condition.reduce == "stack" or keep
                 ok = (values is not None) or not needs_values
         except (ValueError, OSError, KeyError):
