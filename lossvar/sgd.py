@@ -103,6 +103,13 @@ class Trajectories:
         The loss at ``w_star`` (NaN where the loss is not recorded).
     final_params : ndarray, shape (R, p)
         Parameters after the last step (NaN rows for diverged replicates).
+    params : ndarray, shape (k, n_records, p)
+        The parameters of the replicates chosen by ``run_sgd(record_params=...)``
+        at every recorded step (``params[i, j]`` is replicate
+        ``params_replicates[i]`` after ``steps[j]`` updates; NaN from the step a
+        replicate diverged); k = 0 when none were chosen.
+    params_replicates : ndarray of int, shape (k,)
+        Which replicates ``params`` holds, in increasing order.
     seed : numpy.random.SeedSequence
         The root of all streams: passing it back as ``rng`` reproduces the
         result bit for bit.
@@ -119,6 +126,8 @@ class Trajectories:
     final_params: np.ndarray
     seed: np.random.SeedSequence
     info: dict = field(default_factory=dict)
+    params: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    params_replicates: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @property
     def steps(self) -> np.ndarray:
@@ -152,7 +161,8 @@ class Trajectories:
 def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps: int,
             batch_size: int | str | None = None, replicates: int, sampling: str | None = None,
             w0: ArrayLike | None = None, rng: RNGLike = None, record: ArrayLike | None = None,
-            average: bool = False, chunk_size: int | None = None, progress: bool = False,
+            average: bool = False, record_params: ArrayLike | str | None = None,
+            chunk_size: int | None = None, progress: bool = False,
             workers: int = 1, executor: Executor = None,
             checkpoint: PathLikeStr | None = None,
             execution: Execution | None = None) -> Trajectories:
@@ -204,6 +214,12 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
         Also record the Polyak-Ruppert average :math:`\\bar w` of the iterates
         after 0, 1, ..., step updates (the start included: docs/theory.md's
         :math:`\\bar w_{n}` with n = step + 1).
+    record_params : "all" or sequence of int, optional
+        Also keep the parameters of these replicates (indices in [0, R)) at
+        every recorded step, in ``Trajectories.params``: e.g. the paths of a
+        few runs over the loss contours, or ``"all"`` with every step recorded
+        for statistics of the updates. None (default) keeps none. Memory is
+        k x records x p numbers.
     chunk_size : int, optional
         Replicates per unit of work of the engine; never changes the result.
     progress : bool
@@ -255,14 +271,15 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
     how = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
                        progress=progress, checkpoint=checkpoint)
     spec = _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
-                         w0, record, average)
+                         w0, record, average, record_params)
     root = as_seed_sequence(rng)
     conditions = []
     for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
         size = min(BLOCK_SIZE, spec.replicates - start)
         start_rows = spec.w0[start:start + size] if spec.w0.ndim == 2 else spec.w0
         conditions.append(Condition(key=(0, j), replicates=size, block_size=BLOCK_SIZE,
-                                    simulate=_Block(spec, start_rows), label=f"block {j}",
+                                    simulate=_Block(spec, start, start_rows),
+                                    label=f"block {j}",
                                     reduce="stack"))
     fingerprint = None
     if how.checkpoint is not None:
@@ -272,10 +289,11 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
             hyperparams=repr(sorted(optimizer.hyperparams.items())), steps=spec.steps,
             batch_size=spec.batch_size, replicates=spec.replicates, sampling=spec.sampling,
             w0=hashlib.sha256(spec.w0.tobytes()).hexdigest(), record=spec.record.tolist(),
-            average=spec.average, seed=f"{root.entropy}/{tuple(root.spawn_key)}")
+            average=spec.average, record_params=spec.param_rows.tolist(),
+            seed=f"{root.entropy}/{tuple(root.spawn_key)}")
     outputs = run(conditions, root, execution=how, fingerprint=fingerprint)
-    packed = np.concatenate([o.values for o in outputs])
-    return _trajectories(spec, packed, root)
+    merged = {k: np.concatenate([o.values[k] for o in outputs]) for k in outputs[0].values}
+    return _trajectories(spec, merged, root)
 
 
 @dataclass(frozen=True)
@@ -295,20 +313,24 @@ class _Spec:
     w_star: np.ndarray
     record: np.ndarray
     average: bool
+    param_rows: np.ndarray
     fields: tuple
     loss_known: bool
     info: dict
 
 
 class _Block:
-    """Picklable simulator (given a picklable optimizer): one block of replicates.
+    """Picklable simulator (given a picklable optimizer): one block of replicates,
+    the first of which is replicate ``start`` of the call.
 
-    Returns, per replicate, the flat row ``records (n_rec * n_fields), final
-    params (p), first non-finite step (-1 if none)``.
+    Returns the block's named records (the engine joins blocks name by name):
+    ``records`` (size, n_rec, n_fields), ``final`` parameters (size, p),
+    ``first_bad`` step (size,; -1 if none) and ``params`` (k_b, n_rec, p) of the
+    block's replicates chosen by ``record_params``.
     """
 
-    def __init__(self, spec: _Spec, w0):
-        self.spec, self.w0 = spec, w0
+    def __init__(self, spec: _Spec, start: int, w0):
+        self.spec, self.start, self.w0 = spec, start, w0
 
     def __call__(self, rng, size):
         s = self.spec
@@ -318,6 +340,9 @@ class _Block:
         total = w.copy() if s.average else None
         out = np.full((size, s.record.size, len(s.fields)), np.nan)
         first_bad = np.full(size, -1, dtype=np.int64)
+        rows = s.param_rows
+        keep = rows[(rows >= self.start) & (rows < self.start + size)] - self.start
+        params = np.full((keep.size, s.record.size, p), np.nan)
         next_batch = self._batches(rng, size)
         # The in-place forms (same operations, same bits) where they exist:
         # the optimizer's (``step.in_place``) and the gradient of a linear model.
@@ -329,6 +354,7 @@ class _Block:
         with np.errstate(over="ignore", invalid="ignore"):
             if s.record[0] == 0:
                 self._record(out, 0, w, total, 0, first_bad)
+                params[:, 0] = w[keep]
                 slot = 1
             for t in range(1, s.steps + 1):
                 Xb, yb = next_batch(t)
@@ -346,8 +372,9 @@ class _Block:
                     total += w
                 if slot < s.record.size and s.record[slot] == t:
                     self._record(out, slot, w, total, t, first_bad)
+                    params[:, slot] = w[keep]
                     slot += 1
-        return np.concatenate([out.reshape(size, -1), w, first_bad[:, None]], axis=1)
+        return {"records": out, "final": w, "first_bad": first_bad, "params": params}
 
     @staticmethod
     def _mark(w, bad, t, first_bad):
@@ -469,7 +496,7 @@ class _GradInto:
 
 
 def _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling, w0,
-                  record, average) -> _Spec:
+                  record, average, record_params=None) -> _Spec:
     if not (hasattr(problem, "mean_grad") and hasattr(problem, "n_params")):
         raise TypeError(f"`problem` must be a lossvar problem (with mean_grad and n_params); "
                         f"got {problem!r}")
@@ -500,6 +527,7 @@ def _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sam
     w0 = _start(w0, p, replicates)
     record = _record_steps(record, steps)
     average = bool(average)
+    param_rows = _param_rows(record_params, replicates)
     if is_population:
         w_star = np.array(source.w_star, dtype=np.float64)
         loss_known = source.problem == problem
@@ -516,8 +544,26 @@ def _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sam
                 batch_size=batch_size, steps=steps, replicates=replicates,
                 n=n, average=average, block_size=BLOCK_SIZE)
     return _Spec(problem, X, y, source if is_population else None, optimizer, steps,
-                 batch_size, replicates, sampling, w0, w_star, record, average, fields,
-                 loss_known, info)
+                 batch_size, replicates, sampling, w0, w_star, record, average, param_rows,
+                 fields, loss_known, info)
+
+
+def _param_rows(record_params, replicates) -> np.ndarray:
+    """The replicates whose parameters are kept: sorted unique indices in [0, R)."""
+    if record_params is None:
+        return np.empty(0, np.int64)
+    if isinstance(record_params, str):
+        as_choice(record_params, "record_params", ("all",))
+        return np.arange(replicates, dtype=np.int64)
+    values = np.asarray(record_params)
+    if values.ndim != 1 or not (values.size == 0 or np.issubdtype(values.dtype, np.integer)):
+        raise ValueError(f"`record_params` must be 'all', None or a sequence of replicate "
+                         f"indices in [0, replicates={replicates}); got {record_params!r}")
+    bad = (values < 0) | (values >= replicates)
+    if bad.any():
+        raise ValueError(f"`record_params` must hold replicate indices in [0, "
+                         f"replicates={replicates}); got {int(values[bad][0])}")
+    return np.unique(values.astype(np.int64))
 
 
 #: Minimizers of recent (problem, data set) pairs: Newton on the full data costs
@@ -595,11 +641,9 @@ def _step_sizes(optimizer, record):
     return np.array([np.nan if t == 0 else schedule(int(t)) for t in record])
 
 
-def _trajectories(spec: _Spec, packed, root) -> Trajectories:
-    R, n_rec, n_fields, p = spec.replicates, spec.record.size, len(spec.fields), spec.w_star.size
-    records = packed[:, : n_rec * n_fields].reshape(R, n_rec, n_fields)
-    final = packed[:, n_rec * n_fields: n_rec * n_fields + p]
-    first_bad = packed[:, -1].astype(np.int64)
+def _trajectories(spec: _Spec, merged: dict, root) -> Trajectories:
+    R, n_rec = spec.replicates, spec.record.size
+    records, final, first_bad = merged["records"], merged["final"], merged["first_bad"]
     lr = _step_sizes(spec.optimizer, spec.record)
     columns = {"replicate": np.repeat(np.arange(R), n_rec), "step": np.tile(spec.record, R)}
     columns["loss"] = records[:, :, 0].ravel()
@@ -633,7 +677,7 @@ def _trajectories(spec: _Spec, packed, root) -> Trajectories:
         loss_star = float("nan")
     return Trajectories(table=table, summary=pd.DataFrame(summary), diverged=diverged,
                         w_star=spec.w_star, loss_star=loss_star, final_params=final, seed=root,
-                        info=spec.info)
+                        info=spec.info, params=merged["params"], params_replicates=spec.param_rows)
 
 
 def _loss_at(spec, w):

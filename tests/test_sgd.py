@@ -222,6 +222,46 @@ def test_same_seed_same_bits_whatever_the_chunking():
     assert a.summary.step.iloc[0] == 0 and a.summary.step.iloc[-1] == 40
 
 
+@pytest.mark.reproducibility
+def test_recorded_parameters_are_the_runs_own_whatever_the_workers(tmp_path):
+    # Replicates 0, 5 and 300 (300 is in the second block of 256): their parameters at
+    # every recorded step equal what the distances, the final parameters and a
+    # one-replicate rerun with the same batches say, and the same bits come back from
+    # two workers, another chunking and a resumed checkpoint.
+    data = _linear_dataset()
+    kw = dict(steps=30, batch_size=5, replicates=301, rng=4, record=[0, 7, 30])
+    a = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05), record_params=[300, 0, 5], **kw)
+    assert a.params.shape == (3, 3, a.w_star.size)
+    assert a.params_replicates.tolist() == [0, 5, 300]
+    np.testing.assert_array_equal(a.params[:, 0], np.zeros((3, a.w_star.size)))
+    np.testing.assert_array_equal(a.params[:, -1], a.final_params[[0, 5, 300]])
+    dist2 = a.values("dist2")[[0, 5, 300]]
+    # the same numbers through another reduction: a few ulps apart at most
+    np.testing.assert_allclose(np.sum((a.params - a.w_star) ** 2, axis=2), dist2, rtol=1e-13)
+    for other in (dict(workers=2), dict(chunk_size=1), dict(checkpoint=tmp_path / "c"),
+                  dict(checkpoint=tmp_path / "c")):
+        b = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05),
+                    record_params=[0, 5, 300], **kw, **other)
+        np.testing.assert_array_equal(a.params, b.params)
+    every = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05), record_params="all", **kw)
+    np.testing.assert_array_equal(every.params[[0, 5, 300]], a.params)
+    pd.testing.assert_frame_equal(every.table, a.table)
+    none = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05), **kw)
+    assert none.params.shape[0] == 0 and none.params_replicates.size == 0
+
+
+def test_record_params_bad_input(small):
+    q, data = small
+    kw = dict(steps=3, batch_size=5, replicates=4)
+    with pytest.raises(ValueError, match=r"`record_params` must hold replicate indices in "
+                                         r"\[0, replicates=4\); got 4"):
+        run_sgd(q, data, optim.sgd(0.1), record_params=[0, 4], **kw)
+    with pytest.raises(ValueError, match=r"`record_params` must be 'all', None or a sequence"):
+        run_sgd(q, data, optim.sgd(0.1), record_params=[0.5], **kw)
+    with pytest.raises(ValueError, match=r"record_params.*'all'.*'some'"):
+        run_sgd(q, data, optim.sgd(0.1), record_params="some", **kw)
+
+
 def test_population_loss_is_nan_when_the_risk_is_unknown():
     pop = lossvar.GaussianLinearPopulation([1.0, -1.0], noise_std=0.5)
     tr = run_sgd(lossvar.LinearRegression(l2=0.1), pop, optim.sgd(0.05), steps=20,
