@@ -54,6 +54,7 @@ from ._validate import as_choice, as_finite_array, as_float, as_int
 from .data import Dataset
 from .engine import Condition, Execution, as_execution, block_size, run
 from .moments import Moments
+from .stats import mean_se
 from .streams import as_seed_sequence, describe, stream
 from .typing import ArrayLike, BatchSizes, Executor, PathLikeStr, Problem, RNGLike
 
@@ -635,7 +636,7 @@ def _scaled_c(b, n, sampling) -> float:
 
 
 def _se(values) -> float:
-    return float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
+    return float(mean_se(values)[1])
 
 
 def two_batch_estimate(small: ArrayLike, big: ArrayLike, b_small: int, b_big: int, *, n: int | None = None,

@@ -87,6 +87,10 @@ class Moments:
         """Moment (non-excess) kurtosis ``m4 / m2^2`` with ``m_p = M_p / n``."""
         return float(self.count * self.m4 / self.m2**2) if self.m2 > 0 else float("nan")
 
+    def mean_se(self) -> float:
+        """Standard error of the mean, ``sqrt(S2 / n)`` (NaN for n < 2)."""
+        return float(np.sqrt(self.variance / self.count)) if self.count > 1 else float("nan")
+
     def variance_se(self) -> float:
         """Plug-in standard error of the sample variance ``S2``.
 

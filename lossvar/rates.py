@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats as _st
 
 from . import streams
 from ._validate import as_choice, as_float, as_int
-from .stats import line_fit
+from .stats import line_fit, mean_interval, mean_se
 from .typing import RNGLike
 
 if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
@@ -162,11 +161,10 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
     R = V.shape[0]
     if R < 2:
         raise ValueError(f"`trajectories` must have at least 2 replicates used; got {R}")
-    mean = V.mean(axis=0)
+    mean, se = mean_se(V, axis=0)
     if not np.all(mean > 0):
         raise ValueError(f"the mean of {metric!r} must be positive at every tail step to fit a "
                          f"power law; got {mean.min():.6g} at step {int(k[np.argmin(mean)])}")
-    se = V.std(axis=0, ddof=1) / math.sqrt(R)
     weights = (mean / se) ** 2 if np.all(se > 0) else np.ones_like(mean)
     x = np.log(k.astype(np.float64))
     line = line_fit(x, np.log(mean), weights)
@@ -183,11 +181,9 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
     boot_slopes = np.concatenate(boot)
     exponent = -float(slope)
     boot_se = float(np.std(boot_slopes, ddof=1))
-    z = float(_st.norm.ppf(0.5 + confidence / 2))
-    lo, hi = exponent - z * boot_se, exponent + z * boot_se
-    per_replicate = V.mean(axis=1)
-    level = float(per_replicate.mean())
-    level_se = float(per_replicate.std(ddof=1) / math.sqrt(R))
+    lo, hi = (float(v) for v in mean_interval(exponent, boot_se, confidence))
+    level, level_se = (float(v) for v in mean_se(V.mean(axis=1)))
+    level_low, level_high = (float(v) for v in mean_interval(level, level_se, confidence))
     method = (f"WLS of log mean on log k over {len(k)} tail steps, weights (mean/se)^2; "
               f"interval a +- z se with se from {n_resamples} bootstrap resamples of whole "
               "replicates (records of one run are correlated across k); plateau when the "
@@ -195,7 +191,7 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
     return RateFit(
         metric=metric, exponent=exponent, ci_low=lo, ci_high=hi, se=boot_se,
         intercept=float(intercept), plateau=bool(lo <= 0 <= hi), level=level,
-        level_se=level_se, level_low=level - z * level_se, level_high=level + z * level_se,
+        level_se=level_se, level_low=level_low, level_high=level_high,
         steps=tuple(int(s) for s in k), replicates=R, confidence=confidence,
         n_resamples=n_resamples, method=method,
     )

@@ -47,6 +47,7 @@ from .engine import Condition, Execution, as_execution, run
 from .optim import Optimizer
 from .problems import LinearRegression, LogisticRegression
 from .schedules import as_schedule
+from .stats import mean_se
 from .streams import as_seed_sequence
 from .typing import ArrayLike, DataSource, Executor, PathLikeStr, Problem, RNGLike
 
@@ -668,9 +669,7 @@ def _trajectories(spec: _Spec, merged: dict, root) -> Trajectories:
     kept = records[used]
     for i, name in enumerate(spec.fields):
         v = kept[:, :, i]
-        summary[f"{name}_mean"] = v.mean(axis=0) if len(v) else np.full(n_rec, np.nan)
-        summary[f"{name}_se"] = (v.std(axis=0, ddof=1) / np.sqrt(len(v)) if len(v) > 1
-                                 else np.full(n_rec, np.nan))
+        summary[f"{name}_mean"], summary[f"{name}_se"] = mean_se(v, axis=0)
     if spec.loss_known:
         loss_star = float(_loss_at(spec, spec.w_star))
     else:

@@ -64,6 +64,40 @@ def variance_interval(moments: Moments, confidence: float, method: str = "fourth
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def mean_se(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of independent replicate values along ``axis`` and its standard error.
+
+    ``SE = std(ddof=1) / sqrt(n)``: the Monte Carlo standard error of a mean
+    of n independent replicates (NaN where n < 2). Returns numpy scalars for
+    1-D input.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = v.shape[axis]
+    mean = v.mean(axis=axis) if n else np.full(np.delete(v.shape, axis), np.nan)
+    if n < 2:
+        return mean, np.full_like(mean, np.nan)
+    return mean, v.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
+def two_sided_z(confidence: float) -> float:
+    """The standard normal ``(1 + confidence) / 2`` quantile: the z of a two-sided
+    ``confidence`` interval (1.96 at 0.95)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be strictly between 0 and 1; got {confidence!r}")
+    return float(_st.norm.ppf(0.5 + confidence / 2.0))
+
+
+def mean_interval(mean, se, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The normal ``confidence`` interval ``mean +- z se`` of a Monte Carlo mean.
+
+    Valid for a mean of many independent replicates (central limit theorem);
+    ``z`` is the standard normal ``(1 + confidence) / 2`` quantile. Returns
+    ``(low, high)``, arrays or scalars like ``mean``.
+    """
+    half = two_sided_z(confidence) * np.asarray(se, dtype=np.float64)
+    return mean - half, mean + half
+
+
 def _sample_variance(x, axis=-1):
     return np.var(x, axis=axis, ddof=1)
 
