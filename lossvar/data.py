@@ -23,7 +23,7 @@ import scipy.special
 from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic
 
 from ._validate import as_choice, as_finite_array, as_float, as_int
-from .streams import as_seed_sequence, stream
+from .streams import generator
 
 __all__ = [
     "Dataset",
@@ -151,13 +151,6 @@ def _labels(y, n_classes):
     return labels, n_classes
 
 
-def _as_generator(rng) -> np.random.Generator:
-    """Draw from a Generator as given; build one from an int, SeedSequence or None."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    return stream(as_seed_sequence(rng))
-
-
 class Population:
     """An infinite population of i.i.d. examples.
 
@@ -178,12 +171,14 @@ class Population:
         ----------
         n : int
             Number of examples, n >= 1.
-        rng : numpy.random.Generator, int, SeedSequence or None
-            Source of randomness; a Generator is drawn from directly (so
-            successive calls give independent samples).
+        rng : int, SeedSequence, Generator or None
+            Source of randomness, with lossvar's one meaning
+            (:mod:`lossvar.streams`): an int or SeedSequence gives the same
+            sample every time; a Generator gives a child of its SeedSequence,
+            so successive calls give independent samples, reproducibly.
         """
         n = as_int(n, "n", low=1)
-        return self._draw(n, _as_generator(rng))
+        return self._draw(n, generator(rng))
 
     def _draw(self, n, rng) -> Dataset:
         raise NotImplementedError

@@ -17,6 +17,15 @@ call order computes it, so results are bit-identical whatever the workers
 (numpy.random, "Parallel random number generation": spawn per unit of work,
 never ``seed + i``). Keys at the top of the 32-bit range are reserved for
 purposes that must not collide with any condition's key (:data:`RESERVED`).
+
+The meaning is the same everywhere ``rng`` is accepted: the Monte Carlo
+entry points (``loss_variance``, ``run_sgd``, ...), ``Population.sample``
+(:func:`generator`), the fits' bootstraps and the studies' sub-tasks
+(:func:`children`). The one other kind of random argument is the block
+Generator that the engine hands to a simulator and to the draw primitives
+of :mod:`lossvar.sampling` (``with_replacement(rng, ...)`` and friends, like
+numpy's own ``Generator`` methods): those take only a Generator and draw
+from it in place, because they are steps inside one unit of work.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import numbers
 import numpy as np
 
 __all__ = ["INTERVAL_BOOTSTRAP", "RATE_BOOTSTRAP", "RESERVED", "as_seed_sequence", "children",
-           "describe", "stream"]
+           "describe", "generator", "stream"]
 
 #: Reserved stream keys, by purpose: the interval bootstrap of a variance table
 #: and the bootstrap of a convergence-rate fit. Condition keys (batch sizes,
@@ -84,6 +93,16 @@ def stream(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
         pool_size=root.pool_size,
     )
     return np.random.Generator(np.random.PCG64(child))
+
+
+def generator(rng) -> np.random.Generator:
+    """The Generator a call draws from directly: ``stream(as_seed_sequence(rng))``.
+
+    For a call that draws its numbers in one place (``Population.sample``)
+    rather than in keyed units of work; ``rng`` has the one meaning of
+    :func:`as_seed_sequence` (a Generator gives a child, not itself).
+    """
+    return stream(as_seed_sequence(rng))
 
 
 def children(rng, n: int) -> list[np.random.SeedSequence]:

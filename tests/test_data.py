@@ -122,7 +122,10 @@ def test_population_sampling_is_reproducible(key):
     assert_array_equal(a.X, b.X)
     assert_array_equal(a.y, b.y)
     assert (a.n, a.d) == (50, population.n_features)
-    assert_array_equal(population.sample(50, 1).X, a.X)  # an int seeds the same stream
+    # One meaning of rng (lossvar.streams): an int or SeedSequence is the root, a
+    # Generator gives a child of its SeedSequence, as at every Monte Carlo entry point.
+    assert_array_equal(population.sample(50, 1).X, population.sample(50, np.random.SeedSequence(1)).X)
+    assert_array_equal(population.sample(50, np.random.SeedSequence(1).spawn(1)[0]).X, a.X)
     rng = np.random.default_rng(1)
     population.sample(50, rng)
     assert not np.array_equal(population.sample(50, rng).X, a.X)
