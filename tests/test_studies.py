@@ -100,6 +100,19 @@ def test_verified_under_another_cpu_dispatch(fixture, request):
     assert "DIFFERS" not in proc.stdout and "verified:" in proc.stdout
 
 
+@pytest.mark.parametrize("fixture", ["erm_spread", "trend_optimizers"])
+def test_same_tables_with_two_workers(fixture, request, tmp_path):
+    # Both run on the engine (run_sgd, engine.run): two worker processes give the same bits.
+    folder = request.getfixturevalue(fixture)
+    out = tmp_path / "two"
+    assert studies.run(fixture, ["--quick", "--seed", "1", "--dpi", "72", "--workers", "2",
+                                 "--out", str(out)]) == 0
+    tables = sorted(folder.glob("*.csv"))
+    assert tables
+    for csv in tables:
+        assert csv.read_bytes() == (out / csv.name).read_bytes(), csv.name
+
+
 def test_variance_scaling_exponent_is_minus_one(variance_scaling):
     fits = _csv(variance_scaling, "scaling_fit")
     # both sources, the three regimes for the synthetic problem, two for the real set

@@ -164,7 +164,7 @@ class _Spec:
 
 def _problems(args, seed):
     """The problems of the run, as _Spec."""
-    rng = np.random.default_rng(seed)
+    rng = lossvar.streams.stream(seed)
     scales = np.geomspace(1.0, 0.3, args.dim)  # condition number about 11: a real S_min
     X = rng.standard_normal((args.n, args.dim)) * scales
     y = X @ np.full(args.dim, 2.0) + rng.standard_normal(args.n)
@@ -245,8 +245,7 @@ def _one_step(spec, ref, args, root):
     kind = "exact" if spec.exact else "second-order"
     for b, out in zip(sizes, outputs, strict=True):
         gains = out.values
-        mean = gains.mean(axis=0)
-        se = gains.std(axis=0, ddof=1) / np.sqrt(gains.shape[0])
+        mean, se = lossvar.stats.mean_se(gains, axis=0)
         model = ref.loss0 - theory.one_step_expected_loss(ref.loss0, ref.grad, ref.hessian, ref.cov,
                                                           b, eps)
         for k in range(eps.size):
@@ -284,9 +283,9 @@ def _fitted_optimum(gains, eps, confidence):
     a, c = coef
     ratio = a.mean() / (2 * c.mean())
     lin = (a - 2 * ratio * c) / (2 * c.mean())
-    se = float(lin.std(ddof=1) / np.sqrt(lin.size))
+    se = float(lossvar.stats.mean_se(lin)[1])
     # Fieller: {r : (A - r D)^2 <= z^2 Var(A - r D)} with A = mean a, D = 2 mean c
-    z = _st.norm.ppf(0.5 + confidence / 2)
+    z = lossvar.stats.two_sided_z(confidence)
     cov = np.cov(np.vstack([a, 2 * c])) / a.size
     A, D = a.mean(), 2 * c.mean()
     q2, q1, q0 = D**2 - z**2 * cov[1, 1], A * D - z**2 * cov[0, 1], A**2 - z**2 * cov[0, 0]
@@ -368,9 +367,9 @@ def _tune(spec, ref, b, args, seed, start, cap):
     failed rate on each side of it) unless a walk ran out of its MAX_RATES.
     """
     rows, tried = [], {}
-    up, down = seed.spawn(2)
-    seeds = {**{-k - 1: s for k, s in enumerate(up.spawn(MAX_RATES))},
-             **dict(enumerate(down.spawn(MAX_RATES)))}
+    up, down = lossvar.streams.children(seed, 2)
+    seeds = {**{-k - 1: s for k, s in enumerate(lossvar.streams.children(up, MAX_RATES))},
+             **dict(enumerate(lossvar.streams.children(down, MAX_RATES)))}
 
     def best():
         finite = {k: v for k, v in tried.items() if np.isfinite(v[1])}
@@ -414,8 +413,8 @@ def _steps(spec, ref, sizes, args, root):
     eps_opt = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, sizes[0]).learning_rate
     start = int(np.round(np.log(_lr_base(ref) / eps_opt) / np.log(args.lr_factor)))
     cap = spec.first_cap
-    for b, seed in zip(sizes, root.spawn(len(sizes)), strict=True):
-        tune_seed, run_seed = seed.spawn(2)
+    for b, seed in zip(sizes, lossvar.streams.children(root, len(sizes)), strict=True):
+        tune_seed, run_seed = lossvar.streams.children(seed, 2)
         k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start, cap)
         if k is None and cap < spec.first_cap:  # the previous batch's step cap was too tight here
             tuning += trows
@@ -430,7 +429,7 @@ def _steps(spec, ref, sizes, args, root):
         s, diverged = _ensemble(spec, ref, b, lr, args.replicates,
                                 int(np.ceil(4 * np.max(tuned))) + 20, run_seed, args)
         runs[b] = s[np.isfinite(s)]
-        m, se = runs[b].mean(), runs[b].std(ddof=1) / np.sqrt(runs[b].size)
+        m, se = lossvar.stats.mean_se(runs[b])
         rows.append(dict(problem=spec.label, batch_size=b, lr=lr, lr_k=k,
                          lr_over_base=args.lr_factor ** -k, lr_at_grid_top=above is None,
                          lr_interior=bool(above is not None and below is not None
@@ -447,20 +446,19 @@ def _hyperbola(runs, args, seed):
     resamples, so each resample's fit is a linear map of its means.
     """
     sizes = np.array(sorted(runs), dtype=float)
-    means = np.array([runs[b].mean() for b in sorted(runs)])
-    se = np.array([runs[b].std(ddof=1) / np.sqrt(runs[b].size) for b in sorted(runs)])
+    means, se = (np.array(v) for v in zip(*(lossvar.stats.mean_se(runs[b]) for b in sorted(runs)),
+                                          strict=True))
     w = 1.0 / np.maximum(se, 1e-12) ** 2
-    design = np.column_stack([np.ones_like(sizes), 1.0 / sizes])
-    proj = np.linalg.solve(design.T @ (w[:, None] * design), design.T * w)  # (2, k)
-    s_min, e_min = proj @ means
-    resid = means - design @ np.array([s_min, e_min])
-    chi2 = float(np.sum(w * resid**2))
-    rng = np.random.default_rng(seed)
+    # S(B) is a line in 1/B: intercept S_min, slope E_min.
+    fit = lossvar.stats.line_fit(1.0 / sizes, means, w)
+    s_min, e_min, chi2 = float(fit.intercept), float(fit.slope), float(fit.chi2)
+    rng = lossvar.streams.stream(seed)
     boot = np.empty((args.bootstrap, sizes.size))
     for j, b in enumerate(sorted(runs)):
         v = runs[b]
         boot[:, j] = v[rng.integers(0, v.size, (args.bootstrap, v.size))].mean(axis=1)
-    bs_s, bs_e = proj @ boot.T
+    boot_fit = lossvar.stats.line_fit(1.0 / sizes, boot, w)
+    bs_s, bs_e = boot_fit.intercept, boot_fit.slope
     alpha = 1.0 - args.confidence
     q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -499,7 +497,7 @@ def _noise_path(spec, ref):
 
 def _gradient_noise_table(spec, ref, sizes, args, root):
     label, tables, fits = spec.label, [], []
-    seeds = root.spawn(2)
+    seeds = lossvar.streams.children(root, 2)
     for sampling, seed in zip(("with_replacement", "without_replacement"), seeds, strict=True):
         full = sampling == "without_replacement" or spec.full_with_replacement
         ladder = sorted({b for b in sizes if b <= ref.data.n} | ({ref.data.n} if full else set()))
@@ -531,12 +529,12 @@ def compute(args, folder):
 
 def _compute(args, folder):
     root = as_seed_sequence(args.seed)
-    seeds = root.spawn(2)
+    seeds = lossvar.streams.children(root, 2)
     problems = _problems(args, seeds[0])
     parts = {k: [] for k in ("one_step", "one_step_opt", "steps", "tuning", "critical_batch",
                              "noise_path", "gradient_variance", "gradient_scaling")}
-    for spec, seed in zip(problems, seeds[1].spawn(len(problems)), strict=True):
-        s1, s2, s3, s4 = seed.spawn(4)
+    for spec, seed in zip(problems, lossvar.streams.children(seeds[1], len(problems)), strict=True):
+        s1, s2, s3, s4 = lossvar.streams.children(seed, 4)
         ref = _Reference(spec.problem, spec.data, spec.target)
         sizes = [b for b in spec.sizes if b <= spec.data.n]
         one, opt = _one_step(spec, ref, args, s1)
@@ -565,11 +563,6 @@ def _compute(args, folder):
 MAX_CURVES = 5
 #: Lower edge of the one-step panels, in units of the noiseless best gain (curves leave below).
 GAIN_FLOOR = -0.6
-
-
-def _z(confidence):
-    """The normal quantile of a two-sided interval at ``confidence``."""
-    return float(_st.norm.ppf(0.5 + confidence / 2))
 
 
 def _shown_sizes(sizes):
@@ -634,7 +627,7 @@ def _figures(folder, t, args):
 def _one_step_figure(t, confidence):
     one, opt = t["one_step"], t["one_step_opt"]
     labels = list(dict.fromkeys(one.problem))
-    z = _z(confidence)
+    z = lossvar.stats.two_sided_z(confidence)
     shown = {lab: _shown_sizes(one.batch_size[one.problem == lab]) for lab in labels}
     names = [f"B = {b}" for b in sorted({b for v in shown.values() for b in v})]
     colors, marks = plots.palette(names), plots.markers(names)
@@ -739,7 +732,7 @@ def _one_step_figure(t, confidence):
 def _steps_figure(t, confidence):
     crit = t["critical_batch"]
     labels = list(crit.problem)
-    z = _z(confidence)
+    z = lossvar.stats.two_sided_z(confidence)
     color = plots.palette(["Monte Carlo"])["Monte Carlo"]
     fig, axes = plots.subplots(1, len(labels), width="full", height=2.75, squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 import lossvar
 from lossvar import plots, studies
@@ -47,14 +46,21 @@ def build_parser():
     return p
 
 
-def _spread(pop, n, replicates, seed):
-    """||w_N - w*||^2 for ``replicates`` fresh data sets of n examples."""
-    rng = np.random.default_rng(seed)
-    out = np.empty(replicates)
-    for r in range(replicates):
-        data = pop.sample(n, rng)
-        out[r] = np.sum((pop.problem.minimize(data.X, data.y) - pop.w_star) ** 2)
-    return out
+class _Spread:
+    """||w_N - w*||^2 for fresh data sets of n examples: the block simulator of one
+    (sigma, N) cell on the Monte Carlo engine (picklable, so it runs on workers)."""
+
+    def __init__(self, population, n):
+        self.population, self.n = population, n
+
+    def __call__(self, rng, size):
+        pop, n = self.population, self.n
+        data = pop.sample(size * n, rng)
+        X, y = data.X.reshape(size, n, -1), data.y.reshape(size, n)
+        out = np.empty(size)
+        for r in range(size):
+            out[r] = np.sum((pop.problem.minimize(X[r], y[r]) - pop.w_star) ** 2)
+        return out
 
 
 def check(args):
@@ -66,19 +72,27 @@ def check(args):
 def compute(args, folder):
     d = args.dim
     w_star = np.linspace(1.0, -1.0, d)
-    root = np.random.SeedSequence(args.seed)
-    z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
-    rows = []
+    # One engine condition per (sigma, N), key (i, j): blocks of data sets drawn from
+    # their own streams, so the table is the same bits for any --workers.
+    cells, conditions = [], []
     for i, sigma in enumerate(args.noise_std):
         pop = lossvar.GaussianLinearPopulation(w_star, noise_std=sigma)
         var_div = float(pop.loss_moments(w_star)[1])
         for j, n in enumerate(args.sizes):
-            seed = np.random.SeedSequence(root.entropy, spawn_key=(i, j))
-            v = _spread(pop, n, args.replicates, seed)
-            m, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
-            rows.append(dict(noise_std=sigma, var_div=var_div, n=n, replicates=v.size,
-                             spread=m, spread_se=se, ci_low=m - z * se, ci_high=m + z * se,
-                             exact=sigma**2 * d / (n - d - 1), effective_n=n - d - 1))
+            cells.append((sigma, var_div, n))
+            conditions.append(lossvar.engine.Condition(
+                key=(i, j), replicates=args.replicates,
+                block_size=lossvar.engine.block_size(n * (d + 1)), simulate=_Spread(pop, n),
+                label=f"sigma={sigma:g}, N={n}"))
+    outputs = lossvar.engine.run(conditions, lossvar.streams.as_seed_sequence(args.seed),
+                                 **studies.execution(args))
+    rows = []
+    for (sigma, var_div, n), out in zip(cells, outputs, strict=True):
+        m, se = out.moments.mean, out.moments.mean_se()
+        low, high = lossvar.stats.mean_interval(m, se, args.confidence)
+        rows.append(dict(noise_std=sigma, var_div=var_div, n=n, replicates=out.moments.count,
+                         spread=m, spread_se=se, ci_low=low, ci_high=high,
+                         exact=sigma**2 * d / (n - d - 1), effective_n=n - d - 1))
     spread = pd.DataFrame(rows)
     fits = []
     for sigma, t in spread.groupby("noise_std", sort=False):
@@ -102,7 +116,7 @@ def compute(args, folder):
 
 def _verdicts(spread, confidence):
     """The verdict on the spread table: every (sigma, N) cell is the mean of its own
-    independent data sets (a seed per cell), so the rows are independent; each gets
+    independent data sets (its own engine condition and streams), so the rows are independent; each gets
     a normal z with its Monte Carlo SE, combined by sum z^2 against chi-square."""
     a = lossvar.stats.estimate_agreement(
         spread.spread, spread.spread_se, spread.exact, independent=True, confidence=confidence,

@@ -85,10 +85,9 @@ def compute(args, folder):
     q = lossvar.NoisyQuadratic(mu, noise_std=args.noise_std)
     pop = lossvar.GaussianNoisePopulation(q)
     rows, curves, exact_curves = [], [], []
-    seeds = np.random.SeedSequence(args.seed).spawn(len(_schedules(args)))
+    seeds = lossvar.streams.children(args.seed, len(_schedules(args)))
     tail = (max(10, args.steps // 10), args.steps)
     kw = studies.execution(args)
-    z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     for (label, sched, c, p), seed in zip(_schedules(args), seeds, strict=True):
         report = lossvar.robbins_monro(sched)
         rm_rule, converges, exponent, regime = _theory_rule(sched, p)
@@ -107,15 +106,16 @@ def compute(args, folder):
                 ("average", exact_avg, ex.avg_mean[steps, 0], ex.avg_var[steps, 0])):
             col = "dist2" if metric == "iterate" else "avg_dist2"
             m, se = s[f"{col}_mean"], s[f"{col}_se"]
+            low, high = lossvar.stats.mean_interval(m, se, args.confidence)
             curves.append(pd.DataFrame({"schedule": label, "iterate": metric, "step": steps,
-                                        "mean": m, "se": se, "ci_low": m - z * se,
-                                        "ci_high": m + z * se, "exact": ex_values,
+                                        "mean": m, "se": se, "ci_low": low,
+                                        "ci_high": high, "exact": ex_values,
                                         "replicates": s.n,
                                         "pvalue": _exact_pvalues(m, s.n, mean, var)}))
         exact_curves.append(pd.DataFrame({"schedule": label, "step": ex.step[1:],
                                           "exact": ex.mse[1:], "exact_avg": ex.avg_mse[1:]}))
         fit = convergence_rate(tr, "dist2", tail=tail, confidence=args.confidence,
-                               rng=seed.spawn(1)[0])
+                               rng=lossvar.streams.children(seed, 1)[0])
         sel = (steps >= fit.steps[0]) & (steps <= fit.steps[-1])
         local = -np.polyfit(np.log(steps[sel]), np.log(exact[sel]), 1)[0]
         final, final_se = float(s.dist2_mean.iloc[-1]), float(s.dist2_se.iloc[-1])

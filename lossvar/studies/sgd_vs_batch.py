@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 import lossvar
 from lossvar import optim, plots, schedules, studies
@@ -74,7 +73,7 @@ def build_parser():
 
 
 def _z(args):
-    return float(st.norm.ppf(0.5 + args.confidence / 2.0))
+    return lossvar.stats.two_sided_z(args.confidence)
 
 
 def _dataset(base, r, s, rng):
@@ -117,8 +116,8 @@ def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records
                         "excess_loss": s.loss_mean - tr.loss_star,
                         "excess_loss_se": s.loss_se.fillna(0.0) if batch != "full" else 0.0,
                         "replicates": s.n})
-    out["ci_low"] = out.excess_loss - _z(args) * out.excess_loss_se
-    out["ci_high"] = out.excess_loss + _z(args) * out.excess_loss_se
+    out["ci_low"], out["ci_high"] = lossvar.stats.mean_interval(
+        out.excess_loss, out.excess_loss_se, args.confidence)
     return out
 
 
@@ -131,7 +130,7 @@ def _advantage(gd, sgd, z):
 
 
 def compute(args, folder):
-    seeds = np.random.SeedSequence(args.seed).spawn(4)
+    seeds = lossvar.streams.children(args.seed, 4)
     pop = lossvar.GaussianLinearPopulation(np.linspace(1.0, -1.0, args.dim),
                                            noise_std=args.noise_std)
     base = pop.sample(args.base_size, seeds[0])
@@ -143,7 +142,7 @@ def compute(args, folder):
     curves = []
     methods = [(1, "SGD (B = 1)"), (args.minibatch, f"mini-batch (B = {args.minibatch})"),
                ("full", "GD (full batch)")]
-    comp_seeds = seeds[1].spawn(len(methods))
+    comp_seeds = lossvar.streams.children(seeds[1], len(methods))
     for (batch, label), sd in zip(methods, comp_seeds, strict=True):
         t = _run(problem, data, batch, args.epochs, args.replicates, sd, args,
                  per_epoch_records=4)
@@ -156,10 +155,10 @@ def compute(args, folder):
     sweep = []
     settings = [("redundancy", r, 0.0) for r in args.copies]
     settings += [("diversity", r_main, s) for s in args.diversity]
-    sweep_seeds = seeds[2].spawn(len(settings))
+    sweep_seeds = lossvar.streams.children(seeds[2], len(settings))
     for (kind, r, s), sd in zip(settings, sweep_seeds, strict=True):
-        data_seed, sgd_seed = sd.spawn(2)
-        d = _dataset(base, r, s, np.random.default_rng(data_seed))
+        data_seed, sgd_seed = lossvar.streams.children(sd, 2)
+        d = _dataset(base, r, s, lossvar.streams.stream(data_seed))
         gd = _run(problem, d, "full", args.epochs, 1, 0, args)
         sgd = _run(problem, d, 1, args.epochs, args.replicates, sgd_seed, args)
         w_hat = problem.minimize(d.X, d.y)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 import lossvar
 from lossvar import optim, plots, studies, theory
@@ -73,20 +72,6 @@ def _optimizers(h_max):
             "Adam": optim.adam(0.05, eps=1e-8, eps_in_sqrt=True)}
 
 
-def _paths(problem, pop, opt, steps, replicates, seed):
-    """Parameters after 0..steps updates, shape (steps + 1, replicates, d); noise from ``seed``."""
-    d = pop.n_features
-    noise = pop.sample(steps * replicates, seed).X.reshape(steps, replicates, 1, d)
-    w = np.tile(np.array(W0), (replicates, 1))
-    state = opt.init(w)
-    out = np.empty((steps + 1, replicates, d))
-    out[0] = w
-    for t in range(steps):
-        w, state = opt.step(w, problem.mean_grad(w, noise[t]), state)
-        out[t + 1] = w
-    return out
-
-
 def check(args):
     studies.check_data(args.data, none=True)
 
@@ -96,39 +81,42 @@ def compute(args, folder):
     q = lossvar.NoisyQuadratic(h, noise_std=args.noise_std)
     pop = lossvar.GaussianNoisePopulation(q)
     opts = _optimizers(h.max())
-    seeds = np.random.SeedSequence(args.seed).spawn(4)
+    seeds = lossvar.streams.children(args.seed, 3)
     kw = studies.execution(args)
-    z = float(st.norm.ppf(0.5 + args.confidence / 2.0))
     paths, updates, curves = [], [], []
     for name, opt in opts.items():
-        # Common random numbers: every optimizer sees the same noise sequence.
-        w = _paths(q, pop, opt, args.steps, args.replicates, seeds[0])
-        paths.append(pd.DataFrame({"optimizer": name, "step": np.arange(args.steps + 1),
-                                   "w0": w[:, 0, 0], "w1": w[:, 0, 1]}))
-        steady = np.diff(w, axis=0)[args.steps // 2:]  # (T, R, d)
-        per_replicate = np.mean(steady**2, axis=0)  # (R, d): independent across replicates
+        # Common random numbers: every optimizer gets the same seed, so the same noise
+        # sequence (the fresh draws do not depend on the optimizer). Every step is
+        # recorded, with every replicate's parameters, for the updates' statistics.
+        tr = run_sgd(q, pop, opt, steps=args.steps, batch_size=1, replicates=args.replicates,
+                     w0=list(W0), rng=seeds[0], record=np.arange(args.steps + 1),
+                     record_params="all", **kw)
+        w = tr.params  # (R, steps + 1, d)
+        paths.append(pd.DataFrame({"optimizer": name, "step": tr.steps,
+                                   "w0": w[0, :, 0], "w1": w[0, :, 1]}))
+        steady = np.diff(w, axis=1)[:, args.steps // 2:]  # (R, T, d)
+        per_replicate = np.mean(steady**2, axis=1)  # (R, d): independent across replicates
         for i, coord in enumerate(("flat (h = 1)", f"steep (h = {h[1]:g})")):
             v = per_replicate[:, i]
-            m, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size))
+            m, se = (float(x) for x in lossvar.stats.mean_se(v))
+            low, high = lossvar.stats.mean_interval(m, se, args.confidence)
             exact = np.nan
             if name == "SGD":
                 eta = opt.hyperparams["lr"]
                 vstar = theory.constant_step_floor(eta, h[i], args.noise_std**2)
                 exact = eta**2 * (h[i] ** 2 * vstar + args.noise_std**2)
             updates.append(dict(optimizer=name, coordinate=coord, mean_sq_update=m,
-                                se=se, ci_low=m - z * se, ci_high=m + z * se, exact=exact,
-                                steps_averaged=steady.shape[0], replicates=v.size))
-        tr = run_sgd(q, pop, opt, steps=args.steps, batch_size=1, replicates=args.replicates,
-                     w0=list(W0), rng=seeds[1], record=np.arange(args.steps + 1), **kw)
+                                se=se, ci_low=low, ci_high=high, exact=exact,
+                                steps_averaged=steady.shape[1], replicates=v.size))
         s = tr.summary
         curves.append(pd.DataFrame({"problem": "quadratic", "optimizer": name, "step": s.step,
                                     "epoch": np.nan, "excess_loss": s.loss_mean - tr.loss_star,
                                     "se": s.loss_se}))
     if args.data != "none":
-        curves += _real(args, seeds[2], kw)
+        curves += _real(args, seeds[1], kw)
     curves = pd.concat(curves, ignore_index=True)
-    curves["ci_low"] = curves.excess_loss - z * curves.se
-    curves["ci_high"] = curves.excess_loss + z * curves.se
+    curves["ci_low"], curves["ci_high"] = lossvar.stats.mean_interval(
+        curves.excess_loss, curves.se, args.confidence)
     paths, updates = pd.concat(paths, ignore_index=True), pd.DataFrame(updates)
     verdicts = _verdicts(updates, args.confidence)
     folder.table("paths", paths)

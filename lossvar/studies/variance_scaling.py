@@ -60,7 +60,7 @@ def check(args):
 
 
 def compute(args, folder):
-    seeds = np.random.SeedSequence(args.seed).spawn(6)
+    seeds = lossvar.streams.children(args.seed, 6)
     common = dict(replicates=args.replicates, confidence=args.confidence)
     common.update(studies.execution(args))
     pop = lossvar.GaussianLinearPopulation(np.array(W_TRUE), noise_std=args.noise_std)
