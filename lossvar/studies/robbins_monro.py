@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -59,15 +60,40 @@ def build_parser():
     return p
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """One row of the study: its label (the tables' key), the schedule, c and p (0 for a
+    constant step, NaN for the exponential one), its mathtext name for figures, and its
+    role: ``decaying`` (0 < p <= 1: the first panel) and ``shown_averaged`` (the
+    Polyak-Ruppert panel)."""
+
+    label: str
+    schedule: object
+    c: float
+    p: float
+    short: str
+    shown_averaged: bool = False
+
+    @property
+    def decaying(self) -> bool:
+        return 0.0 < self.p <= 1.0
+
+
 def _schedules(args):
-    """(label, schedule, c, p) per row; p = 0 for a constant step, NaN for exponential."""
+    """The rows, in order; p = 0 for a constant step, NaN for exponential."""
     mu = args.mu
     c_fast, c_slow = 0.75 / mu, 0.25 / mu
-    rows = [("constant 0.1/mu", schedules.constant(0.1 / mu), 0.1 / mu, 0.0),
-            (f"c/k, 2c mu = {2 * c_fast * mu:g} > 1", schedules.polynomial(c_fast, 1.0), c_fast, 1.0),
-            (f"c/k, 2c mu = {2 * c_slow * mu:g} < 1", schedules.polynomial(c_slow, 1.0), c_slow, 1.0)]
-    rows += [(f"{args.c:g}/k^{p:g}", schedules.polynomial(args.c, p), args.c, p) for p in POWERS]
-    rows.append(("exponential 0.5 * 0.95^(k-1)", schedules.exponential(0.5, 0.95), 0.5, math.nan))
+    rows = [_Schedule("constant 0.1/mu", schedules.constant(0.1 / mu), 0.1 / mu, 0.0,
+                      r"$0.1/\mu$ (constant)", shown_averaged=True),
+            _Schedule(f"c/k, 2c mu = {2 * c_fast * mu:g} > 1", schedules.polynomial(c_fast, 1.0),
+                      c_fast, 1.0, rf"$c/k$, $2c\mu = {2 * c_fast * mu:g} > 1$"),
+            _Schedule(f"c/k, 2c mu = {2 * c_slow * mu:g} < 1", schedules.polynomial(c_slow, 1.0),
+                      c_slow, 1.0, rf"$c/k$, $2c\mu = {2 * c_slow * mu:g} < 1$",
+                      shown_averaged=True)]
+    rows += [_Schedule(f"{args.c:g}/k^{p:g}", schedules.polynomial(args.c, p), args.c, p,
+                       rf"${args.c:g}/k^{{{p:g}}}$", shown_averaged=p == 0.75) for p in POWERS]
+    rows.append(_Schedule("exponential 0.5 * 0.95^(k-1)", schedules.exponential(0.5, 0.95), 0.5,
+                          math.nan, r"$0.5 \cdot 0.95^{k-1}$"))
     return rows
 
 
@@ -88,7 +114,8 @@ def compute(args, folder):
     seeds = lossvar.streams.children(args.seed, len(_schedules(args)))
     tail = (max(10, args.steps // 10), args.steps)
     kw = studies.execution(args)
-    for (label, sched, c, p), seed in zip(_schedules(args), seeds, strict=True):
+    for row, seed in zip(_schedules(args), seeds, strict=True):
+        label, sched, c, p = row.label, row.schedule, row.c, row.p
         report = lossvar.robbins_monro(sched)
         rm_rule, converges, exponent, regime = _theory_rule(sched, p)
         if exponent is None:
@@ -183,19 +210,6 @@ def _verdicts(curves, confidence):
                                         untested_reason="zero variance")
 
 
-def _short(label):
-    """A schedule's label in mathtext, short enough for a legend or a table cell."""
-    if label.startswith("constant"):
-        return r"$0.1/\mu$ (constant)"
-    if label.startswith("exponential"):
-        return r"$0.5 \cdot 0.95^{k-1}$"
-    if label.startswith("c/k"):
-        c = label.split("=")[1].strip().replace(">", "> ").replace("<", "< ").split()
-        return rf"$c/k$, $2c\mu = {c[0]} {c[1]} 1$"
-    c, p = label.split("/k^")
-    return rf"${c}/k^{{{p}}}$"
-
-
 def _num(x):
     """Three decimals with a true minus sign and no negative zero."""
     s = f"{x:.3f}"
@@ -212,12 +226,13 @@ def _figures(folder, curves, exact, args, mu, sigma2, rows=None, verdicts=None):
 
     table = curves[(curves.iterate == "iterate") & (curves.step > 0)]
     labels = list(dict.fromkeys(table.schedule))
-    decaying = [lab for lab in labels if "/k" in lab and not lab.endswith(("1.5", "2"))]
+    kinds = {s.label: s for s in _schedules(args)}
+    decaying = [lab for lab in labels if kinds[lab].decaying]
     others = [lab for lab in labels if lab not in decaying]
     order = decaying + others
     colors, marks = plots.palette(order), plots.markers(order)
     avg = curves[(curves.iterate == "average") & (curves.step > 0)]
-    pick = [labels[2], f"{args.c:g}/k^0.75", labels[0]]
+    pick = [lab for lab in labels if kinds[lab].shown_averaged]
     level = f"{100 * args.confidence:.4g}%"
 
     def panel(ax, data, group, exact_col, skip):
@@ -263,7 +278,7 @@ def _figures(folder, curves, exact, args, mu, sigma2, rows=None, verdicts=None):
                 met = str(r.rm_satisfied).lower() in ("true", "1")
                 fit = (f"{_num(r.fitted_exponent)} [{_num(r.fitted_ci_low)}, "
                        f"{_num(r.fitted_ci_high)}]")
-                cells.append([_short(lab), "yes" if met else "no", f"{r.theory_exponent:.3g}",
+                cells.append([kinds[lab].short, "yes" if met else "no", f"{r.theory_exponent:.3g}",
                               _num(r.exact_local_exponent), fit])
                 cols.append(colors[lab])
                 mks.append(marks[lab])
