@@ -146,7 +146,7 @@ def compute(args, folder):
     for (batch, label), sd in zip(methods, comp_seeds, strict=True):
         t = _run(problem, data, batch, args.epochs, args.replicates, sd, args,
                  per_epoch_records=4)
-        curves.append(t.assign(method=label, copies=r_main))
+        curves.append(t.assign(method=label, copies=r_main, full_batch=batch == "full"))
     curves = pd.concat(curves, ignore_index=True)
     curves = curves[["method", "copies", *[c for c in curves.columns
                                            if c not in ("method", "copies")]]]
@@ -181,6 +181,7 @@ def _figures(folder, curves, sweep, args, r_main):
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(curves.method))
+    full_batch = set(curves.method[curves.full_batch])  # GD: deterministic, once per epoch
     colors, marks = plots.palette(methods), plots.markers(methods)
     level = f"{100 * args.confidence:.4g}%"
     bands = (f"{level} confidence bands across {args.replicates} replicates (normal approximation, "
@@ -190,7 +191,7 @@ def _figures(folder, curves, sweep, args, r_main):
         fig, ax = plots.subplots(width="column", height=3.3)
         for m in methods:
             t = curves[curves.method == m].sort_values("epoch")
-            if m.startswith("GD"):
+            if m in full_batch:
                 # GD updates once per epoch: its parameters (and loss) stay put in between
                 ax.step(t.epoch, t.excess_loss, where="post", color=colors[m], lw=1.1, zorder=3)
                 ax.plot(t.epoch, t.excess_loss, ls="none", marker=marks[m], color=colors[m],
@@ -210,10 +211,10 @@ def _figures(folder, curves, sweep, args, r_main):
         ax.set_title(f"Equal computation: {r_main} copies of {args.base_size} examples ($N = {n}$)",
                      fontsize=7.5)
         last = curves[curves.epoch == curves.epoch.max()].set_index("method")
-        gd = last.loc[[m for m in methods if m.startswith("GD")][0]]
+        gd = last.loc[[m for m in methods if m in full_batch][0]]
         lines = [f"after {args.epochs} epochs, GD / method:"]
         for m in methods:
-            if m.startswith("GD"):
+            if m in full_batch:
                 continue
             r = last.loc[m]
             lo = gd.excess_loss / r.ci_high
