@@ -276,11 +276,11 @@ def test_estimate_agreement_is_calibrated(independent):
 
 def test_robbins_monro_exact_reference_is_calibrated():
     # The study's p-value for a mean of (w - w*)^2 with w - w* ~ N(m, v): noncentral chi-square.
-    from lossvar.studies.robbins_monro import _exact_pvalues
+    from lossvar.studies.robbins_monro import exact_pvalues
 
     rng = np.random.default_rng(5)
     m, v, r = np.array([0.0, 0.3, 2.0]), np.array([1.0, 0.5, 0.01]), 200
-    p = np.array([_exact_pvalues(((m + np.sqrt(v) * rng.standard_normal((r, 3))) ** 2).mean(axis=0),
+    p = np.array([exact_pvalues(((m + np.sqrt(v) * rng.standard_normal((r, 3))) ** 2).mean(axis=0),
                                  r, m, v) for _ in range(CAL_SEEDS)])
     for col in p.T:
         assert st.binomtest(int(np.sum(col < 0.05)), CAL_SEEDS, 0.05).pvalue > BINOM_LEVEL

@@ -253,14 +253,14 @@ def _one_step(spec, ref, args, root):
                              replicates=gains.shape[0], improvement=mean[k], improvement_se=se[k],
                              theory=model[k], theory_kind=kind, z=(mean[k] - model[k]) / se[k]))
         best = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, b)
-        fitted = _fitted_optimum(gains, eps, args.confidence)
+        fitted = fitted_optimum(gains, eps, args.confidence)
         opt_rows.append(dict(problem=label, batch_size=b, eps_opt=best.learning_rate, **fitted,
                              eps_max=best.eps_max, b_noise=best.b_noise,
                              improvement_opt=best.improvement, theory_kind=kind))
     return pd.DataFrame(rows), pd.DataFrame(opt_rows)
 
 
-def _fitted_optimum(gains, eps, confidence):
+def fitted_optimum(gains, eps, confidence):
     """eps_opt from the Monte Carlo curves: each replicate's curve projected on a eps - c eps^2.
 
     The projection is linear, so its mean is the projection of the mean curve;

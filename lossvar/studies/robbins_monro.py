@@ -138,7 +138,7 @@ def compute(args, folder):
                                         "mean": m, "se": se, "ci_low": low,
                                         "ci_high": high, "exact": ex_values,
                                         "replicates": s.n,
-                                        "pvalue": _exact_pvalues(m, s.n, mean, var)}))
+                                        "pvalue": exact_pvalues(m, s.n, mean, var)}))
         exact_curves.append(pd.DataFrame({"schedule": label, "step": ex.step[1:],
                                           "exact": ex.mse[1:], "exact_avg": ex.avg_mse[1:]}))
         fit = convergence_rate(tr, "dist2", tail=tail, confidence=args.confidence,
@@ -171,7 +171,7 @@ def compute(args, folder):
     return _summary(args, pd.DataFrame(rows), verdicts)
 
 
-def _exact_pvalues(mc_mean, replicates, mean, var):
+def exact_pvalues(mc_mean, replicates, mean, var):
     """Two-sided p-values of Monte Carlo means of (w - w*)^2 over ``replicates`` runs
     with w - w* ~ N(mean, var) exactly: the sum over runs divided by ``var`` is
     noncentral chi-square (df = replicates, noncentrality replicates mean^2 / var).
