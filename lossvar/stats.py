@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from ._validate import as_float
 from .moments import Moments
 
 INTERVALS = ("fourth_moment", "chi2", "bootstrap")
@@ -302,8 +303,6 @@ def plan_replicates(pilot: VarianceTable, target_rel_se: float) -> pd.DataFrame:
         ``batch_size``, ``kurtosis``, ``replicates`` (0 where the variance is
         exactly 0: no replicate is needed).
     """
-    from ._validate import as_float
-
     t = as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True, high_open=True)
     table = pilot.table if hasattr(pilot, "table") else pd.DataFrame(pilot)
     kappa = table["kurtosis"].to_numpy(dtype=float)
@@ -482,8 +481,6 @@ def agreement(result: VarianceTable, *, confidence: float | None = None) -> Agre
     -------
     Agreement
     """
-    from ._validate import as_float
-
     table = result.table if hasattr(result, "table") else pd.DataFrame(result)
     if confidence is None:
         confidence = getattr(result, "confidence", 0.95)
@@ -582,8 +579,6 @@ def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=No
     Agreement
         ``holm`` has columns ``label``, ``z``, ``pvalue``, ``holm_pvalue``.
     """
-    from ._validate import as_float
-
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
     level = confidence if interval_confidence is None else as_float(
         interval_confidence, "interval_confidence", low=0.0, high=1.0, low_open=True, high_open=True)
