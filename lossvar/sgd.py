@@ -48,7 +48,7 @@ from .optim import Optimizer
 from .problems import LinearRegression, LogisticRegression
 from .schedules import as_schedule
 from .stats import mean_se
-from .streams import as_seed_sequence
+from .streams import as_seed_sequence, describe
 from .typing import ArrayLike, DataSource, Executor, PathLikeStr, Problem, RNGLike
 
 __all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "run_sgd"]
@@ -291,7 +291,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
             batch_size=spec.batch_size, replicates=spec.replicates, sampling=spec.sampling,
             w0=hashlib.sha256(spec.w0.tobytes()).hexdigest(), record=spec.record.tolist(),
             average=spec.average, record_params=spec.param_rows.tolist(),
-            seed=f"{root.entropy}/{tuple(root.spawn_key)}")
+            seed=describe(root))
     outputs = run(conditions, root, execution=how, fingerprint=fingerprint)
     merged = {k: np.concatenate([o.values[k] for o in outputs]) for k in outputs[0].values}
     return _trajectories(spec, merged, root)
