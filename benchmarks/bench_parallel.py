@@ -9,11 +9,18 @@ runs must give the same table, bit for bit (checked). Then the peak
 resident memory of the coordinating process, with 2 workers, at R and 10 R
 replicates of one batch size (each in a fresh subprocess): it must not grow
 with R. Ratios only; never a test.
+
+Like for like: the pool's workers are forked from this process with lossvar
+imported, and the dask workers have it imported before their run is timed
+(spawned workers import this script, hence lossvar, as they start anyway).
+On a shared machine, ``--repeat K`` times the pool and both dask runs K times
+in turn and keeps the best of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,7 +33,7 @@ import pandas as pd
 import lossvar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, peak_rss_mib  # noqa: E402
+from _common import CpuMeter, machine, peak_rss_mib  # noqa: E402
 
 GRID = [1, 4, 16, 64, 256, 1024]
 DASK = "dask LocalCluster (2 processes)"
@@ -38,11 +45,40 @@ def _losses(n):
     return np.random.default_rng(0).exponential(size=n)
 
 
+def _import_lossvar():
+    import lossvar  # noqa: F401 - the import is the point
+
+
+@contextlib.contextmanager
+def _cluster(env):
+    """A 2-process LocalCluster whose workers start with ``env``; this process's
+    environment is given back afterwards (a nanny writes its ``pre-spawn-environ``
+    into the environment of the process that starts it, where it would override
+    dask's config for later clusters and leak into later subprocesses)."""
+    import dask
+    import distributed
+
+    saved = dict(os.environ)
+    for key in DASK_MALLOC:
+        os.environ.pop(key, None)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), \
+                distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None) as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=10**6)
     p.add_argument("--replicates", type=int, default=10**6)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="time the pool and the dask runs this many times each, in turn; keep the best")
     p.add_argument("--_rss", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     losses = _losses(a.n)
@@ -54,53 +90,64 @@ def main(argv=None):
     print(f"N = {a.n}, R = {a.replicates} per B, B in {GRID}, without replacement")
     kw = dict(replicates=a.replicates, rng=1)
     times = {}
+    meter, start = CpuMeter(), time.perf_counter()
     t0 = time.perf_counter()
     serial = lossvar.loss_variance(losses, GRID, **kw)
     times["1 worker"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pool = lossvar.loss_variance(losses, GRID, **kw, workers=2)
-    times["2 workers (processes)"] = time.perf_counter() - t0
-    pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
     scratch = {"1 worker (this process)": lossvar.engine.scratch_nbytes()["max_thread_bytes"]}
     try:
         import dask
-        import distributed
+        import distributed  # noqa: F401 - _cluster needs it
     except ImportError:
         print("dask: skipped (install the 'distributed' extra)")
+        runs = ()
     else:
         # dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which
-        # also freezes glibc's adaptive mmap threshold at 128 KiB: every numpy
-        # temporary of a block (about 2 MiB) is then mapped, zero-filled and
-        # unmapped afresh. Measured with dask's defaults and with the thresholds
-        # glibc itself settles on in a long-running process (README, Performance: "dask workers and malloc").
+        # also freezes glibc's adaptive mmap threshold at 128 KiB: a temporary
+        # array of a block (about 2 MiB) is then mapped, zero-filled and
+        # unmapped afresh. lossvar's blocks allocate none (scratch buffers,
+        # intp indices), so dask's default environment is the one to meet the
+        # target; the thresholds glibc itself settles on in a long-running
+        # process are measured beside it (README, Performance: "dask workers and malloc").
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-        tuned = {**environ, **DASK_MALLOC}
-        for name, env in ((DASK, environ), (DASK_TUNED, tuned)):
-            # A nanny copies these into its own process's environment, and a
-            # variable set there overrides dask's config for later clusters.
-            for key in DASK_MALLOC:
-                os.environ.pop(key, None)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": env}), \
-                    distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                             dashboard_address=None) as cluster, \
-                    distributed.Client(cluster) as client:
+        runs = ((DASK, environ), (DASK_TUNED, {**environ, **DASK_MALLOC}))
+    pool_name = "2 workers (processes)"
+    best = {}
+    for _ in range(max(a.repeat, 1)):
+        t0 = time.perf_counter()
+        pool = lossvar.loss_variance(losses, GRID, **kw, workers=2)
+        best[pool_name] = min(best.get(pool_name, np.inf), time.perf_counter() - t0)
+        pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
+        for name, env in runs:
+            with _cluster(env) as client:
                 seen = client.run(lambda: {k: os.environ.get(k) for k in DASK_MALLOC})
-                print(f"{name}: workers' environment {sorted(set(map(str, seen.values())))}")
+                client.run(_import_lossvar)  # as in the pool's forked workers: not timed
+                if name not in best:
+                    print(f"{name}: workers' environment {sorted(set(map(str, seen.values())))}")
                 t0 = time.perf_counter()
                 dask_run = lossvar.loss_variance(losses, GRID, **kw,
                                                  executor=client.get_executor())
-                times[name] = time.perf_counter() - t0
+                best[name] = min(best.get(name, np.inf), time.perf_counter() - t0)
                 held = client.run(lambda: __import__("lossvar").engine.scratch_nbytes())
                 scratch[name] = max(v["max_thread_bytes"] for v in held.values())
             pd.testing.assert_frame_equal(serial.table, dask_run.table, check_exact=True)
+    times.update(best)
+    load, wall = meter.others(), time.perf_counter() - start
+    if a.repeat > 1:
+        print(f"best of {a.repeat} runs each, in turn (1 worker: one run)")
     for name, t in times.items():
         print(f"{name:>48}: {t:8.2f} s   throughput x{times['1 worker'] / t:.2f} of 1 worker")
     for name in (DASK, DASK_TUNED):
         if name in times:
-            print(f"{name} / process pool time: {times[name] / times['2 workers (processes)']:.2f}")
+            print(f"{name} / process pool time: {times[name] / times[pool_name]:.2f}")
     print("tables bit-identical across all runs: yes")
     print("targets: 2 workers >= 1.6x throughput of 1; dask <= 1.2x the process pool's time "
           "(default worker environment and tuned)")
+    if load is not None:
+        print(f"machine load meanwhile: other processes {load['others']:.1f} CPU-s, steal "
+              f"{load['steal']:.1f} s, against {load['own']:.1f} CPU-s of these runs in "
+              f"{wall:.0f} s on {os.cpu_count()} cores (other processes skew the ratios, and so can "
+              "load on the host that no process here shows: compare runs with --repeat)")
     print("per-worker scratch buffers (largest thread): "
           + ", ".join(f"{k}: {v / 2**20:.1f} MiB" for k, v in scratch.items())
           + f" (cap {lossvar.engine.SCRATCH_LIMIT >> 20} MiB per thread)")

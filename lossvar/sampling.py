@@ -4,15 +4,23 @@ Every function returns a ``(size, B)`` array of indices into ``range(N)``,
 one independent batch per row, vectorized over rows: there is no Python loop
 over replicates and no per-replicate ``rng.choice`` call.
 
-Indices are int32 when ``N < 2**31`` (half the memory traffic of int64, and
-numpy's integer sort is faster on it); the dtype never changes the set drawn.
+Indices are drawn and sorted as int32 when ``N < 2**31`` (half the memory
+traffic of int64, and numpy's integer sort is faster on it), and returned so
+unless written into scratch (below); the dtype never changes the set drawn.
 
 ``scratch``: the draws may be written into reusable buffers instead of new
 arrays (``scratch(name, shape, dtype) -> array``, e.g.
-:func:`lossvar.engine.scratch`). The numbers are the same bits either way:
+:func:`lossvar.engine.scratch`). The indices then come back as ``np.intp``,
+ready for ``np.take`` or fancy indexing: those convert indices of any other
+type into a new intp array first, 8 bytes per index at every call (2 MiB for a
+block of 2**18 indices), and under a low mmap threshold (dask's workers) that
+array is a fresh mmap, zero-filled page by page, at every block. Without
+replacement the rows are still drawn and sorted as int32 and only then
+widened, once, into the intp buffer. The numbers are the same bits either way:
 ``Generator.integers`` of int32 or int64 draws each value from the bit
-generator's own stream, so filling a buffer piece by piece reproduces one
-call for the whole array.
+generator's own stream (32 bits a value while the range fits), so filling a
+buffer piece by piece, in either type, reproduces one call for the whole
+array; ``Generator.random`` likewise, for the random keys.
 """
 
 from __future__ import annotations
@@ -54,18 +62,28 @@ def _fill_integers(rng, n, out):
     return out
 
 
+def _widened(idx, scratch):
+    """``idx`` as intp, in the scratch buffer ``"indices"`` (no new array)."""
+    if idx.dtype == np.intp:
+        return idx
+    out = scratch("indices", idx.shape, np.intp)
+    np.copyto(out, idx)
+    return out
+
+
 def with_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int, *,
                      scratch=None) -> np.ndarray:
-    """``size`` batches of ``batch_size`` independent uniform draws from ``range(n)``."""
-    dtype = index_dtype(n)
+    """``size`` batches of ``batch_size`` independent uniform draws from ``range(n)``
+    (intp when written into ``scratch``, else :func:`index_dtype`)."""
     if scratch is None:
-        return rng.integers(0, n, (size, batch_size), dtype=dtype)
-    return _fill_integers(rng, n, scratch("idx", (size, batch_size), dtype))
+        return rng.integers(0, n, (size, batch_size), dtype=index_dtype(n))
+    return _fill_integers(rng, n, scratch("indices", (size, batch_size), np.intp))
 
 
 def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size: int, *,
                         scratch=None) -> np.ndarray:
-    """``size`` independent simple random samples of ``batch_size`` distinct indices.
+    """``size`` independent simple random samples of ``batch_size`` distinct indices
+    (intp when written into ``scratch``, else :func:`index_dtype`).
 
     Each row is a uniformly random ``batch_size``-subset of ``range(n)``
     (rows are sorted, which does not matter for a batch mean and makes the
@@ -87,13 +105,38 @@ def without_replacement(rng: np.random.Generator, n: int, batch_size: int, size:
     if batch_size == 1:
         return with_replacement(rng, n, 1, size, scratch=scratch)
     if batch_size == n:
-        return np.broadcast_to(np.arange(n, dtype=dtype), (size, n))
+        every = np.broadcast_to(np.arange(n, dtype=dtype), (size, n))
+        return every if scratch is None else _widened(every, scratch)
     if _KEYS_RATIO * batch_size <= n:
-        return _rejection(rng, n, batch_size, size, dtype, scratch or _fresh)
+        if scratch is None:
+            return _rejection(rng, n, batch_size, size, dtype, _fresh)
+        return _widened(_rejection(rng, n, batch_size, size, dtype, scratch), scratch)
+    if scratch is not None:
+        return _keys(rng, n, batch_size, size, scratch)
     keys = rng.random((size, n))
     idx = np.argpartition(keys, batch_size - 1, axis=1)[:, :batch_size]
     idx.sort(axis=1)
     return idx.astype(dtype, copy=False)
+
+
+def _keys(rng, n, batch_size, size, scratch):
+    """Random keys into scratch, a few rows at a time: the numbers and the result of
+    one ``rng.random((size, n))`` and one ``argpartition`` over all rows (keys come
+    from the stream in row-major order, and each row is partitioned on its own).
+    A piece's keys stay in cache and ``argpartition``'s new output array is at
+    most 64 KiB, below any mmap threshold. Rows longer than that go in one piece:
+    a new array per row would then be mapped afresh row after row, while one
+    large array at least gets huge pages."""
+    out = scratch("indices", (size, batch_size), np.intp)
+    rows = _PIECE_BYTES // (8 * n) or size
+    keys = scratch("keys", (min(rows, size), n))
+    for a in range(0, size, rows):
+        part = keys[:min(rows, size - a)]
+        rng.random(out=part)
+        rows_out = out[a:a + part.shape[0]]
+        rows_out[...] = np.argpartition(part, batch_size - 1, axis=1)[:, :batch_size]
+        rows_out.sort(axis=1)
+    return out
 
 
 def _rejection(rng, n, batch_size, size, dtype, buffer):
