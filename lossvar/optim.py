@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lossvar._validate import as_float
-from lossvar.schedules import as_schedule
+from lossvar.schedules import Constant, as_schedule
 
 __all__ = [
     "AdagradState",
@@ -558,35 +558,56 @@ def _adam(name, lr, b1, b2, eps, eps_in_sqrt, amsgrad, *, weight_decay) -> Optim
         decayed = p * (1.0 - eta * weight_decay) if weight_decay else p
         return decayed - eta * u, AdamState(t, mu, nu, nu_max)
 
+    # With eps > 0 the denominator is > 0, +inf or NaN, and with b2 > 0 it is NaN
+    # only after a NaN gradient, which made mu NaN for good (b1 * NaN is NaN even for
+    # b1 = 0): so _ratio's mask acts only where m_hat is -0.0, which m_hat + 0.0 maps
+    # to +0.0 as the mask does. With b2 = 0 a gradient whose square overflows makes
+    # nu = inf and the next 0 * inf a NaN while mu stays finite: the mask is kept.
+    plain_ratio = eps > 0 and b2 > 0
+    constant_eta = float(schedule.eta) if type(schedule) is Constant else None
+
     def make(params):
-        mu, nu = np.zeros_like(params), np.zeros_like(params)
+        # mu and nu stacked, so that one ufunc call updates both: each element still
+        # goes through the operations of ``step`` in the same order.
+        moments = np.zeros((2,) + params.shape)
+        mu, nu = moments
+        work = np.empty_like(moments)  # g (1 - b1) | g (1 - b2) g, then m_hat | den
+        column = (2,) + (1,) * params.ndim
+        decay = np.array([b1, b2]).reshape(column)
+        gain = np.array([1.0 - b1, 1.0 - b2]).reshape(column)
+        bias = np.empty(column)
         nu_max = np.zeros_like(params) if amsgrad else None
-        mu_hat, den, u = (np.empty_like(params) for _ in range(3))
+        u = np.empty_like(params)
         count = [0]
 
         def advance(p, g):
             count[0] = t = count[0] + 1
-            np.multiply(mu, b1, out=mu)
-            np.multiply(g, 1.0 - b1, out=den)
-            np.add(mu, den, out=mu)
-            np.multiply(nu, b2, out=nu)
-            np.multiply(g, 1.0 - b2, out=den)
-            np.multiply(den, g, out=den)
-            np.add(nu, den, out=nu)
+            np.multiply(moments, decay, out=moments)  # b1 mu | b2 nu
+            np.multiply(g, gain, out=work)
+            np.multiply(work[1], g, out=work[1])
+            np.add(moments, work, out=moments)
             if amsgrad:
                 np.maximum(nu_max, nu, out=nu_max)
-            np.divide(mu, 1.0 - b1**t, out=mu_hat)
-            np.divide(nu_max if amsgrad else nu, 1.0 - b2**t, out=den)  # nu_hat
+                np.divide(mu, 1.0 - b1**t, out=work[0])
+                np.divide(nu_max, 1.0 - b2**t, out=work[1])
+            else:
+                bias[0], bias[1] = 1.0 - b1**t, 1.0 - b2**t
+                np.divide(moments, bias, out=work)
+            m_hat, den = work  # den holds nu_hat until the next line
             if eps_in_sqrt:
                 np.sqrt(np.add(den, eps, out=den), out=den)
             else:
                 np.add(np.sqrt(den, out=den), eps, out=den)
-            _ratio_into(mu_hat, den, u)
-            eta = schedule(t)
+            if plain_ratio:
+                np.add(m_hat, 0.0, out=m_hat)
+                update = np.divide(m_hat, den, out=m_hat)
+            else:
+                update = _ratio_into(m_hat, den, u)
+            eta = constant_eta if constant_eta is not None else schedule(t)
             if weight_decay:
                 np.multiply(p, 1.0 - eta * weight_decay, out=p)
-            np.multiply(u, eta, out=u)
-            np.subtract(p, u, out=p)
+            np.multiply(update, eta, out=update)
+            np.subtract(p, update, out=p)
         return advance
 
     step = _in_place(step, make)

@@ -13,8 +13,13 @@ unit of randomness: block j (replicates ``j*BLOCK_SIZE`` onwards) is one
 :class:`~lossvar.engine.Condition` with key ``(0, j)`` and draws from
 ``stream(root, 0, j, 0)``, in this order, one step after another:
 
-- ``"with_replacement"``: ``rng.integers(0, N, (R_b, B))`` per step
-  (:func:`lossvar.sampling.with_replacement`);
+- ``"with_replacement"``: the values of ``rng.integers(0, N, (R_b, B))`` per
+  step (:func:`lossvar.sampling.with_replacement`), the (R_b, B) indices of
+  step t after those of step t - 1. They are drawn for several steps at once,
+  ``rng.integers(0, N, (k, R_b, B))``, which gives the same numbers: each
+  value is drawn from the bit generator's stream in turn (32 bits a value
+  while N <= 2**32, whatever the integer dtype, the unused half of a 64-bit
+  output kept in the generator's state between calls);
 - ``"reshuffle"``: at the start of each epoch, one ``rng.permuted`` of
   ``range(N)`` per replicate (:func:`lossvar.sampling.epoch_batches`), cut in order into
   ``N // B`` batches; the last ``N % B`` examples of each permutation are
@@ -68,6 +73,10 @@ _FRESH_MAX_STEPS = 64
 
 #: Records per decade of steps in the default log-spaced grid.
 _PER_DECADE = 10
+
+#: With replacement, the indices of several steps are drawn in one call, about
+#: this many at once (2 MiB of intp); the numbers do not depend on it.
+_DRAW_ELEMENTS = 2**18
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -349,8 +358,13 @@ class _Block:
         # the optimizer's (``step.in_place``) and the gradient of a linear model.
         make = getattr(s.optimizer.step, "in_place", None)
         advance = make(w) if make is not None else None
-        grad = _GradInto.of(s.problem, w, s.batch_size) if s.sampling != "full" else None
         own_step = getattr(s.optimizer.step, "__module__", None) == "lossvar.optim"
+        grad = (_GradInto.of(s.problem, w, s.batch_size, own_step)
+                if s.sampling != "full" else None)
+        # The non-finite check: one dot with zeros is 0 (of either sign) when every
+        # entry of w is finite and NaN as soon as one is inf or NaN (inf * 0 is NaN);
+        # the rows are scanned only then.
+        zeros = np.zeros(w.size)
         slot = 0
         with np.errstate(over="ignore", invalid="ignore"):
             if s.record[0] == 0:
@@ -367,8 +381,10 @@ class _Block:
                     w, state = s.optimizer.step(w, g, state)
                 else:
                     advance(w, g)
-                if not np.isfinite(w).all():
-                    self._mark(w, ~np.isfinite(w).all(axis=1), t, first_bad)
+                if np.dot(w.reshape(-1), zeros) != 0.0:
+                    bad = ~np.isfinite(w).all(axis=1)
+                    if bad.any():
+                        self._mark(w, bad, t, first_bad)
                 if total is not None:
                     total += w
                 if slot < s.record.size and s.record[slot] == t:
@@ -444,7 +460,20 @@ class _Block:
             np.take(s.y, idx, out=yb, mode="clip")
             return Xb, yb
         if s.sampling == "with_replacement":
-            return lambda t: gather(_sampling.with_replacement(rng, n, B, size))
+            # The indices of several steps in one draw, of shape (k, size, B): the
+            # same numbers as one draw per step (see the module docstring). As intp,
+            # which np.take would otherwise make of them at every call (the values of
+            # an integer draw do not depend on its dtype).
+            per_draw = max(1, min(s.steps, _DRAW_ELEMENTS // (size * B)))
+            drawn = {}
+
+            def with_replacement(t):
+                i = (t - 1) % per_draw
+                if i == 0:
+                    k = min(per_draw, s.steps - t + 1)
+                    drawn["idx"] = rng.integers(0, n, (k, size, B), dtype=np.intp)
+                return gather(drawn["idx"][i])
+            return with_replacement
         per_epoch = n // B
         epoch = {}
 
@@ -463,7 +492,25 @@ class _GradInto:
     (scores by matmul, phi', matmul, / B, + l2 w), each written to an array
     made once per block, so the same bits without new arrays every step.
     Other problems keep their own ``mean_grad``.
+
+    ``skip_l2`` (set by :meth:`of` when l2 == 0 and the optimizer is one of
+    :mod:`lossvar.optim`): the gradient is returned without ``+ 0 * w``. That
+    term changes g only where g == -0.0 and w_j >= +0 (then g becomes +0.0;
+    where w_j == -0.0 it adds -0.0, which changes nothing; at the start of a
+    step w is finite, or NaN in a whole row, whose gradient is NaN anyway).
+    No optimizer of lossvar.optim moves differently on g = -0.0 and +0.0
+    there. Adam(W), RMSProp and Adagrad pass the gradient to w only through
+    squares (+0.0 either way) and ratios whose zero numerator gives +0.0
+    whatever its sign (Adam's mu may then hold a zero of the other sign,
+    nothing else). sgd, momentum and nesterov move w only by w_j - x, x a
+    multiple of g or of a trace that may hold a zero of the other sign, which
+    differs only when w_j == -0.0; but w_j >= +0 at the step concerned, and
+    w_j - x is -0.0 only when w_j is -0.0 already, so w_j is never -0.0
+    afterwards. A foreign optimizer gets the gradient mean_grad returns, term
+    included.
     """
+
+    skip_l2 = False
 
     def __init__(self, problem, w, batch_size):
         self.problem, self.l2 = problem, float(problem.l2)
@@ -475,10 +522,15 @@ class _GradInto:
         self.tmp = np.empty((size, p))
 
     @classmethod
-    def of(cls, problem, w, batch_size):
+    def of(cls, problem, w, batch_size, own_step=False):
         if type(problem) not in (LinearRegression, LogisticRegression) or w.ndim != 2:
             return None
-        return cls(problem, w, batch_size)
+        grad = cls(problem, w, batch_size)
+        # + 0 * w changes g only where g is -0.0 and w >= +0 (to +0.0), and no
+        # optimizer of lossvar.optim moves differently on -0.0 there (see
+        # _GradInto.skip_l2); a foreign one sees the gradient mean_grad returns.
+        grad.skip_l2 = own_step and grad.l2 == 0.0
+        return grad
 
     def __call__(self, w, X, y):
         z, r, g = self.z, self.r, self.g
@@ -492,6 +544,8 @@ class _GradInto:
             np.subtract(z, y, out=r)
         np.matmul(r[..., None, :], X, out=g[..., None, :])
         np.divide(g, X.shape[-2], out=g)
+        if self.skip_l2:
+            return g
         np.multiply(w, self.l2, out=self.tmp)
         return np.add(g, self.tmp, out=g)
 

@@ -341,3 +341,108 @@ def test_schedule_non_finite_fails_naming_k():
     w, s = opt.step(1.0, 1.0, opt.init(1.0))
     with pytest.raises(ValueError, match=r"`lr` schedule returned inf at step k=2"):
         opt.step(w, 1.0, s)
+
+
+# -- the in-place forms run_sgd uses: the same bits as the pure step --------------------
+
+SPECIALS = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 5e-324, -5e-324, 1e-310, -1e300, 1e300])
+
+
+def _adversarial_gradients(rng, steps, shape):
+    """Gradients over 325 decades, with zeros of both signs, NaN, +-inf, subnormals and
+    1e300 (whose square overflows) sprinkled in, and now and then a row of -0.0."""
+    for t in range(steps):
+        g = rng.standard_normal(shape) * 10.0 ** rng.integers(-320, 5, shape)
+        special = rng.random(shape) < 0.15
+        g[special] = rng.choice(SPECIALS, int(special.sum()))
+        if t % 7 == 3:
+            g[2] = -0.0
+        yield g
+
+
+def _assert_same_bits(a, b):
+    """Equal bit patterns, NaN compared as NaN whatever its payload."""
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(nan, np.isnan(b))
+    np.testing.assert_array_equal(a[~nan].view(np.int64), b[~nan].view(np.int64))
+
+
+def _in_place_equals_step(opt, rng, steps=40):
+    w_pure = rng.standard_normal((7, 5))
+    w_pure[0], w_pure[1] = -0.0, 0.0
+    w_fast = w_pure.copy()
+    state = opt.init(w_pure)
+    advance = opt.step.in_place(w_fast)
+    with np.errstate(all="ignore"):
+        for g in _adversarial_gradients(rng, steps, w_pure.shape):
+            w_pure, state = opt.step(w_pure, g, state)
+            advance(w_fast, g)
+            _assert_same_bits(w_fast, w_pure)
+
+
+ADAM_VARIANTS = {
+    "adam": lambda lr, **h: optim.adam(lr, **h),
+    "adam-eps_in_sqrt": lambda lr, **h: optim.adam(lr, eps_in_sqrt=True, **h),
+    "adam-amsgrad": lambda lr, **h: optim.adam(lr, amsgrad=True, **h),
+    "adam-amsgrad-eps_in_sqrt": lambda lr, **h: optim.adam(lr, amsgrad=True, eps_in_sqrt=True, **h),
+    "adamw": lambda lr, **h: optim.adamw(lr, weight_decay=0.1, **h),
+    "adamw-eps_in_sqrt": lambda lr, **h: optim.adamw(lr, weight_decay=0.3, eps_in_sqrt=True, **h),
+}
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("lr", [1e-2, polynomial(0.1, 0.5)], ids=["constant", "schedule"])
+@pytest.mark.parametrize("variant", list(ADAM_VARIANTS))
+def test_in_place_adam_equals_step_on_adversarial_gradients(variant, lr):
+    # The in-place Adam updates mu and nu as one stacked array, skips the schedule call
+    # for a constant lr and replaces _ratio's mask by m_hat + 0.0 when eps > 0 and
+    # b2 > 0; b2 = 0 (nu = inf after an overflowing square, then 0 * inf = NaN with mu
+    # finite) and eps = 0 keep the mask. Every corner, bit for bit, against the pure step.
+    rng = np.random.default_rng([list(ADAM_VARIANTS).index(variant), callable(lr)])
+    for b1 in (0.0, 0.4, 0.9):
+        for b2 in (0.0, 1e-300, 0.5, 0.999):
+            for eps in (1e-8, 1e-300, 0.0):
+                for _ in range(2):
+                    _in_place_equals_step(ADAM_VARIANTS[variant](lr, b1=b1, b2=b2, eps=eps), rng)
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("opt", [
+    optim.sgd(0.1), optim.sgd(polynomial(0.5, 0.6)), optim.momentum(0.1, beta=0.9),
+    optim.momentum(polynomial(0.5, 0.6), beta=0.5, dampening=0.5), optim.nesterov(0.1, beta=0.9),
+], ids=lambda o: f"{o.name}-{o.hyperparams}")
+def test_other_in_place_steps_equal_step_on_adversarial_gradients(opt):
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        _in_place_equals_step(opt, rng)
+
+
+def test_in_place_adam_keeps_the_mask_where_it_matters():
+    # b2 = 0: a gradient of 1e300 makes nu = inf (and the step 1e300 / inf = 0); the next
+    # step computes 0 * inf = NaN in nu while mu = g is 0 there: the pure step moves by 0
+    # (0 / NaN masked to 0), where an unmasked ratio would make w NaN.
+    for eps in (1e-8, 0.0):
+        opt = optim.adam(0.1, b1=0.0, b2=0.0, eps=eps)
+        w_pure, w_fast = np.ones(2), np.ones(2)
+        state, advance = opt.init(w_pure), opt.step.in_place(w_fast)
+        with np.errstate(all="ignore"):
+            for g in (np.array([1e300, 1.0]), np.array([0.0, 1.0])):
+                w_pure, state = opt.step(w_pure, g, state)
+                advance(w_fast, g)
+        assert np.isnan(state.nu[0]) and w_pure[0] == 1.0
+        _assert_same_bits(w_fast, w_pure)
+
+
+def test_in_place_adam_zero_update_is_positive_zero():
+    # _ratio gives +0.0 for m_hat == -0.0, and w - eta * (+0.0) keeps w == -0.0 where
+    # -0.0 would turn it into +0.0. Reaching m_hat = -0.0 at w = -0.0 takes some doing:
+    # b1 = 0 and g = -1 then -0 make mu = 0 * (-1) + (-0) = -0.0, and a tiny first step
+    # followed by a decay factor 0.4 rounds w = -5e-324 to -0.0.
+    opt = optim.adamw(lambda k: 5e-324 if k == 1 else 0.6, b1=0.0, weight_decay=1.0)
+    w_pure, w_fast = np.array([-1e-323]), np.array([-1e-323])
+    state, advance = opt.init(w_pure), opt.step.in_place(w_fast)
+    for g in (np.array([-1.0]), np.array([-0.0])):
+        w_pure, state = opt.step(w_pure, g, state)
+        advance(w_fast, g)
+    assert w_pure[0] == 0.0 and np.signbit(w_pure[0]) and np.signbit(state.mu[0])
+    _assert_same_bits(w_fast, w_pure)
