@@ -92,10 +92,13 @@ def scratch(name: str, shape, dtype=np.float64) -> np.ndarray:
 
 
 def scratch_nbytes() -> dict:
-    """Scratch memory held in this process: ``{"threads", "bytes", "max_thread_bytes"}``."""
+    """Scratch memory held in this process: ``{"threads", "bytes", "max_thread_bytes",
+    "this_thread_bytes"}`` (the last: the calling thread's own buffers)."""
     with _POOLS_LOCK:
         sizes = [sum(b.nbytes for b in pool.values()) for pool in _POOLS.values()]
-    return {"threads": len(sizes), "bytes": sum(sizes), "max_thread_bytes": max(sizes, default=0)}
+    own = getattr(_LOCAL, "pool", None) or {}
+    return {"threads": len(sizes), "bytes": sum(sizes), "max_thread_bytes": max(sizes, default=0),
+            "this_thread_bytes": sum(b.nbytes for b in own.values())}
 
 
 def release_scratch() -> None:
@@ -244,7 +247,7 @@ def _run_shared(shared, index, start, stop, keep):
     return run_chunk(shared.conditions[index], shared.root, start, stop, keep)
 
 
-class _Shared:
+class Shipment:
     """The conditions and root of a call, as shipped to an external executor.
 
     Unpickling makes private copies of the arrays inside: arrays that arrive
@@ -271,7 +274,7 @@ def _share(executor, conditions, root):
     (say 10^6 losses) does not travel with each chunk. Any other executor
     gets the object itself.
     """
-    shared = _Shared(conditions, root)
+    shared = Shipment(conditions, root)
     client = getattr(executor, "_client", None)
     if client is not None and hasattr(client, "scatter"):
         return client.scatter([shared], broadcast=True, hash=False)[0]

@@ -218,7 +218,7 @@ def test_shared_payload_unpickles_to_aligned_private_arrays():
     raw = bytearray(8 * 100 + 1)
     misaligned = np.frombuffer(raw, dtype=np.float64, offset=1)
     assert not misaligned.flags.aligned
-    shared = engine._Shared.__new__(engine._Shared)
+    shared = engine.Shipment.__new__(engine.Shipment)
     shared.__setstate__(([{"losses": misaligned}], np.random.SeedSequence(1)))
     arrived = shared.conditions[0]["losses"]
     assert arrived.flags.aligned and arrived.flags.owndata
