@@ -302,7 +302,8 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
             average=spec.average, record_params=spec.param_rows.tolist(),
             seed=describe(root))
     outputs = run(conditions, root, execution=how, fingerprint=fingerprint)
-    merged = {k: np.concatenate([o.values[k] for o in outputs]) for k in outputs[0].values}
+    blocks = [o.values for o in outputs if isinstance(o.values, dict)]  # named records
+    merged = {k: np.concatenate([v[k] for v in blocks]) for k in blocks[0]}
     return _trajectories(spec, merged, root)
 
 

@@ -390,7 +390,6 @@ ADAM_VARIANTS = {
 }
 
 
-@pytest.mark.reproducibility
 @pytest.mark.parametrize("lr", [1e-2, polynomial(0.1, 0.5)], ids=["constant", "schedule"])
 @pytest.mark.parametrize("variant", list(ADAM_VARIANTS))
 def test_in_place_adam_equals_step_on_adversarial_gradients(variant, lr):
@@ -406,7 +405,6 @@ def test_in_place_adam_equals_step_on_adversarial_gradients(variant, lr):
                     _in_place_equals_step(ADAM_VARIANTS[variant](lr, b1=b1, b2=b2, eps=eps), rng)
 
 
-@pytest.mark.reproducibility
 @pytest.mark.parametrize("opt", [
     optim.sgd(0.1), optim.sgd(polynomial(0.5, 0.6)), optim.momentum(0.1, beta=0.9),
     optim.momentum(polynomial(0.5, 0.6), beta=0.5, dampening=0.5), optim.nesterov(0.1, beta=0.9),

@@ -12,6 +12,12 @@
   the same first bad steps as a plain loop.
 
 (The in-place optimizers against the pure steps: tests/test_optim.py.)
+
+Bit equality between the fast and the plain forms is asserted on purpose: they apply
+the same per-element operations (correctly rounded IEEE arithmetic, and libm's scalar
+``logaddexp``/``expit``, which numpy and scipy do not vectorize for float64), the same
+dgemv per row and the same per-row pairwise sums, only over different slices; the
+module is rerun under the alternate CPU dispatch in CI to keep that claim honest.
 """
 
 import warnings
