@@ -94,7 +94,7 @@ class VarianceResult:
         return f"VarianceResult(confidence={self.confidence})\n{self.table.to_string(index=False)}"
 
 
-class _BatchMeans:
+class BatchMeans:
     """Picklable simulator: means of random batches of fixed per-sample losses.
 
     The indices, the gathered losses and the means are written to the worker's
@@ -224,16 +224,16 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     """
     spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
                         progress=progress, checkpoint=checkpoint)
-    values, full_mean = _checked_losses(losses)
-    n = values.size
+    values = _as_float64(losses)
+    # What depends on the values alone, validated and computed once per call in
+    # two passes over them: the mean, np.var and the central moments mu2, mu4.
+    pop = theory.population_moments(values)
+    n, full_mean, s2, mu2, mu4 = pop.n, pop.mean, pop.variance, pop.mu2, pop.mu4
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
     count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
-    # What depends on the values alone, once per call and in two passes over
-    # them: theory.population_variance and theory.central_moments, bit for bit.
-    s2, mu2, mu4 = _loss_moments(values, full_mean)
 
     conditions: list[Condition | None] = []
     rows: list[dict] = []
@@ -248,7 +248,7 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
         if fpc == 0.0 and sampling == "without_replacement":
             conditions.append(None)
         else:
-            conditions.append(Condition((b,), r, block_size(b), _BatchMeans(values, b, sampling),
+            conditions.append(Condition((b,), r, block_size(b), BatchMeans(values, b, sampling),
                                         label=f"batch_size={b}"))
     planned = [None if c is None else c.replicates for c in conditions]
     engine_target = None if rule == "planned" else target_rel_se
@@ -358,85 +358,16 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, count)
 
 
-def _checked_losses(losses):
-    """``(losses as float64, their mean)``, validated as :func:`as_finite_array` does.
+def _as_float64(losses):
+    """``losses`` as a float64 array (no copy if it is one), or as given if numpy refuses it.
 
-    The finiteness check rides on the mean (a NaN or inf makes it non-finite);
-    only then, or for a bad shape or type, does the full check run, for its
-    error message (a finite sum that overflows passes it).
+    :func:`lossvar.theory.population_moments` then validates it once, naming
+    ``losses`` in its errors.
     """
     try:
-        x = np.asarray(losses, dtype=np.float64)
+        return np.asarray(losses, dtype=np.float64)
     except (TypeError, ValueError):
-        x = None
-    with np.errstate(over="ignore"):
-        mean = x.mean() if x is not None and x.ndim == 1 and x.size else np.nan
-    if not np.isfinite(mean):
-        x = as_finite_array(losses, "losses", ndim=1)
-        if x.size == 0:
-            raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; "
-                             "got size 0")
-        mean = x.mean()
-    return x, float(mean)
-
-
-#: Values per leaf of the pairwise sums of :func:`_loss_moments` (512 KiB of
-#: float64: a leaf's temporaries stay in cache).
-_LEAF = 1 << 16
-
-
-def _pairwise(start, n, leaf):
-    """numpy's pairwise summation tree over ``n`` values from ``start``.
-
-    ``leaf(a, b)`` returns a tuple of sums over values ``a..b-1``, each by
-    ``ndarray.sum`` (the same tree below ``_LEAF``); above it the tree is
-    numpy's own (halves rounded down to a multiple of 8), so every total has
-    the bits of one ``sum`` over the whole array.
-    """
-    if n <= _LEAF:
-        return leaf(start, start + n)
-    half = n // 2
-    half -= half % 8
-    left, right = _pairwise(start, half, leaf), _pairwise(start + half, n - half, leaf)
-    return tuple(a + b for a, b in zip(left, right, strict=True))
-
-
-def _loss_moments(x, mean):
-    """``(s2, mu2, mu4)`` of the losses ``x`` with mean ``mean = x.mean()``.
-
-    ``s2`` is ``theory.population_variance(x)`` (``np.var``) and ``(mu2, mu4)``
-    ``theory.central_moments(x)`` (centred twice; ``(0, 0)`` for ``N = 1``),
-    bit for bit: the same elementwise operations and the same summation trees,
-    done leaf by leaf in a small buffer instead of over whole new arrays.
-    """
-    n = x.size
-    buf = np.empty((2, min(n, _LEAF)))
-
-    def deviations(a, b):
-        d = np.subtract(x[a:b], mean, out=buf[0, :b - a])
-        sq = np.multiply(d, d, out=buf[1, :b - a])
-        return float(d.sum()), float(sq.sum())
-
-    sum_d, sum_dd = _pairwise(0, n, deviations)
-    s2 = float(np.float64(sum_dd) / n)
-    if n < 2:
-        return s2, 0.0, 0.0
-    d_mean = np.float64(sum_d) / n
-
-    def powers(a, b):
-        y = np.subtract(x[a:b], mean, out=buf[0, :b - a])
-        np.subtract(y, d_mean, out=y)
-        y2 = np.multiply(y, y, out=buf[1, :b - a])
-        s = float(y2.sum())
-        return s, float(np.multiply(y2, y2, out=y2).sum())
-
-    sum_y2, sum_y4 = _pairwise(0, n, powers)
-    mu2, mu4 = float(np.float64(sum_y2) / n), float(np.float64(sum_y4) / n)
-    # theory.central_moments returns (0, 0) for equal values (their rounded mean
-    # need not equal them); only a spread this small can be that case.
-    if not mu2 > 1e-20 * mean * mean and x.min() == x.max():
-        return s2, 0.0, 0.0
-    return s2, mu2, mu4
+        return losses
 
 
 def _exact_row(exact_variance, exact_fourth, **row):
@@ -496,11 +427,12 @@ def _summary(out, confidence, interval, root, target_rel_se):
 
 
 def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, replicates):
-    for row in rows:
-        _exactness(row)
+    reliable = _exactness(rows)
     extra = [c for c in ("target_rel_se", "target_met") if c in rows[0]]
-    table = pd.DataFrame(rows, columns=list(COLUMNS) + extra)
-    _warn_unreliable(table)
+    # One numpy array per column, the DataFrame built once from them: the dtypes
+    # pandas infers from the rows themselves, at a fraction of the cost.
+    table = pd.DataFrame({c: _column([row[c] for row in rows]) for c in (*COLUMNS, *extra)})
+    _warn_unreliable([b for b, ok in zip(sizes, reliable, strict=True) if not ok])
     means = None
     if keep_means:
         means = {}
@@ -509,20 +441,37 @@ def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, repli
     return VarianceResult(table=table, confidence=confidence, seed=root, means=means)
 
 
-def _exactness(row):
-    """Add the row's exact standard error, z, p-value and reliability flag."""
-    fourth = row.pop("_exact_fourth")
-    r = row["replicates"]
-    se = float(theory.variance_se(fourth, row["exact_variance"], r)) if (
-        np.isfinite(fourth) and r >= 2) else float("nan")
-    z, _, p = stats.variance_test(row["variance"], row["exact_variance"], se)
-    row.update(exact_variance_se=se, z=float(z), pvalue=float(p),
-               interval_reliable=bool(stats.interval_reliable(r, row["kurtosis"],
-                                                              row["exact_kurtosis"])))
+def _column(values):
+    """A table column: a numpy array, or the values as they are where numpy would make objects."""
+    arr = np.asarray(values)
+    return values if arr.dtype == object else arr
 
 
-def _warn_unreliable(table):
-    bad = table.loc[~table.interval_reliable.astype(bool), "batch_size"].tolist()
+def _exactness(rows) -> list[bool]:
+    """Add each row's exact standard error, z, p-value and reliability flag; return the flags.
+
+    One vectorized call of each statistic for all rows (elementwise, so each
+    row gets the bits a call of its own would give).
+    """
+    fourth = np.array([row.pop("_exact_fourth") for row in rows], dtype=np.float64)
+    exact = np.array([row["exact_variance"] for row in rows], dtype=np.float64)
+    r = np.array([row["replicates"] for row in rows])
+    se = np.full(len(rows), np.nan)
+    known = np.isfinite(fourth) & (r >= 2)
+    if known.any():
+        se[known] = theory.variance_se(fourth[known], exact[known], r[known])
+    z, _, p = stats.variance_test(np.array([row["variance"] for row in rows], dtype=np.float64),
+                                  exact, se)
+    reliable = stats.interval_reliable(r, np.array([row["kurtosis"] for row in rows], dtype=float),
+                                       np.array([row["exact_kurtosis"] for row in rows], dtype=float))
+    flags = [bool(v) for v in reliable]
+    for i, row in enumerate(rows):
+        row.update(exact_variance_se=float(se[i]), z=float(z[i]), pvalue=float(p[i]),
+                   interval_reliable=flags[i])
+    return flags
+
+
+def _warn_unreliable(bad):
     if bad:
         warnings.warn(f"the intervals of batch sizes {bad} may under-cover: too few replicates for "
                       "the tails of the losses (column interval_reliable; use more replicates, or "
