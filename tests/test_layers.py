@@ -110,3 +110,42 @@ def test_no_private_names_across_modules():
     leaks = sorted(f"{m} uses {t}.{n}" for m, deps in MODULES.items() for t, n in deps
                    if n and n.startswith("_") and not n.endswith("__") and t != m and t not in shared)
     assert not leaks, "\n".join(leaks)
+
+
+def _outside_uses(path: Path) -> set:
+    """``module.name`` pairs of lossvar that a test, benchmark or script imports or reads."""
+    out, modules = set(), {}
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module \
+                and node.module.split(".")[0] == "lossvar":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if (PKG.parent / sub.replace(".", "/")).with_suffix(".py").exists() or (
+                        PKG.parent / sub.replace(".", "/")).is_dir():
+                    modules[alias.asname or alias.name] = sub
+                    out.add((sub, None))
+                else:
+                    out.add((node.module, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "lossvar":
+                    modules[alias.asname or alias.name] = alias.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in modules:
+            out.add((modules[node.value.id], node.attr))
+    return out
+
+
+OUTSIDE = sorted(p for folder in ("tests", "benchmarks", "studies")
+                 for p in (PKG.parent / folder).glob("*.py"))
+
+
+def test_tests_benchmarks_and_scripts_use_only_public_names():
+    # They exercise the package as users do: no private module or name of lossvar.
+    leaks = sorted(f"{p.parent.name}/{p.name} uses {m}" + (f".{n}" if n else "")
+                   for p in OUTSIDE for m, n in _outside_uses(p)
+                   if any(part.startswith("_") and not part.endswith("__")
+                          for part in [*m.split("."), *([n] if n else [])]))
+    assert not leaks, "\n".join(leaks)
