@@ -31,6 +31,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
+from lossvar import _threads
 from lossvar._validate import as_finite_array, as_float, as_int
 
 __all__ = [
@@ -43,6 +44,13 @@ __all__ = [
 #: Elements per chunk of the stacked full-data loss (``_GeneralizedLinear.mean_loss``
 #: with w of shape (R, p) on one data set): three buffers of this many doubles.
 _CHUNK_ELEMENTS = 2**15
+
+#: With ``threads`` > 1: scores of up to this many elements are made in one
+#: matmul, then their losses by chunks of _THREAD_CHUNK elements per thread;
+#: below _THREADED_ELEMENTS in all, one thread does it.
+_GROUP_ELEMENTS = 2**19
+_THREAD_CHUNK = 2**16
+_THREADED_ELEMENTS = 2**18
 
 
 class _Problem:
@@ -150,6 +158,10 @@ class _GeneralizedLinear(_Problem):
 
     l2: float = 0.0
 
+    #: Whether phi costs enough per element (exp, log) that computing it on
+    #: several threads pays (mean_loss's ``threads``); else one thread does it.
+    _costly_phi = False
+
     def __post_init__(self):
         object.__setattr__(self, "l2", as_float(self.l2, "l2", low=0.0))
 
@@ -171,13 +183,21 @@ class _GeneralizedLinear(_Problem):
         w, X, y = self._inputs(w, X, y)
         return self._phi(self._scores(w, X), y) + self._penalty(w)[..., None]
 
-    def mean_loss(self, w, X, y) -> np.ndarray:
+    def mean_loss(self, w, X, y, *, threads: int = 1) -> np.ndarray:
+        """The mean loss over the rows of ``X``, the ridge term included.
+
+        ``w`` of shape (..., p); for a stack of parameter vectors w (R, p) on
+        one data set X (n, d), ``threads`` > 1 computes the losses of
+        different rows on that many threads at once (large inputs only). The
+        result has the same bits for every ``threads``.
+        """
         w, X, y = self._inputs(w, X, y)
+        threads = as_int(threads, "threads", low=1)
         if w.ndim == 2 and X.ndim == 2 and y.ndim == 1 and w.shape[0] > 1 and X.shape[0] > 0:
-            return self._stacked_mean_loss(w, X, y) + self._penalty(w)
+            return self._stacked_mean_loss(w, X, y, threads) + self._penalty(w)
         return np.mean(self._phi(self._scores(w, X), y), axis=-1) + self._penalty(w)
 
-    def _stacked_mean_loss(self, w, X, y):
+    def _stacked_mean_loss(self, w, X, y, threads=1):
         """``np.mean(self._phi(self._scores(w, X), y), axis=-1)`` for a stack w (R, p) on
         shared data X (n, d), y (n,): the same bits, by chunks of rows.
 
@@ -193,7 +213,34 @@ class _GeneralizedLinear(_Problem):
         bits = w.view(np.int64)
         if (bits == bits[:1]).all():
             return np.repeat(self._mean_loss_rows(w[:1], X, y, 1), R)
+        threads = min(threads, R)
+        if threads > 1 and R * n >= _THREADED_ELEMENTS and self._costly_phi:
+            return self._mean_loss_threaded(w, X, y, threads)
         return self._mean_loss_rows(w, X, y, max(1, min(R, _CHUNK_ELEMENTS // n)))
+
+    def _mean_loss_threaded(self, w, X, y, threads):
+        """:meth:`_mean_loss_rows` on ``threads`` threads: the scores of a group
+        of rows in one matmul in this thread (BLAS calls from several threads
+        compete), then the loss and mean of each row, the group's rows cut
+        among the threads. Every row goes through the same operations."""
+        R, n = w.shape[0], X.shape[0]
+        group = max(threads, min(R, _GROUP_ELEMENTS // n))
+        rows = max(1, _THREAD_CHUNK // n)
+        z, out = np.empty((group, n)), np.empty(R)
+        buffers = [(np.empty((rows, n)), np.empty((rows, n))) for _ in range(threads)]
+        for g0 in range(0, R, group):
+            k = min(group, R - g0)
+            np.matmul(X, w[g0:g0 + k, :, None], out=z[:k, :, None])
+            cuts = [k * i // threads for i in range(threads + 1)]
+
+            def part(i, g0=g0, cuts=cuts):
+                a, b = buffers[i]
+                for r0 in range(cuts[i], cuts[i + 1], rows):
+                    r1 = min(r0 + rows, cuts[i + 1])
+                    np.mean(self._phi_into(z[r0:r1], y, a[:r1 - r0], b[:r1 - r0]), axis=-1,
+                            out=out[g0 + r0:g0 + r1])
+            _threads.run(part, range(threads))
+        return out
 
     def _mean_loss_rows(self, w, X, y, rows):
         R, n = w.shape[0], X.shape[0]
@@ -394,6 +441,8 @@ class LogisticRegression(_SmoothConvex, _GeneralizedLinear):
             bad = y[(y != 0) & (y != 1)].flat[0].item()
             raise ValueError(f"`y` must hold binary labels 0 or 1 for {self!r}; got {bad!r}")
         return y
+
+    _costly_phi = True
 
     def _phi(self, z, y):
         return np.maximum(z, 0.0) - y * z + np.logaddexp(0.0, -np.abs(z))

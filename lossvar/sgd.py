@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+from . import _threads
 from . import sampling as _sampling
 from ._validate import as_choice, as_finite_array, as_int
 from .engine import Condition, Execution, as_execution, run
@@ -240,6 +241,12 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
         choice, and a checkpointed call that is killed resumes where it stopped.
         Blocks go to an ``executor`` by pickling; our own process pool
         (``workers > 1``) hands the work to its processes once, by fork.
+        With ``workers=1`` and no executor, the blocks run here one after
+        another and use this process's other cores where that pays and
+        changes no bits: the full-data loss of a record is computed on
+        threads (``mean_loss(threads=...)`` of the linear models), and with
+        replacement the next indices are drawn in a thread while the
+        current ones are used.
     execution : lossvar.Execution, optional
         How to run, as one object, instead of ``chunk_size``, ``progress``,
         ``workers``, ``executor`` and ``checkpoint``; not both.
@@ -283,12 +290,15 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
     spec = _check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
                          w0, record, average, record_params)
     root = as_seed_sequence(rng)
+    # The records' losses may use this process's cores when the blocks run here,
+    # one after another; elsewhere the engine's workers already use them.
+    threads = _threads.cores() if how.workers == 1 and how.executor is None else 1
     conditions = []
     for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
         size = min(BLOCK_SIZE, spec.replicates - start)
         start_rows = spec.w0[start:start + size] if spec.w0.ndim == 2 else spec.w0
         conditions.append(Condition(key=(0, j), replicates=size, block_size=BLOCK_SIZE,
-                                    simulate=_Block(spec, start, start_rows),
+                                    simulate=_Block(spec, start, start_rows, threads),
                                     label=f"block {j}",
                                     reduce="stack"))
     fingerprint = None
@@ -338,10 +348,13 @@ class _Block:
     ``records`` (size, n_rec, n_fields), ``final`` parameters (size, p),
     ``first_bad`` step (size,; -1 if none) and ``params`` (k_b, n_rec, p) of the
     block's replicates chosen by ``record_params``.
+
+    ``threads``: how many threads the full-data loss of a record may use
+    (``mean_loss(threads=...)`` of the linear models; the bits do not depend on it).
     """
 
-    def __init__(self, spec: _Spec, start: int, w0):
-        self.spec, self.start, self.w0 = spec, start, w0
+    def __init__(self, spec: _Spec, start: int, w0, threads: int = 1):
+        self.spec, self.start, self.w0, self.threads = spec, start, w0, threads
 
     def __call__(self, rng, size):
         s = self.spec
@@ -417,7 +430,9 @@ class _Block:
     def _metrics(self, w):
         s = self.spec
         dist2 = np.sum((w - s.w_star) ** 2, axis=1)
-        if s.X is not None:
+        if s.X is not None and self.threads > 1 and type(s.problem) in _LINEAR_MODELS:
+            loss = s.problem.mean_loss(w, s.X, s.y, threads=self.threads)
+        elif s.X is not None:
             loss = s.problem.mean_loss(w, s.X, s.y)
         else:
             loss = np.full(w.shape[0], np.nan)
@@ -466,13 +481,22 @@ class _Block:
             # which np.take would otherwise make of them at every call (the values of
             # an integer draw do not depend on its dtype).
             per_draw = max(1, min(s.steps, _DRAW_ELEMENTS // (size * B)))
+            ahead = self.threads > 1
             drawn = {}
+
+            def draw(t):
+                k = min(per_draw, s.steps - t + 1)
+                return rng.integers(0, n, (k, size, B), dtype=np.intp)
 
             def with_replacement(t):
                 i = (t - 1) % per_draw
                 if i == 0:
-                    k = min(per_draw, s.steps - t + 1)
-                    drawn["idx"] = rng.integers(0, n, (k, size, B), dtype=np.intp)
+                    pending = drawn.pop("next", None)
+                    drawn["idx"] = draw(t) if pending is None else pending.result()
+                    if ahead and t + per_draw <= s.steps:
+                        # The next chunk is drawn in a thread while this one is
+                        # used: the same calls in the same order, one at a time.
+                        drawn["next"] = _threads.Later(draw, t + per_draw)
                 return gather(drawn["idx"][i])
             return with_replacement
         per_epoch = n // B
@@ -484,6 +508,9 @@ class _Block:
                 epoch["batches"] = _sampling.epoch_batches(rng, n, B, size)
             return gather(epoch["batches"][:, i])
         return reshuffled
+
+
+_LINEAR_MODELS = (LinearRegression, LogisticRegression)
 
 
 class _GradInto:
@@ -524,7 +551,7 @@ class _GradInto:
 
     @classmethod
     def of(cls, problem, w, batch_size, own_step=False):
-        if type(problem) not in (LinearRegression, LogisticRegression) or w.ndim != 2:
+        if type(problem) not in _LINEAR_MODELS or w.ndim != 2:
             return None
         grad = cls(problem, w, batch_size)
         # + 0 * w changes g only where g is -0.0 and w >= +0 (to +0.0), and no

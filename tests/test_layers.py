@@ -14,7 +14,7 @@ PKG = Path(__file__).resolve().parent.parent / "lossvar"
 
 #: Lowest first; a module may import its own layer or lower ones.
 LAYERS = [
-    {"_version", "_build_revision", "streams", "typing", "moments", "_validate"},
+    {"_version", "_build_revision", "streams", "typing", "moments", "_validate", "_threads"},
     {"problems"},
     {"data", "datasets"},
     {"sampling"},
@@ -106,7 +106,7 @@ def test_no_circles():
 def test_no_private_names_across_modules():
     # Private helpers (leading underscore) stay in their module; the private
     # modules below are the package's own plumbing, shared on purpose.
-    shared = {"_validate", "_build_revision", "_version"}
+    shared = {"_validate", "_threads", "_build_revision", "_version"}
     leaks = sorted(f"{m} uses {t}.{n}" for m, deps in MODULES.items() for t, n in deps
                    if n and n.startswith("_") and not n.endswith("__") and t != m and t not in shared)
     assert not leaks, "\n".join(leaks)

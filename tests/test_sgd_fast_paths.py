@@ -89,19 +89,40 @@ PROBLEMS = [lossvar.LogisticRegression(), lossvar.LogisticRegression(l2=0.3),
             lossvar.LinearRegression(), lossvar.LinearRegression(l2=0.1)]
 
 
-@pytest.mark.parametrize("n, R", [(37, 29), (5003, 29), (40_000, 3)],
-                         ids=["one chunk", "chunks of 6 rows", "one row per chunk"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n, R", [(37, 29), (5003, 29), (40_000, 3), (3001, 400)],
+                         ids=["one chunk", "chunks of 6 rows", "one row per chunk",
+                              "groups of rows"])
 @pytest.mark.parametrize("problem", PROBLEMS, ids=repr)
-def test_stacked_mean_loss_equals_one_shot_and_row_loop(problem, n, R):
+def test_stacked_mean_loss_equals_one_shot_and_row_loop(problem, n, R, threads):
+    # threads > 1: the logistic losses of large stacks are computed on that many
+    # threads (the scores of a group of rows in one matmul, the losses cut by rows)
     rng = np.random.default_rng(0)
     d = 4
     X, y = _linear_data(rng, n, d, isinstance(problem, lossvar.LogisticRegression))
     with np.errstate(all="ignore"):
         for w in (rng.standard_normal((2, d)), rng.standard_normal((R, d)), _stack(rng, R, d)):
-            got = problem.mean_loss(w, X, y)
+            got = problem.mean_loss(w, X, y, threads=threads)
             assert got.shape == (len(w),) and got.dtype == np.float64
             _assert_same_bits(got, _one_shot(problem, w, X, y))
             _assert_same_bits(got, [problem.mean_loss(row, X, y) for row in w])
+
+
+def test_mean_loss_threads_must_be_a_positive_integer():
+    X, y = _linear_data(np.random.default_rng(0), 10, 4, True)
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises((ValueError, TypeError), match="threads"):
+            lossvar.LogisticRegression().mean_loss(np.zeros((3, 4)), X, y, threads=bad)
+
+
+def test_threaded_mean_loss_keeps_the_callers_floating_point_error_handling():
+    # the threads run under the caller's np.errstate: an overflow raises as it would here
+    rng = np.random.default_rng(3)
+    X, y = _linear_data(rng, 3001, 4, True)
+    w = rng.standard_normal((400, 4))
+    w[300] = 1e308
+    with np.errstate(all="raise"), pytest.raises(FloatingPointError):
+        lossvar.LogisticRegression().mean_loss(w, X, y, threads=2)
 
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=repr)
