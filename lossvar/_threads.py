@@ -11,8 +11,8 @@ running when the engine forks its workers.
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 
 import numpy as np
 
@@ -26,29 +26,47 @@ def cores() -> int:
 
 
 class Later:
-    """``fn(*args)`` started now in a thread, under this thread's ``np.errstate``;
-    :meth:`result` waits for it and returns its value (or raises its error)."""
+    """``fn(*args)`` started now in a thread, under this thread's ``np.errstate``
+    (and error callback); :meth:`result` waits for it and returns its value or
+    raises its error. A bare thread (``_thread``), started without waiting for
+    it to be scheduled as ``threading.Thread.start`` does: on a small call that
+    wait is a visible part of the cost."""
 
     def __init__(self, fn, *args):
-        errors = np.geterr()
-        self._out: list = []
+        errstate, errcall = np.geterr(), np.geterrcall()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._waited = False
+        self.value = self.error = None
 
         def call():
             try:
-                with np.errstate(**errors):
-                    self._out.append((True, fn(*args)))
-            except BaseException as e:  # handed to the caller by result()
-                self._out.append((False, e))
+                with np.errstate(call=errcall, **errstate):
+                    self.value = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+                self.error = exc
+            finally:
+                self._done.release()
 
-        self._thread = threading.Thread(target=call, name="lossvar", daemon=True)
-        self._thread.start()
+        _thread.start_new_thread(call, ())
+
+    def wait(self) -> None:
+        """Return once the thread is done; an interrupt meanwhile is raised after it."""
+        interrupted = None
+        while not self._waited:
+            try:
+                self._done.acquire()
+                self._waited = True
+            except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt: re-raised below
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
     def result(self):
-        self._thread.join()
-        ok, value = self._out[0]
-        if not ok:
-            raise value
-        return value
+        self.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def run(fn, items) -> None:
@@ -61,6 +79,6 @@ def run(fn, items) -> None:
             fn(items[0])
     finally:
         for job in later:  # none left running on the caller's arrays
-            job._thread.join()
+            job.wait()
     for job in later:
         job.result()

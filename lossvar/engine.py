@@ -75,7 +75,12 @@ def scratch(name: str, shape, dtype=np.float64) -> np.ndarray:
     it returns to be kept. Bounded per thread by :data:`SCRATCH_LIMIT`.
     """
     dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(k) for k in shape)
+    if isinstance(shape, (int, np.integer)):  # the common forms first: np.ndim costs more than a block
+        shape = (int(shape),)
+    elif isinstance(shape, tuple):
+        shape = tuple(int(k) for k in shape)
+    else:
+        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(k) for k in shape)
     nbytes = math.prod(shape) * dtype.itemsize
     pool = getattr(_LOCAL, "pool", None)
     if pool is None:
@@ -367,7 +372,7 @@ def as_execution(execution: Execution | None = None, **options) -> Execution:
     """
     given = {k: v for k, v in options.items() if v is not None and v != getattr(_DEFAULTS, k)}
     if execution is None:
-        return Execution(**given)
+        return Execution(**given) if given else _DEFAULTS  # frozen: the defaults can be shared
     if not isinstance(execution, Execution):
         raise TypeError(f"`execution` must be a lossvar.Execution or None; got {execution!r}")
     if given:

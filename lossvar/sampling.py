@@ -16,11 +16,13 @@ type into a new intp array first, 8 bytes per index at every call (2 MiB for a
 block of 2**18 indices), and under a low mmap threshold (dask's workers) that
 array is a fresh mmap, zero-filled page by page, at every block. Without
 replacement the rows are still drawn and sorted as int32 and only then
-widened, once, into the intp buffer. The numbers are the same bits either way:
-``Generator.integers`` of int32 or int64 draws each value from the bit
-generator's own stream (32 bits a value while the range fits), so filling a
-buffer piece by piece, in either type, reproduces one call for the whole
-array; ``Generator.random`` likewise, for the random keys.
+widened, once, into the intp buffer; with replacement they are drawn as int32
+pieces of 64 KiB, each widened as it is copied into the buffer. The numbers
+are the same bits either way: ``Generator.integers`` of int32 or int64 draws
+each value from the bit generator's own stream (32 bits a value while the
+range fits), so filling a buffer piece by piece, in either type, reproduces
+one call for the whole array; ``Generator.random`` likewise, for the random
+keys.
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ def _fresh(name, shape, dtype):
 
 
 def _fill_integers(rng, n, out):
-    """``out[...] = rng.integers(0, n, out.shape, out.dtype)``, in small pieces (same bits)."""
+    """``out[...] = rng.integers(0, n, out.shape, out.dtype)``, in small pieces (same bits).
+
+    Each piece is drawn as :func:`index_dtype` (int32 while ``n`` fits: twice the
+    values per 64 KiB piece, so half the calls) and widened as it is copied.
+    """
     flat = out.reshape(-1)
-    piece = _PIECE_BYTES // out.dtype.itemsize
+    dtype = np.dtype(index_dtype(n))
+    piece = _PIECE_BYTES // dtype.itemsize
     for a in range(0, flat.size, piece):
-        flat[a:a + piece] = rng.integers(0, n, min(piece, flat.size - a), dtype=out.dtype)
+        flat[a:a + piece] = rng.integers(0, n, min(piece, flat.size - a), dtype=dtype)
     return out
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special as _sc
 from scipy import stats as _st
 
 from ._validate import as_float
@@ -50,7 +51,7 @@ def variance_interval(moments: Moments, confidence: float, method: str = "fourth
         return 0.0, 0.0
     alpha = 1.0 - confidence
     if method == "fourth_moment":
-        z = _st.norm.ppf(1.0 - alpha / 2.0)
+        z = float(_sc.ndtri(1.0 - alpha / 2.0))  # scipy.stats.norm.ppf's own function, without its checks
         half = z * moments.variance_se() / s2
         return s2 * float(np.exp(-half)), s2 * float(np.exp(half))
     if method == "chi2":
@@ -371,7 +372,9 @@ def variance_test(variance, exact_variance, exact_variance_se):
         ok = np.isfinite(s2) & np.isfinite(sigma2) & np.isfinite(sd) & (sd > 0) & (sigma2 > 0)
         z = np.where(ok, (s2 - sigma2) / np.where(ok, sd, 1.0), np.nan)
         nu = np.where(ok, 2.0 * (sigma2 / np.where(ok, sd, 1.0)) ** 2, np.nan)
-        cdf = _st.chi2.cdf(np.where(ok, s2 * nu / np.where(ok, sigma2, 1.0), 0.0), np.where(ok, nu, 1.0))
+        # scipy.stats.chi2.cdf(x, nu), without its checks: chdtr(nu, x) for nu > 0, 0 below x = 0
+        x = np.maximum(np.where(ok, s2 * nu / np.where(ok, sigma2, 1.0), 0.0), 0.0)
+        cdf = _sc.chdtr(np.where(ok, nu, 1.0), x)
     p = np.where(ok & (nu >= MIN_DOF), np.minimum(1.0, 2.0 * np.minimum(cdf, 1.0 - cdf)), np.nan)
     return z, nu, p
 

@@ -9,12 +9,14 @@ one SGD step on a quadratic model, and the optimal learning rate.
 
 from __future__ import annotations
 
+import _thread
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
 
+from . import _threads
 from ._validate import as_choice, as_finite_array, as_float, as_int
 from .engine import scratch
 from .sampling import SCHEMES
@@ -487,24 +489,117 @@ def population_moments(losses: ArrayLike) -> PopulationMoments:
     -------
     PopulationMoments
         All NaN but ``mean`` when the sum of the losses overflows.
+
+    See Also
+    --------
+    MomentsPass : the same numbers, with the second pass shared with a helper thread.
     """
-    try:
-        x = np.asarray(losses, dtype=np.float64)
-    except (TypeError, ValueError):
-        x = None
-    if x is None or x.ndim != 1:
-        x = as_finite_array(losses, "losses", ndim=1)  # raises, naming the problem
-    if x.size == 0:
-        raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; got size 0")
-    # The finiteness check rides on the mean (a NaN or inf makes it non-finite);
-    # only then does the full check run, for its message.
-    with np.errstate(over="ignore"):
-        mean = float(x.mean())
-    if not math.isfinite(mean):
-        as_finite_array(x, "losses")
-        nan = float("nan")  # finite losses whose sum overflows
-        return PopulationMoments(x.size, mean, nan, nan, nan)
-    return _moments(x, mean)
+    return MomentsPass(losses).result()
+
+
+class MomentsPass:
+    """:func:`population_moments` in steps: validated at once, the second pass shareable.
+
+    Making it validates ``losses`` (errors name ``losses``) and takes their
+    mean, in the calling thread. The second pass is cut into the leaves of
+    numpy's pairwise summation tree; :meth:`start_helper` lets one helper
+    thread sum leaves while the caller does other work, and :meth:`result`
+    sums the leaves still untaken in the calling thread, waits for the
+    helper's and adds them all up on the tree. Which thread sums which leaf
+    never changes a bit: each leaf is one reduction of a fixed slice, and
+    the tree that adds them up is fixed by N. :meth:`close` stops the helper
+    (it takes no further leaf) and waits for it; :meth:`result` closes too.
+
+    Attributes
+    ----------
+    x : ndarray
+        The validated float64 losses (``losses`` itself where it is one).
+    n : int
+    mean : float
+        ``x.mean()``, bit for bit.
+    """
+
+    def __init__(self, losses: ArrayLike):
+        try:
+            x = np.asarray(losses, dtype=np.float64)
+        except (TypeError, ValueError):
+            x = None
+        if x is None or x.ndim != 1:
+            x = as_finite_array(losses, "losses", ndim=1)  # raises, naming the problem
+        if x.size == 0:
+            raise ValueError("`losses` must be a non-empty 1-D array of per-sample losses; got size 0")
+        # The finiteness check rides on the mean (a NaN or inf makes it non-finite);
+        # only then does the full check run, for its message.
+        with np.errstate(over="ignore"):
+            mean = float(x.mean())
+        self.x, self.n, self.mean = x, x.size, mean
+        self._result: PopulationMoments | None = None
+        self._helper: _threads.Later | None = None  # while a helper thread runs
+        self._error: BaseException | None = None
+        if not math.isfinite(mean):
+            as_finite_array(x, "losses")
+            nan = float("nan")  # finite losses whose sum overflows
+            self._result = PopulationMoments(x.size, mean, nan, nan, nan)
+            return
+        self._leaves = _leaves(self.n)
+        self._sums: list = [None] * len(self._leaves)
+        self._claim = _thread.allocate_lock()  # guards _taken and _stop
+        self._taken = 0
+        self._stop = False
+
+    def start_helper(self) -> None:
+        """Let one helper thread sum leaves of the second pass from now on.
+
+        The helper sums into a buffer of the calling thread's scratch (kept for
+        the next call; :meth:`result` and :meth:`close` wait for the helper, so
+        no two threads ever use it at once) under the caller's numpy error
+        state; an error it meets is raised by :meth:`result`
+        (:class:`lossvar._threads.Later`). A pass of one leaf is not shared.
+        """
+        if self._result is not None or self._helper is not None or len(self._leaves) < 2:
+            return
+        work = scratch("population_moments_helper", (3, min(self.n, _LEAF)))
+        self._helper = _threads.Later(self._work, work)
+
+    def _work(self, work):
+        """Sum leaves, claimed one at a time, until none is left or the pass is closed."""
+        leaves, sums, x, mean = self._leaves, self._sums, self.x, self.mean
+        while True:
+            with self._claim:
+                i = self._taken
+                if self._stop or i == len(leaves):
+                    return
+                self._taken = i + 1
+            sums[i] = _powers(x, mean, *leaves[i], work)
+
+    def close(self) -> None:
+        """Stop the helper thread, if any, after the leaf it is summing, and wait for it."""
+        running = self._helper
+        if running is None:
+            return
+        with self._claim:
+            self._stop = True
+        self._helper = None
+        running.wait()  # the helper must be done with the buffer before this thread goes on
+        self._error = running.error
+
+    def result(self) -> PopulationMoments:
+        """The :class:`PopulationMoments`; leaves the helper has not taken are summed here."""
+        if self._result is not None:
+            return self._result
+        work = scratch("population_moments", (3, min(self.n, _LEAF)))
+        try:
+            self._work(work)
+        finally:
+            self.close()
+        if self._error is not None:
+            raise self._error
+        for i, s in enumerate(self._sums):  # leaves untaken when the pass was closed
+            if s is None:
+                self._sums[i] = _powers(self.x, self.mean, *self._leaves[i], work)
+        sums = iter(self._sums)
+        self._result = _finish(self.x, self.mean, *_pairwise(0, self.n, lambda a, b: next(sums)))
+        return self._result
 
 
 #: Values per leaf of the pairwise sums of :func:`population_moments`: the
@@ -528,6 +623,7 @@ def _pairwise(start, n, leaf):
     ``add.reduce`` along a contiguous row (the same tree below ``_LEAF``);
     above it the tree is numpy's own (halves rounded down to a multiple of
     8), so every total has the bits of one ``sum`` over the whole array.
+    Leaves are visited left to right.
     """
     if n <= _LEAF:
         return leaf(start, start + n)
@@ -537,19 +633,21 @@ def _pairwise(start, n, leaf):
     return [a + b for a, b in zip(left, right, strict=True)]
 
 
-def _moments(x: np.ndarray, mean: float) -> PopulationMoments:
-    """:func:`population_moments` of checked losses ``x`` with ``mean = x.mean()``."""
+def _leaves(n) -> list[tuple[int, int]]:
+    """The leaves ``(a, b)`` of :func:`_pairwise` over ``n`` values, left to right."""
+    out: list[tuple[int, int]] = []
+
+    def leaf(a, b):
+        out.append((a, b))
+        return [0.0]
+
+    _pairwise(0, n, leaf)
+    return out
+
+
+def _finish(x, mean, sum_d, sum_d2, sum_d4) -> PopulationMoments:
+    """The moments from the leaf sums of ``d = x - mean``, ``d**2`` and ``d**4``."""
     n = x.size
-    work = scratch("population_moments", (3, min(n, _LEAF)))
-
-    def powers(a, b):
-        w = work[:, :b - a]
-        d = np.subtract(x[a:b], mean, out=w[0])
-        np.multiply(d, d, out=w[1])
-        np.multiply(w[1], w[1], out=w[2])
-        return np.add.reduce(w, axis=1).tolist()
-
-    sum_d, sum_d2, sum_d4 = _pairwise(0, n, powers)
     s2 = sum_d2 / n  # np.var: the same deviations, squares and tree
     dm, d4 = sum_d / n, sum_d4 / n
     if dm * dm <= _SHIFT * s2 and 4.0 * abs(dm) * math.sqrt(s2 * d4) <= _DROPPED * d4:
@@ -557,6 +655,7 @@ def _moments(x: np.ndarray, mean: float) -> PopulationMoments:
     # The mean is large against the spread (or the losses are equal): centre again.
     if x.min() == x.max():  # a rounded mean of equal values need not equal them
         return PopulationMoments(n, mean, s2, 0.0, 0.0)
+    work = scratch("population_moments", (3, min(n, _LEAF)))
 
     def centred(a, b):
         w = work[:, :b - a]
@@ -568,6 +667,21 @@ def _moments(x: np.ndarray, mean: float) -> PopulationMoments:
 
     sum_y2, sum_y4 = _pairwise(0, n, centred)
     return PopulationMoments(n, mean, s2, sum_y2 / n, sum_y4 / n)
+
+
+def _powers(x, mean, a, b, work) -> list:
+    """The sums of ``d``, ``d**2`` and ``d**4`` over ``d = x[a:b] - mean``, one leaf of the tree."""
+    w = work[:, :b - a]
+    d = np.subtract(x[a:b], mean, out=w[0])
+    np.multiply(d, d, out=w[1])
+    np.multiply(w[1], w[1], out=w[2])
+    return np.add.reduce(w, axis=1).tolist()
+
+
+def _moments(x: np.ndarray, mean: float) -> PopulationMoments:
+    """:func:`population_moments` of checked losses ``x`` with ``mean = x.mean()``."""
+    work = scratch("population_moments", (3, min(x.size, _LEAF)))
+    return _finish(x, mean, *_pairwise(0, x.size, lambda a, b: _powers(x, mean, a, b, work)))
 
 
 def _srs_fourth_moment(m2: float, m4: float, n: int, b: int) -> float:

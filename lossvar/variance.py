@@ -21,7 +21,7 @@ import pandas as pd
 from . import sampling as _sampling
 from . import stats, streams, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int
-from .engine import Condition, Execution, Output, as_execution, block_size, run, scratch
+from .engine import Condition, Execution, Output, as_execution, block_size, resolve_workers, run, scratch
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
 from .streams import as_seed_sequence
@@ -98,10 +98,17 @@ class BatchMeans:
     """Picklable simulator: means of random batches of fixed per-sample losses.
 
     The indices, the gathered losses and the means are written to the worker's
-    scratch buffers (:func:`lossvar.engine.scratch`), reused block after block:
-    the arithmetic of ``losses[idx].mean(axis=1)``, bit for bit, without a new
-    array of a few MiB per block. The returned means are a view of scratch
-    (``returns_scratch``): the engine copies them when it keeps them.
+    scratch buffers (:func:`lossvar.engine.scratch`), reused block after block,
+    without a new array of a few MiB per block. The returned means are a view
+    of scratch (``returns_scratch``): the engine copies them when it keeps them.
+
+    The mean of each batch is ``losses[idx].mean(axis=1)`` up to rounding: the
+    same sum, divided by ``B``. Below :data:`COLUMN_SUM_BELOW` it is summed
+    column by column over all the batches at once, left to right (``B - 1``
+    additions and one division per batch, each correctly rounded: the order
+    numpy's reduction takes on such short rows, whose per-row calls cost
+    more than the sums); a batch of one is its loss. From there on numpy's
+    reduction runs along each row.
     """
 
     returns_scratch = True
@@ -110,11 +117,23 @@ class BatchMeans:
         self.losses, self.batch_size, self.sampling = losses, batch_size, sampling
 
     def __call__(self, rng, size):
-        idx = _sampling.draw(rng, self.losses.size, self.batch_size, size, self.sampling,
-                             scratch=scratch)
+        b = self.batch_size
+        idx = _sampling.draw(rng, self.losses.size, b, size, self.sampling, scratch=scratch)
         # mode="clip" (the indices are in range): "raise" would buffer ``out`` anew.
+        if b == 1:  # the gathered losses are the means
+            return np.take(self.losses, idx.reshape(size), out=scratch("means", size), mode="clip")
         gathered = np.take(self.losses, idx, out=scratch("gather", idx.shape), mode="clip")
-        return np.mean(gathered, axis=1, out=scratch("means", size))
+        means = scratch("means", size)
+        if b >= COLUMN_SUM_BELOW:
+            return np.mean(gathered, axis=1, out=means)
+        np.add(gathered[:, 0], gathered[:, 1], out=means)
+        for j in range(2, b):
+            np.add(means, gathered[:, j], out=means)
+        return np.divide(means, b, out=means)
+
+
+#: :class:`BatchMeans` sums batches smaller than this column by column.
+COLUMN_SUM_BELOW = 8
 
 
 class _FreshMeans:
@@ -186,7 +205,11 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     progress : bool
         Show a progress bar over chunks.
     workers : int
-        1 (serial), a number of local processes, or -1 for all cores.
+        1 (serial), a number of local processes, or -1 for all cores. A serial
+        call sums the exact moments of the losses partly in one helper thread
+        while it draws the batches (:class:`lossvar.theory.MomentsPass`; the
+        same bits either way); with worker processes or an executor it does
+        not start one.
     executor : concurrent.futures.Executor, optional
         Run chunks there instead, e.g. ``dask.distributed.Client(...).get_executor()``.
         The table is bit-identical for every ``workers``, ``executor`` and
@@ -224,48 +247,64 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     """
     spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
                         progress=progress, checkpoint=checkpoint)
-    values = _as_float64(losses)
-    # What depends on the values alone, validated and computed once per call in
-    # two passes over them: the mean, np.var and the central moments mu2, mu4.
-    pop = theory.population_moments(values)
-    n, full_mean, s2, mu2, mu4 = pop.n, pop.mean, pop.variance, pop.mu2, pop.mu4
+    # What depends on the values alone is validated and computed once per call:
+    # the mean now (it checks finiteness), then one fused pass for s2, mu2 and mu4
+    # (theory.MomentsPass), which a serial call shares with a helper thread
+    # while its own thread draws the batches (the draws need only N).
+    pending = theory.MomentsPass(losses)
+    values, n = pending.x, pending.n
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
     count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
-
-    conditions: list[Condition | None] = []
-    rows: list[dict] = []
-    for b in sizes:
-        fpc = theory.finite_population_factor(n, b, sampling)
-        row = _exact_row(theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
-                         theory.fourth_moment_from_moments(mu2, mu4, b, n=n, sampling=sampling),
-                         batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
-                         exact_mean=full_mean, fpc=fpc, replicates_rule=rule)
-        rows.append(row)
-        r = _planned(row["exact_kurtosis"], target_rel_se) if count is None else count
-        if fpc == 0.0 and sampling == "without_replacement":
-            conditions.append(None)
+    if spec.executor is None and resolve_workers(spec.workers) == 1:
+        pending.start_helper()  # one thread beside this one; never beside worker processes
+    try:
+        rows = None
+        if count is None:  # planned from the exact kurtosis: the moments first
+            rows = _exact_rows(pending.result(), sizes, sampling, rule)
+            planned = [_planned(row["exact_kurtosis"], target_rel_se) for row in rows]
         else:
-            conditions.append(Condition((b,), r, block_size(b), BatchMeans(values, b, sampling),
-                                        label=f"batch_size={b}"))
-    planned = [None if c is None else c.replicates for c in conditions]
-    engine_target = None if rule == "planned" else target_rel_se
-    keep = keep_means or interval == "bootstrap"
-    fingerprint = None
-    if spec.checkpoint is not None:  # hashing N values costs more than small-B work: only then
-        fingerprint = dict(source="values", data=hashlib.sha256(values.tobytes()).hexdigest(),
-                           n=n, batch_sizes=sizes, sampling=sampling, replicates=planned,
-                           target_rel_se=target_rel_se, keep=keep, seed=streams.describe(root))
-    outputs = _run(conditions, root, keep, dict(execution=spec, fingerprint=fingerprint,
-                                                target_rel_se=engine_target))
+            planned = [count] * len(sizes)
+        conditions: list[Condition | None] = []
+        for b, r in zip(sizes, planned, strict=True):
+            if b == n and sampling == "without_replacement":  # the whole data set: no draws
+                conditions.append(None)
+            else:
+                conditions.append(Condition((b,), r, block_size(b), BatchMeans(values, b, sampling),
+                                            label=f"batch_size={b}"))
+        planned = [None if c is None else c.replicates for c in conditions]
+        engine_target = None if rule == "planned" else target_rel_se
+        keep = keep_means or interval == "bootstrap"
+        fingerprint = None
+        if spec.checkpoint is not None:  # hashing N values costs more than small-B work: only then
+            fingerprint = dict(source="values", data=hashlib.sha256(values.tobytes()).hexdigest(),
+                               n=n, batch_sizes=sizes, sampling=sampling, replicates=planned,
+                               target_rel_se=target_rel_se, keep=keep, seed=streams.describe(root))
+        outputs = _run(conditions, root, keep, dict(execution=spec, fingerprint=fingerprint,
+                                                    target_rel_se=engine_target))
+        pop = pending.result()
+    finally:
+        pending.close()
+    if rows is None:
+        rows = _exact_rows(pop, sizes, sampling, rule)
     exact_r = max([r for r in planned if r is not None], default=2)
     for row, out in zip(rows, outputs, strict=True):
         if out is None:  # the whole data set: the mean is known, the variance exactly 0
-            out = _exact_output(full_mean, exact_r, keep, engine_target)
+            out = _exact_output(pop.mean, exact_r, keep, engine_target)
         row.update(_summary(out, confidence, interval, root, engine_target))
-    return _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, exact_r)
+    return _result(rows, outputs, sizes, confidence, root, keep_means, pop.mean, exact_r)
+
+
+def _exact_rows(pop, sizes, sampling, rule) -> list[dict]:
+    """The exact part of each batch size's row, from the moments of the losses."""
+    n, s2, mu2, mu4 = pop.n, pop.variance, pop.mu2, pop.mu4
+    return [_exact_row(theory.batch_mean_variance(s2, b, n=n, sampling=sampling),
+                       theory.fourth_moment_from_moments(mu2, mu4, b, n=n, sampling=sampling),
+                       batch_size=b, estimator=_estimator(b, n), sampling=sampling, n=n,
+                       exact_mean=pop.mean, fpc=theory.finite_population_factor(n, b, sampling),
+                       replicates_rule=rule) for b in sizes]
 
 
 def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_sizes: BatchSizes, *,
@@ -356,18 +395,6 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
     for row, out in zip(rows, outputs, strict=True):
         row.update(_summary(out, confidence, interval, root, target_rel_se))
     return _result(rows, outputs, sizes, confidence, root, keep_means, None, count)
-
-
-def _as_float64(losses):
-    """``losses`` as a float64 array (no copy if it is one), or as given if numpy refuses it.
-
-    :func:`lossvar.theory.population_moments` then validates it once, naming
-    ``losses`` in its errors.
-    """
-    try:
-        return np.asarray(losses, dtype=np.float64)
-    except (TypeError, ValueError):
-        return losses
 
 
 def _exact_row(exact_variance, exact_fourth, **row):

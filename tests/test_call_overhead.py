@@ -9,6 +9,7 @@ benchmarks/bench_variance.py, never here.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from fractions import Fraction
 
@@ -127,3 +128,76 @@ def test_unreliable_intervals_are_named_in_one_warning():
     flagged = res.table.loc[~res.table.interval_reliable, "batch_size"].tolist()
     assert flagged == [1, 2]  # the full batch has no noise: its zero variance is exact
     assert len(caught) == 1 and f"batch sizes {flagged}" in str(caught[0].message)
+
+
+# -- the second pass shared with a helper thread (theory.MomentsPass) -----------------------
+
+#: Populations of several leaves (the pass is cut into leaves of 2**16 values),
+#: one of them through the centring second pass.
+SHARED = {
+    "exponential": np.random.default_rng(5).exponential(size=300_001),
+    "heavy_tail": np.random.default_rng(6).pareto(2.5, 140_000),
+    "shifted": np.random.default_rng(7).standard_normal(200_000) * 1e-3 + 1e6,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+def test_a_shared_pass_is_the_pass(name):
+    # Which thread sums a leaf never changes the result: each leaf is one reduction
+    # of a fixed slice, added up on a tree fixed by N (a determinism property of
+    # one computation, like workers=1 against workers=2).
+    x = SHARED[name]
+    alone = theory.population_moments(x)
+    for _ in range(3):
+        shared = theory.MomentsPass(x)
+        shared.start_helper()
+        assert shared.result() == alone
+    closed = theory.MomentsPass(x)
+    closed.start_helper()
+    closed.close()  # the helper stops after its leaf; the rest is summed by the caller
+    assert closed.result() == alone
+    assert closed.result() is closed.result()
+    m = theory.MomentsPass(x)
+    assert (m.n, m.mean) == (x.size, alone.mean) and m.x is x
+
+
+def test_a_shared_pass_raises_the_helpers_error_under_the_callers_error_state():
+    x = np.random.default_rng(8).exponential(size=200_000) * 1e200  # d * d overflows
+    with np.errstate(over="raise"):
+        p = theory.MomentsPass(x)
+        p.start_helper()
+        time.sleep(0.2)  # the helper, alone, has most likely summed every leaf by now
+        with pytest.raises(FloatingPointError):
+            p.result()
+    with np.errstate(over="ignore"):
+        p = theory.MomentsPass(x)
+        p.start_helper()
+        m = p.result()
+    assert m.variance == math.inf
+
+
+def test_a_pass_validates_before_any_thread_starts():
+    with pytest.raises(ValueError, match=r"`losses` must be finite; got 1 NaN or inf value"):
+        theory.MomentsPass(np.r_[np.ones(100_000), np.nan])
+    p = theory.MomentsPass(np.full(200_000, 1e308))  # finite values whose sum overflows
+    p.start_helper()  # nothing left to share
+    assert math.isnan(p.result().mu2)
+
+
+def test_serial_calls_share_the_pass_and_stay_bit_identical():
+    # N = 200_003 losses make four leaves: a serial call sums some of them in a helper
+    # thread, a call with worker processes (or an executor) sums all in its own thread.
+    x = SHARED["exponential"][:200_003]
+    kw = dict(replicates=3000, rng=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lossvar.stats.UnreliableIntervalWarning)
+        base = lossvar.loss_variance(x, [1, 3, 40, "full"], **kw).table
+        for other in (dict(workers=2), dict(chunk_size=700), dict(replicates="auto", rng=11)):
+            got = lossvar.loss_variance(x, [1, 3, 40, "full"], **{**kw, **other}).table
+            if "replicates" in other:  # planned from the exact moments, which come first
+                pd.testing.assert_series_equal(got.exact_kurtosis, base.exact_kurtosis,
+                                               check_exact=True)
+                continue
+            pd.testing.assert_frame_equal(base, got, check_exact=True)
+    m = theory.population_moments(x)
+    assert (base.exact_mean == m.mean).all()

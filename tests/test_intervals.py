@@ -38,3 +38,32 @@ def test_mean_interval_covers_at_its_level(confidence):
     low, high = stats.mean_interval(*stats.mean_se(x, axis=1), confidence)
     covered = int(np.sum((low <= 1.0) & (1.0 <= high)))
     assert st.binomtest(covered, 4000, confidence).pvalue > 1e-3, covered
+
+
+@pytest.mark.parametrize("confidence", [0.5, 0.9, 0.95, 0.999])
+def test_fourth_moment_interval_is_the_log_scale_formula(confidence):
+    # The normal quantile is scipy.special.ndtri, the function behind scipy.stats.norm.ppf.
+    from lossvar.moments import Moments
+
+    m = Moments.of(np.random.default_rng(3).exponential(size=5000))
+    z = st.norm.ppf(0.5 + confidence / 2.0)
+    half = z * m.variance_se() / m.variance
+    low, high = stats.variance_interval(m, confidence)
+    assert low == pytest.approx(m.variance * np.exp(-half), rel=1e-14)
+    assert high == pytest.approx(m.variance * np.exp(half), rel=1e-14)
+    assert stats.variance_interval(Moments(10, 1.0, 0.0, 0.0, 0.0), confidence) == (0.0, 0.0)
+
+
+def test_variance_test_p_values_are_the_scaled_chi_square_law():
+    # The chi-square CDF is scipy.special.chdtr, the function behind scipy.stats.chi2.cdf.
+    rng = np.random.default_rng(4)
+    sigma2 = rng.uniform(0.5, 2.0, 200)
+    sd = sigma2 * rng.uniform(0.01, 0.3, 200)
+    s2 = sigma2 + sd * rng.standard_normal(200)
+    s2[:3] = (0.0, np.nan, 1.0)
+    sd[2] = 0.0
+    z, nu, p = stats.variance_test(s2, sigma2, sd)
+    cdf = st.chi2.cdf(s2 * nu / sigma2, nu)
+    want = np.where(nu >= stats.MIN_DOF, np.minimum(1.0, 2.0 * np.minimum(cdf, 1.0 - cdf)), np.nan)
+    np.testing.assert_allclose(p[3:], want[3:], rtol=1e-13, atol=1e-300)
+    assert p[0] == 0.0 and np.isnan(p[1]) and np.isnan(p[2]) and np.isnan(z[2])

@@ -8,6 +8,7 @@ here looks at wall-clock time.
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -53,11 +54,29 @@ def test_draws_into_scratch_are_the_same_bits(n, b, size):
 def test_batch_means_simulator_matches_fancy_indexing():
     losses = np.random.default_rng(0).exponential(size=20_000)
     for scheme in sampling.SCHEMES:
-        for b in (1, 3, 64, 2000):
+        for b in (1, 64, 2000):  # a batch of one is its loss; from 8 on, numpy's own mean
             sim = BatchMeans(losses, b, scheme)
             got = sim(np.random.default_rng(b), 512).copy()
             idx = sampling.draw(np.random.default_rng(b), losses.size, b, 512, scheme)
             np.testing.assert_array_equal(got, losses[idx].mean(axis=1))
+
+
+@pytest.mark.parametrize("b", [2, 3, 5, 7, 8])
+def test_short_batches_are_summed_by_columns_to_rounding(b):
+    # Below variance.COLUMN_SUM_BELOW the batches are summed column by column over
+    # all rows at once: b - 1 additions and a division, as many roundings as
+    # numpy's mean of a short row, so within (b + 1) units in the last place
+    # of the sum of absolute values. Another code path: compared to rounding.
+    rng = np.random.default_rng(b)
+    losses = rng.standard_normal(5000) * 10.0 ** rng.integers(-3, 4, 5000)  # both signs, many scales
+    for scheme in sampling.SCHEMES:
+        got = BatchMeans(losses, b, scheme)(np.random.default_rng(9), 4096).copy()
+        idx = sampling.draw(np.random.default_rng(9), losses.size, b, 4096, scheme)
+        gathered = losses[idx]
+        bound = (b + 1) * np.finfo(float).eps * np.abs(gathered).sum(axis=1) / b
+        assert np.all(np.abs(got - gathered.mean(axis=1)) <= bound)
+        exact = np.array([float(sum(map(Fraction, row)) / b) for row in gathered[:200].tolist()])
+        assert np.all(np.abs(got[:200] - exact) <= bound[:200])
 
 
 @pytest.mark.parametrize("size", [1, 2, 17, 65536])

@@ -65,11 +65,13 @@ def test_unknown_scheme():
         sampling.draw(np.random.default_rng(0), 10, 2, 3, "bootstrap")
 
 
-@pytest.mark.parametrize("sampling_, n, b", [
-    ("with_replacement", 1000, 7), ("without_replacement", 1000, 7),   # rejection
-    ("without_replacement", 1000, 200), ("without_replacement", 50, 50),  # random keys, B = N
-    ("without_replacement", 20_000, 4_000)])  # random keys, rows longer than a scratch piece
-def test_scratch_draws_are_intp_and_the_same_numbers(sampling_, n, b):
+@pytest.mark.parametrize("sampling_, n, b, size", [
+    ("with_replacement", 1000, 7, 9), ("without_replacement", 1000, 7, 9),   # rejection
+    ("without_replacement", 1000, 200, 9), ("without_replacement", 50, 50, 9),  # random keys, B = N
+    ("without_replacement", 20_000, 4_000, 9),  # random keys, rows longer than a scratch piece
+    ("with_replacement", 10**6, 5, 7001),  # int32 pieces of a scratch buffer, the last one odd
+    ("with_replacement", 2**31 + 11, 3, 5001)])  # N past int32: int64 pieces
+def test_scratch_draws_are_intp_and_the_same_numbers(sampling_, n, b, size):
     # The engine's draws go to per-thread scratch as intp (np.take then makes no index
     # copy); they must be the numbers of a plain draw from the same stream, and leave
     # the Generator in the same state.
@@ -79,8 +81,8 @@ def test_scratch_draws_are_intp_and_the_same_numbers(sampling_, n, b):
         return pool.setdefault((name, tuple(shape), np.dtype(dtype)), np.empty(shape, dtype))
 
     plain_rng, scratch_rng = np.random.default_rng(5), np.random.default_rng(5)
-    plain = sampling.draw(plain_rng, n, b, 9, sampling_)
-    into = sampling.draw(scratch_rng, n, b, 9, sampling_, scratch=scratch)
+    plain = sampling.draw(plain_rng, n, b, size, sampling_)
+    into = sampling.draw(scratch_rng, n, b, size, sampling_, scratch=scratch)
     assert into.dtype == np.intp and plain.dtype == sampling.index_dtype(n)
     np.testing.assert_array_equal(into, plain)
     assert plain_rng.bit_generator.state == scratch_rng.bit_generator.state
