@@ -341,6 +341,12 @@ class Execution:
     progress: bool = False
     checkpoint: str | os.PathLike | None = None
 
+    @property
+    def in_process(self) -> bool:
+        """Whether the blocks run here, one after another (one worker, no
+        executor): only then may a call use this process's other cores itself."""
+        return self.executor is None and resolve_workers(self.workers) == 1
+
     def __post_init__(self):
         from ._validate import as_int
 

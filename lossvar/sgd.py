@@ -292,7 +292,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: Optimizer, *, steps
     root = as_seed_sequence(rng)
     # The records' losses may use this process's cores when the blocks run here,
     # one after another; elsewhere the engine's workers already use them.
-    threads = _threads.cores() if how.workers == 1 and how.executor is None else 1
+    threads = _threads.cores() if how.in_process else 1
     conditions = []
     for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
         size = min(BLOCK_SIZE, spec.replicates - start)

@@ -21,7 +21,7 @@ import pandas as pd
 from . import sampling as _sampling
 from . import stats, streams, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int
-from .engine import Condition, Execution, Output, as_execution, block_size, resolve_workers, run, scratch
+from .engine import Condition, Execution, Output, as_execution, block_size, run, scratch
 from .moments import Moments
 from .stats import INTERVALS, variance_interval
 from .streams import as_seed_sequence
@@ -258,7 +258,7 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     count, rule, target_rel_se = _replicates_rule(replicates, target_rel_se, planned=True)
     confidence, interval = _common(confidence, interval)
     root = as_seed_sequence(rng)
-    if spec.executor is None and resolve_workers(spec.workers) == 1:
+    if spec.in_process:
         pending.start_helper()  # one thread beside this one; never beside worker processes
     try:
         rows = None
