@@ -13,8 +13,10 @@ with R. Ratios only; never a test.
 Like for like: the pool's workers are forked from this process with lossvar
 imported, and the dask workers have it imported before their run is timed
 (spawned workers import this script, hence lossvar, as they start anyway).
-On a shared machine, ``--repeat K`` times the pool and both dask runs K times
-in turn and keeps the best of each.
+On a shared machine, ``--repeat K`` times every leg K times in turn, keeps the
+best of each, and prints the dask / pool ratio of every round beside it: on a
+shared virtual machine the same chunk of work can take 0.43 s in one run and
+0.80 s in the next, so one ratio alone is not a measurement.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=10**6)
     p.add_argument("--replicates", type=int, default=10**6)
     p.add_argument("--repeat", type=int, default=1,
-                   help="time the pool and the dask runs this many times each, in turn; keep the best")
+                   help="time every leg this many times, in turn; keep the best of each")
     p.add_argument("--_rss", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     losses = _losses(a.n)
@@ -89,11 +91,10 @@ def main(argv=None):
     print(f"machine: {machine()}")
     print(f"N = {a.n}, R = {a.replicates} per B, B in {GRID}, without replacement")
     kw = dict(replicates=a.replicates, rng=1)
-    times = {}
     meter, start = CpuMeter(), time.perf_counter()
     t0 = time.perf_counter()
     serial = lossvar.loss_variance(losses, GRID, **kw)
-    times["1 worker"] = time.perf_counter() - t0
+    rounds: dict[str, list[float]] = {"1 worker": [time.perf_counter() - t0]}
     scratch = {"1 worker (this process)": lossvar.engine.scratch_nbytes()["max_thread_bytes"]}
     try:
         import dask
@@ -112,34 +113,44 @@ def main(argv=None):
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
         runs = ((DASK, environ), (DASK_TUNED, {**environ, **DASK_MALLOC}))
     pool_name = "2 workers (processes)"
-    best = {}
-    for _ in range(max(a.repeat, 1)):
+    for k in range(max(a.repeat, 1)):  # each leg's time in every round, in turn
+        if k:
+            t0 = time.perf_counter()
+            again = lossvar.loss_variance(losses, GRID, **kw)
+            rounds["1 worker"].append(time.perf_counter() - t0)
+            pd.testing.assert_frame_equal(serial.table, again.table, check_exact=True)
         t0 = time.perf_counter()
         pool = lossvar.loss_variance(losses, GRID, **kw, workers=2)
-        best[pool_name] = min(best.get(pool_name, np.inf), time.perf_counter() - t0)
+        rounds.setdefault(pool_name, []).append(time.perf_counter() - t0)
         pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
         for name, env in runs:
             with _cluster(env) as client:
                 seen = client.run(lambda: {k: os.environ.get(k) for k in DASK_MALLOC})
                 client.run(_import_lossvar)  # as in the pool's forked workers: not timed
-                if name not in best:
+                if name not in rounds:
                     print(f"{name}: workers' environment {sorted(set(map(str, seen.values())))}")
                 t0 = time.perf_counter()
                 dask_run = lossvar.loss_variance(losses, GRID, **kw,
                                                  executor=client.get_executor())
-                best[name] = min(best.get(name, np.inf), time.perf_counter() - t0)
+                rounds.setdefault(name, []).append(time.perf_counter() - t0)
                 held = client.run(lambda: __import__("lossvar").engine.scratch_nbytes())
                 scratch[name] = max(v["max_thread_bytes"] for v in held.values())
             pd.testing.assert_frame_equal(serial.table, dask_run.table, check_exact=True)
-    times.update(best)
+    times = {name: min(ts) for name, ts in rounds.items()}
     load, wall = meter.others(), time.perf_counter() - start
     if a.repeat > 1:
-        print(f"best of {a.repeat} runs each, in turn (1 worker: one run)")
+        print(f"best of {a.repeat} runs each, in turn")
     for name, t in times.items():
         print(f"{name:>48}: {t:8.2f} s   throughput x{times['1 worker'] / t:.2f} of 1 worker")
     for name in (DASK, DASK_TUNED):
         if name in times:
             print(f"{name} / process pool time: {times[name] / times[pool_name]:.2f}")
+            if a.repeat > 1:
+                # The same ratio round by round (each dask run against the pool run just
+                # before it): its spread is how far one run's ratio can be trusted here.
+                paired = np.array(rounds[name]) / np.array(rounds[pool_name])
+                print(f"  round by round: {', '.join(f'{r:.2f}' for r in paired)} "
+                      f"(median {np.median(paired):.2f})")
     print("tables bit-identical across all runs: yes")
     print("targets: 2 workers >= 1.6x throughput of 1; dask <= 1.2x the process pool's time "
           "(default worker environment and tuned)")
