@@ -432,7 +432,7 @@ def _population(losses) -> np.ndarray:
 
 def _central_moments(x: np.ndarray) -> tuple[float, float]:
     """Population ``mu2``, ``mu4`` (divisor N) of checked losses: :func:`population_moments`."""
-    m = _moments(x, float(x.mean()))
+    m = MomentsPass(x).result()
     return m.mu2, m.mu4
 
 
@@ -676,12 +676,6 @@ def _powers(x, mean, a, b, work) -> list:
     np.multiply(d, d, out=w[1])
     np.multiply(w[1], w[1], out=w[2])
     return np.add.reduce(w, axis=1).tolist()
-
-
-def _moments(x: np.ndarray, mean: float) -> PopulationMoments:
-    """:func:`population_moments` of checked losses ``x`` with ``mean = x.mean()``."""
-    work = scratch("population_moments", (3, min(x.size, _LEAF)))
-    return _finish(x, mean, *_pairwise(0, x.size, lambda a, b: _powers(x, mean, a, b, work)))
 
 
 def _srs_fourth_moment(m2: float, m4: float, n: int, b: int) -> float:
