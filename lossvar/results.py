@@ -44,6 +44,7 @@ __all__ = [
     "environment",
     "params_to_argv",
     "read_manifest",
+    "read_table",
     "verify",
     "write_table",
 ]
@@ -73,6 +74,17 @@ def write_table(table: pd.DataFrame, path) -> str:
     data = text.encode("utf-8")
     Path(path).write_bytes(data)
     return hashlib.sha256(data).hexdigest()
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` back, every float bit for bit.
+
+    ``float_precision="round_trip"``: pandas' default C parser may round the
+    17th significant digit differently on some builds (seen with pandas 3.0 on
+    an Intel Xeon), so a table read without it need not equal the one written.
+    Use this reader (or pass the same option) to compare tables by value.
+    """
+    return pd.read_csv(path, float_precision="round_trip")
 
 
 def sha256_file(path) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from lossvar import studies
+from lossvar.results import read_table
 
 matplotlib.use("Agg")
 Z = 4.0
@@ -34,7 +35,7 @@ def quick(tmp_path_factory):
 
 
 def _csv(folder, name):
-    return pd.read_csv(folder / f"{name}.csv")
+    return read_table(folder / f"{name}.csv")
 
 
 def test_folder_is_complete(quick):

@@ -14,7 +14,7 @@ def test_write_table_round_trips_floats_exactly(tmp_path):
     x = np.random.default_rng(0).standard_normal(200) * 10.0 ** np.arange(-100, 100)
     table = pd.DataFrame({"name": ["a"] * 200, "x": x, "k": np.arange(200)})
     sha = results.write_table(table, tmp_path / "t.csv")
-    back = pd.read_csv(tmp_path / "t.csv")
+    back = results.read_table(tmp_path / "t.csv")
     assert np.array_equal(back.x.to_numpy(), x)
     assert sha == results.sha256_file(tmp_path / "t.csv")
     assert results.write_table(table, tmp_path / "u.csv") == sha  # same values, same bytes

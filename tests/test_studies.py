@@ -19,6 +19,7 @@ import pytest
 from scipy import stats as st
 
 from lossvar import stats, studies
+from lossvar.results import read_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dispatch import alternate_environment  # noqa: E402
@@ -35,7 +36,7 @@ def _run(tmp_path_factory, name, *extra):
 
 
 def _csv(folder, name):
-    return pd.read_csv(folder / f"{name}.csv")
+    return read_table(folder / f"{name}.csv")
 
 
 @pytest.fixture(scope="module")
