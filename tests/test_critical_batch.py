@@ -14,7 +14,6 @@ import json
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import pytest
 
 from lossvar import studies
