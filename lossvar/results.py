@@ -79,12 +79,21 @@ def write_table(table: pd.DataFrame, path) -> str:
 def read_table(path) -> pd.DataFrame:
     """Read a table written by :func:`write_table` back, every float bit for bit.
 
-    ``float_precision="round_trip"``: pandas' default C parser may round the
-    17th significant digit differently on some builds (seen with pandas 3.0 on
-    an Intel Xeon), so a table read without it need not equal the one written.
-    Use this reader (or pass the same option) to compare tables by value.
+    pandas before 3.1 parses floats with a fast C routine by default that may
+    round the 17th significant digit differently on some builds (seen with
+    pandas 3.0 on an Intel Xeon), so there this reader asks for
+    ``float_precision="round_trip"``; pandas 3.1 made exact parsing the default
+    and deprecated the option. Use this reader to compare tables by value.
     """
-    return pd.read_csv(path, float_precision="round_trip")
+    return pd.read_csv(path, **_ROUND_TRIP)
+
+
+def _round_trip_option() -> dict:
+    major, minor = (int(part) for part in pd.__version__.split(".")[:2])
+    return {"float_precision": "round_trip"} if (major, minor) < (3, 1) else {}
+
+
+_ROUND_TRIP = _round_trip_option()
 
 
 def sha256_file(path) -> str:
@@ -230,10 +239,13 @@ def check_destination(out, study, overwrite, *, option="--out") -> Path:
     """Where a run's folder will go; refuses, before any work, what it may not replace.
 
     ``out`` None means a new dated folder under ``results/``. An existing
-    non-empty ``out`` is refused unless ``overwrite``, and then only if it is a
-    lossvar results folder (with a manifest); a file, or a file where a parent
-    folder should be, is refused. ``option`` names the user-facing parameter in
-    the errors (the command-line flag, or the API argument).
+    non-empty ``out`` is refused unless ``overwrite``, and then only if lossvar
+    made it: it holds a readable manifest, and nothing but the files that
+    manifest lists (:func:`foreign_files`). A folder with anything else in it
+    is refused, naming what is foreign, so that ``--overwrite`` never deletes
+    a file lossvar did not write. A file, or a file where a parent folder
+    should be, is refused. ``option`` names the user-facing parameter in the
+    errors (the command-line flag, or the API argument).
     """
     folder = default_folder(study) if out is None else Path(out)
     for parent in [folder, *folder.parents]:
@@ -245,10 +257,94 @@ def check_destination(out, study, overwrite, *, option="--out") -> Path:
         if not overwrite:
             raise FileExistsError(f"{option}: {folder} exists and is not empty; choose another "
                                   "folder, omit it for a new dated one, or pass --overwrite")
-        if not (folder / MANIFEST).is_file():
-            raise FileExistsError(f"{option}: {folder} is not a lossvar results folder (no "
-                                  f"{MANIFEST}); refusing to overwrite it")
+        try:
+            foreign = foreign_files(folder)
+        except ManifestError as exc:
+            raise FileExistsError(f"{option}: {folder} is not a lossvar results folder ({exc}); "
+                                  "refusing to overwrite it") from None
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise FileExistsError(f"{option}: {folder} holds files that lossvar did not write "
+                                  f"({shown}); refusing to overwrite it: move them or choose "
+                                  "another folder")
     return folder
+
+
+def written_files(manifest: dict) -> list[str]:
+    """The files a results folder's run wrote, as its manifest lists them.
+
+    ``files`` in manifests since lossvar 0.2; for older ones, the tables and
+    figures with ``summary.md`` and ``manifest.json``.
+    """
+    files = manifest.get("files")
+    if isinstance(files, list) and all(isinstance(f, str) for f in files):
+        return list(files)
+    listed = [entry["file"] for entry in manifest["tables"].values()]
+    figures = manifest.get("figures", [])
+    return [*listed, *(f for f in figures if isinstance(f, str)), SUMMARY, MANIFEST]
+
+
+def foreign_files(folder) -> list[str]:
+    """The entries of a results folder that its manifest does not list (sorted).
+
+    Raises :class:`ManifestError` if the folder has no readable lossvar manifest.
+    """
+    manifest = read_manifest(folder)
+    ours = set(written_files(manifest))
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir()
+                  if p.name not in ours or not p.is_file())
+
+
+#: The file inside a staging folder that says which process writes it.
+_STAGING_MARK = ".lossvar-staging"
+
+
+def _user_mode() -> int:
+    """The mode a new folder gets under the process's umask (0o777 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_staging(parent) -> list[Path]:
+    """Remove the staging folders beside ``parent``'s results left by dead runs.
+
+    A staging folder (``.NAME.partial-PID-XXXX``) holds a mark naming the host
+    and process that writes it; it is removed when that process no longer runs
+    on this host (a run killed with SIGKILL, or a machine that lost power).
+    Folders without a readable mark are left alone. Returns what was removed.
+    """
+    removed = []
+    for work in Path(parent).glob(".*.partial-*"):
+        try:
+            mark = json.loads((work / _STAGING_MARK).read_text(encoding="utf-8"))
+            pid, host = int(mark["pid"]), str(mark["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if host == platform.node() and pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(work)
+    return removed
+
+
+def _sha256_and_size(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 @dataclass
@@ -260,7 +356,13 @@ class StudyFolder:
     Until then everything goes to a hidden staging folder beside ``path``, which
     :meth:`finish` moves into place (replacing an old results folder only then,
     with ``overwrite``) and :meth:`discard` removes: a run that fails leaves
-    nothing behind, and an older result survives a failed rerun.
+    nothing behind, and an older result survives a failed rerun. Folders get
+    the mode the user's umask gives.
+
+    The manifest lists every file the run wrote (``files``), so that
+    ``--overwrite`` can tell a lossvar folder from anything else, and each input
+    file (:meth:`input`) with its sha256 and size, so that
+    :func:`verify` can tell a changed input from a changed result.
 
     Examples
     --------
@@ -275,16 +377,26 @@ class StudyFolder:
     dpi: int = 300
     tables: dict = field(default_factory=dict)
     figures: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     overwrite: bool = False
     work: Path | None = None
 
     @classmethod
     def create(cls, out, study: str, params: dict, *, overwrite=False, dpi=300) -> StudyFolder:
-        """Check the destination (see :func:`check_destination`) and open a staging folder."""
+        """Check the destination (see :func:`check_destination`) and open a staging folder.
+
+        Staging folders of dead runs beside it are removed first
+        (:func:`remove_stale_staging`).
+        """
         path = check_destination(out, study, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+        remove_stale_staging(path.parent)
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-{os.getpid()}-", dir=path.parent))
+        os.chmod(work, _user_mode())  # mkdtemp makes it 0700
+        (work / _STAGING_MARK).write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}),
+                                          encoding="utf-8")
         return cls(path, study, dict(params), dpi, overwrite=overwrite, work=work)
 
     def _staging(self) -> Path:
@@ -293,9 +405,36 @@ class StudyFolder:
         return self.work
 
     def discard(self) -> None:
-        """Remove the staging folder of a run that failed."""
+        """Remove the staging folder of a run that failed or was interrupted."""
         if self.work is not None:
             shutil.rmtree(self.work, ignore_errors=True)
+            self.work = None
+
+    def input(self, option: str, path) -> Path:
+        """Record an input file of the run (its sha256 and size) and return its path.
+
+        ``option`` is the parameter that names it (``"data"`` for ``--data``).
+        The manifest keeps the path as given, relative to where the run started
+        when it lies below it, and relative to the results folder, so that
+        :func:`verify` finds it from either place.
+        """
+        path = Path(path)
+        sha, size = _sha256_and_size(path)
+        absolute = path.resolve()
+        try:
+            shown = str(absolute.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(absolute)
+        self.inputs.append({"option": option, "path": shown, "absolute": str(absolute),
+                            "from_folder": os.path.relpath(absolute, self.path.resolve().parent
+                                                           / self.path.name),
+                            "sha256": sha, "size": size})
+        return path
+
+    def note(self, text: str) -> None:
+        """Add a line to the summary's notes (warnings and caveats of the run)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def table(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         """Write ``NAME.csv`` and remember its sha256 and row count."""
@@ -315,37 +454,62 @@ class StudyFolder:
 
     def command(self) -> str:
         """The one command that reproduces this run's tables."""
-        return " ".join(["lossvar", "run", self.study, *params_to_argv(self.params)])
+        return " ".join(["lossvar", "run", self.study, *map(_shell_word, params_to_argv(self.params))])
 
     def finish(self, summary: str) -> Path:
-        """Write ``summary.md`` (with the reproducing command) and ``manifest.json``."""
+        """Write ``summary.md`` (with the notes and the reproducing command) and
+        ``manifest.json``, then move the folder into place."""
         env = environment()
-        text = summary.rstrip() + (
+        notes = "".join(f"- {n}\n" for n in self.notes)
+        text = summary.rstrip() + ("\n\n## Notes\n\n" + notes if notes else "") + (
             "\n\n## Reproduce\n\n```bash\n" + self.command() + " --out NEW_FOLDER\n```\n\n"
             f"Check a folder bit for bit: `lossvar verify {self.path}`.\n\n"
             f"lossvar {env['versions']['lossvar']}, numpy {env['versions']['numpy']}, "
             f"scipy {env['versions']['scipy']}, pandas {env['versions']['pandas']}, "
             f"python {env['versions']['python']}; {describe_revision(env['git'])}.\n")
         (self._staging() / SUMMARY).write_text(text, encoding="utf-8")
+        files = sorted([*(t["file"] for t in self.tables.values()), *self.figures, SUMMARY, MANIFEST])
         manifest = {
+            "made_by": "lossvar",
             "study": self.study,
             "parameters": self.params,
             "seed": self.params.get("seed"),
             "argv": params_to_argv(self.params),
             "command": self.command(),
+            "inputs": self.inputs,
             **env,
             "tables": self.tables,
             "figures": self.figures,
+            "files": files,
+            "notes": self.notes,
             "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "wall_time_seconds": round(time.perf_counter() - self.started, 3),
         }
         (self._staging() / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (self._staging() / _STAGING_MARK).unlink()
         check_destination(self.path, self.study, self.overwrite)  # nothing appeared meanwhile
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self._staging().rename(self.path)
+        old = None
+        if self.path.exists():  # moved aside first: the old results survive a failed move
+            old = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.old-", dir=self.path.parent))
+            os.replace(self.path, old / self.path.name)
+        try:
+            self._staging().rename(self.path)
+        except BaseException:
+            if old is not None:
+                os.replace(old / self.path.name, self.path)
+                old.rmdir()
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         self.work = None
         return self.path
+
+
+def _shell_word(word: str) -> str:
+    """A command-line word quoted for a POSIX shell only where it needs it."""
+    import shlex
+
+    return shlex.quote(word)
 
 
 # -- reading and verifying -------------------------------------------------------------
@@ -423,6 +587,41 @@ class TableCheck:
         return f"{self.table}: {self.outcome}" + (f" ({self.detail})" if self.detail else "")
 
 
+#: Exit statuses of ``lossvar verify`` (:attr:`VerifyReport.status`).
+VERIFIED, NOT_VERIFIED, INPUT_MISSING, INPUT_CHANGED, RERUN_FAILED = 0, 1, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """The state of one input file of a results folder.
+
+    Attributes
+    ----------
+    option : str
+        The parameter that names it (``data`` for ``--data``).
+    recorded : str
+        Its path as the manifest records it.
+    outcome : str
+        ``"unchanged"``, ``"input missing"`` (found nowhere the manifest points
+        to) or ``"input changed"`` (found, with another sha256 or size).
+    found : str or None
+        Where it was found.
+    """
+
+    option: str
+    recorded: str
+    outcome: str
+    found: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "unchanged"
+
+    def __str__(self) -> str:
+        where = f" (found at {self.found})" if self.found and self.found != self.recorded else ""
+        return f"input --{self.option.replace('_', '-')} {self.recorded}: {self.outcome}{where}"
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """What :func:`verify` found.
@@ -431,18 +630,25 @@ class VerifyReport:
     ----------
     study : str
     checks : list of TableCheck
-        One per table of the manifest.
+        One per table of the manifest (empty when an input is missing or
+        changed, or the rerun failed: then nothing was compared).
     version_warnings : list of str
         Package versions that differ from the manifest's (bits may then differ).
     platform_notes : list of str
         What differs between the machine that made the results and this one
         (CPU, SIMD targets, BLAS kernel): the usual cause of rounding differences.
+    inputs : list of InputCheck
+        The input files the manifest records, checked before any rerun.
+    rerun_error : str
+        Why the rerun failed ('' when it ran).
     """
 
     study: str
     checks: list
     version_warnings: list
     platform_notes: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    rerun_error: str = ""
 
     @property
     def ok(self) -> bool:
@@ -454,8 +660,31 @@ class VerifyReport:
         """True when every table is bit-identical."""
         return bool(self.checks) and all(c.identical for c in self.checks)
 
+    @property
+    def status(self) -> int:
+        """The exit status of ``lossvar verify``: 0 verified, 1 a table differs
+        or was changed, 3 an input file is missing, 4 an input file changed,
+        5 the rerun failed."""
+        outcomes = {c.outcome for c in self.inputs}
+        if "input missing" in outcomes:
+            return INPUT_MISSING
+        if "input changed" in outcomes:
+            return INPUT_CHANGED
+        if self.rerun_error:
+            return RERUN_FAILED
+        return VERIFIED if self.ok else NOT_VERIFIED
+
     def __str__(self) -> str:
         lines = [f"WARNING: {w}" for w in self.version_warnings]
+        bad_inputs = [c for c in self.inputs if not c.ok]
+        if bad_inputs:
+            lines += [str(c) for c in bad_inputs]
+            what = "missing" if self.status == INPUT_MISSING else "changed since the run"
+            lines.append(f"NOT verified: an input file is {what}; nothing was rerun")
+            return "\n".join(lines)
+        if self.rerun_error:
+            lines.append(f"NOT verified: the rerun failed: {self.rerun_error}")
+            return "\n".join(lines)
         lines += [str(c) for c in self.checks]
         n_bad = sum(not c.ok for c in self.checks)
         n = len(self.checks)
@@ -471,6 +700,10 @@ class VerifyReport:
         else:
             lines.append(f"NOT verified: {n_bad} of {n} tables differ")
         return "\n".join(lines)
+
+
+class RerunError(RuntimeError):
+    """The rerun of a study by :func:`verify` failed (its message says why, in one line)."""
 
 
 def _read_text_table(data: bytes):
@@ -581,15 +814,51 @@ def _brief(key, value) -> str:
     return str(value)
 
 
-def verify(folder, rerun) -> VerifyReport:
-    """Rerun a study from its manifest and compare the tables.
+def check_inputs(manifest: dict, folder) -> list[InputCheck]:
+    """Find each input file the manifest records and compare its sha256 and size.
 
-    Each table is judged on its own: ``identical`` bit for bit, ``reproduced
-    to rounding`` (every number within :data:`ROUNDING_RTOL`, as different CPUs
-    and BLAS kernels give; the report names what differs between the two
-    platforms), ``DIFFERS``, or ``changed after the run`` when the folder's file
-    no longer matches the sha256 in its manifest (a failure whatever the rerun
-    gives).
+    Looked for relative to the results folder (where it was relative to the
+    folder when the run was made), then at the recorded path (relative to the
+    current folder), then at the absolute path of the run.
+    """
+    checks = []
+    for entry in manifest.get("inputs", []) or []:
+        folder_path = Path(folder)
+        candidates = [folder_path / entry.get("from_folder", ""), Path(entry.get("path", "")),
+                      Path(entry.get("absolute", ""))]
+        found = next((c for c in candidates if str(c) not in ("", ".") and c.is_file()), None)
+        recorded = str(entry.get("path"))
+        if found is None:
+            checks.append(InputCheck(entry.get("option", "?"), recorded, "input missing"))
+            continue
+        sha, size = _sha256_and_size(found)
+        same = sha == entry.get("sha256") and size == entry.get("size")
+        checks.append(InputCheck(entry.get("option", "?"), recorded,
+                                 "unchanged" if same else "input changed", os.path.normpath(found)))
+    return checks
+
+
+def _with_inputs(argv: list[str], inputs: list[InputCheck]) -> list[str]:
+    """``argv`` with each input option's value replaced by where the file was found."""
+    argv = list(argv)
+    for check in inputs:
+        opt = "--" + check.option.replace("_", "-")
+        if opt in argv[:-1] and check.found is not None:
+            argv[argv.index(opt) + 1] = check.found
+    return argv
+
+
+def verify(folder, rerun) -> VerifyReport:
+    """Check a folder's inputs, rerun its study from the manifest and compare the tables.
+
+    First each input file the manifest records is found and compared with its
+    sha256 and size (:func:`check_inputs`): a missing or changed input is
+    reported as such, and nothing is rerun. Then each table is judged on its
+    own: ``identical`` bit for bit, ``reproduced to rounding`` (every number
+    within :data:`ROUNDING_RTOL`, as different CPUs and BLAS kernels give; the
+    report names what differs between the two platforms), ``DIFFERS``, or
+    ``changed after the run`` when the folder's file no longer matches the
+    sha256 in its manifest (a failure whatever the rerun gives).
 
     Parameters
     ----------
@@ -597,20 +866,28 @@ def verify(folder, rerun) -> VerifyReport:
         A results folder written by :class:`StudyFolder`.
     rerun : callable
         ``rerun(study, argv, out)`` runs the study named in the manifest with
-        the manifest's arguments into the fresh folder ``out``.
+        the manifest's arguments into the fresh folder ``out``; it raises
+        :class:`RerunError` if the run fails.
 
     Returns
     -------
     VerifyReport
-        ``ok`` when every table is identical or reproduced to rounding.
+        ``ok`` when every table is identical or reproduced to rounding;
+        ``status`` is the exit status of ``lossvar verify``.
     """
     manifest = read_manifest(folder)
     argv = manifest.get("argv")
     if not isinstance(argv, list):
         argv = params_to_argv(manifest["parameters"])
+    inputs = check_inputs(manifest, folder)
+    warnings_, notes = version_warnings(manifest), platform_differences(manifest)
+    if not all(c.ok for c in inputs):
+        return VerifyReport(manifest["study"], [], warnings_, notes, inputs)
     with tempfile.TemporaryDirectory(prefix="lossvar-verify-") as tmp:
         out = Path(tmp) / "rerun"
-        rerun(manifest["study"], [str(a) for a in argv], out)
+        try:
+            rerun(manifest["study"], _with_inputs([str(a) for a in argv], inputs), out)
+        except RerunError as exc:
+            return VerifyReport(manifest["study"], [], warnings_, notes, inputs, str(exc))
         checks = compare_tables(manifest, folder, out)
-    return VerifyReport(manifest["study"], checks, version_warnings(manifest),
-                        platform_differences(manifest))
+    return VerifyReport(manifest["study"], checks, warnings_, notes, inputs)

@@ -430,6 +430,9 @@ class Agreement:
     untested : tuple of int
         Batch sizes with an exact value but no trusted p-value (``nu < MIN_DOF``).
     confidence : float
+    unreliable : tuple of int
+        Batch sizes whose interval may under-cover (``interval_reliable`` False):
+        the verdict's caveat.
     """
 
     agrees: bool
@@ -443,10 +446,11 @@ class Agreement:
     holm: pd.DataFrame = field(repr=False)
     untested: tuple = ()
     confidence: float = 0.95
+    unreliable: tuple = ()
 
     def __str__(self) -> str:
         if self.tested == 0:
-            return "no row can be tested against an exact value"
+            return "no verdict: no row can be tested against an exact value" + self._caveat()
         head = (f"agrees with theory (p = {self.pvalue:.3g}" if self.agrees else
                 f"disagrees with theory (p = {self.pvalue:.3g}")
         text = (f"{head}; {self.misses} of {self.intervals} intervals miss, "
@@ -456,7 +460,14 @@ class Agreement:
         if self.untested:
             text += "; not tested (too few replicates for the tails): B = " + ", ".join(
                 map(str, self.untested))
-        return text
+        return text + self._caveat()
+
+    def _caveat(self) -> str:
+        if not self.unreliable:
+            return ""
+        sizes = ", ".join(map(str, self.unreliable))
+        return (f"; caveat: the intervals at B = {sizes} may under-cover (too few replicates for "
+                "the tails; use more replicates, or replicates='auto')")
 
 
 def agreement(result: VarianceTable, *, confidence: float | None = None) -> Agreement:
@@ -510,11 +521,14 @@ def agreement(result: VarianceTable, *, confidence: float | None = None) -> Agre
                          "z": table["z"].to_numpy(dtype=float)[tested], "pvalue": p[tested],
                          "holm_pvalue": holm(p[tested])})
     drivers = tuple(int(b) for b in rows.batch_size[rows.holm_pvalue < alpha])
-    return Agreement(agrees=bool(m == 0 or pvalue >= alpha), pvalue=pvalue, statistic=stat, tested=m,
+    reliable = (table["interval_reliable"].to_numpy(dtype=bool) if "interval_reliable" in table
+                else np.ones(len(table), dtype=bool))
+    return Agreement(agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat, tested=m,
                      misses=misses, expected_misses=float(has_exact.sum() * (1.0 - level)),
                      intervals=int(has_exact.sum()), drivers=drivers, holm=rows,
                      untested=tuple(int(b) for b in sizes[has_exact & ~np.isfinite(p)]),
-                     confidence=confidence)
+                     confidence=confidence,
+                     unreliable=tuple(int(b) for b in sizes[has_exact & ~reliable]))
 
 
 def holm(pvalues) -> np.ndarray:
@@ -619,7 +633,7 @@ def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=No
     misses = int(np.sum(ok & ((ex < est - half) | (ex > est + half))))
     rows = pd.DataFrame({"label": labels[tested], "z": z[tested], "pvalue": p[tested],
                          "holm_pvalue": adjusted})
-    return Agreement(agrees=bool(m == 0 or pvalue >= alpha), pvalue=pvalue, statistic=stat,
+    return Agreement(agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat,
                      tested=m, misses=misses, expected_misses=float(ok.sum() * (1.0 - level)),
                      intervals=int(ok.sum()), drivers=tuple(rows.label[rows.holm_pvalue < alpha]),
                      holm=rows, untested=tuple(labels[has_exact & ~tested]), confidence=confidence)
@@ -660,7 +674,8 @@ def study_verdicts(rows, confidence: float, *, row_label: str = "B",
                         drivers=_join(a.drivers), untested=_join(a.untested)))
     table = pd.DataFrame(out)
     table["holm_pvalue"] = holm(table.pvalue.fillna(1.0).to_numpy())
-    table["agrees"] = table.holm_pvalue >= 1 - confidence
+    # Nothing tested is no verdict, never "agrees (p = nan)".
+    table["agrees"] = (table.tested > 0) & (table.holm_pvalue >= 1 - confidence)
     table["verdict"] = [verdict_text(r, row_label=row_label, untested_reason=untested_reason)
                         for r in table.itertuples()]
     return table
@@ -669,6 +684,9 @@ def study_verdicts(rows, confidence: float, *, row_label: str = "B",
 def verdict_text(row, *, row_label: str = "B",
                  untested_reason: str = "too few replicates for the tails") -> str:
     """The one-line verdict of a row of :func:`study_verdicts`."""
+    if row.tested == 0:
+        text = f"no verdict: no row could be tested against an exact value ({untested_reason})"
+        return text + (f"; {row_label} = {row.untested} untested" if row.untested else "")
     head = "agrees with theory" if row.agrees else "DISAGREES with theory"
     text = (f"{head} (p = {row.pvalue:.3g}, {row.holm_pvalue:.3g} after Holm over the study's "
             f"tables; {row.misses} of {row.intervals} intervals miss, {row.expected_misses:.2g} "

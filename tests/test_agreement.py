@@ -94,8 +94,9 @@ def test_fresh_rows_have_exact_se_from_the_population():
     # The loss is s^2/2 times chi-square(1): kurtosis 15, mu4 = 15 s^4 at B = 1.
     assert t.exact_kurtosis.iloc[0] == pytest.approx(15.0)
     assert t.exact_variance_se.iloc[0] == pytest.approx(theory.variance_se(15 * s4, s4**0.5, 3000))
-    other = lossvar.variance_study(lossvar.LinearRegression(l2=0.1), pop, np.zeros(2), [1],
-                                   replicates=100, rng=1).table
+    with pytest.warns(lossvar.stats.UnreliableIntervalWarning, match=r"batch sizes \[1\]"):
+        other = lossvar.variance_study(lossvar.LinearRegression(l2=0.1), pop, np.zeros(2), [1],
+                                       replicates=100, rng=1).table
     assert np.isnan(other.exact_variance_se).all() and np.isnan(other.z).all()
 
 

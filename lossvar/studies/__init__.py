@@ -14,8 +14,13 @@ dest ``a_b``, booleans are ``store_true`` flags, lists are comma-separated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import re
+import signal
 import sys
+import warnings
 
 from .. import results
 
@@ -32,7 +37,13 @@ STUDIES = {
     "trend_optimizers": "SGD, momentum, Nesterov, RMSProp and Adam: trajectories, update "
                         "variance and convergence with bands",
     "critical_batch": "McCandlish et al. (2018): one-step gains, steps vs examples, B_crit vs B_noise",
+    "variance": "your own per-sample losses (FILE.npy, FILE.csv) or a bundled data set: Var of the "
+                "batch-mean loss against B, beside the exact theory",
 }
+
+#: The studies of the lecture's claims (the gallery shows these); ``variance`` is the
+#: tool for a user's own losses.
+LECTURE = tuple(name for name in STUDIES if name != "variance")
 
 
 def names() -> list[str]:
@@ -53,11 +64,23 @@ def run(name: str, argv=None) -> int:
 
 
 def verify(folder) -> results.VerifyReport:
-    """Rerun the study of a results folder from its manifest and compare the tables."""
+    """Check the inputs of a results folder, rerun its study from the manifest and
+    compare the tables (:func:`lossvar.results.verify`).
+
+    The rerun's own output is not shown; if it fails, its error line becomes
+    the report's ``rerun_error``.
+    """
     def rerun(study, argv, out):
-        status = run(study, [*argv, "--out", str(out), "--no-progress"])
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                status = run(study, [*argv, "--out", str(out), "--no-progress"])
+            except SystemExit as exc:  # argparse refused the manifest's arguments
+                status = exc.code if isinstance(exc.code, int) else 2
         if status:
-            raise RuntimeError(f"the rerun of {study} failed with exit status {status}")
+            lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+            why = lines[-1] if lines else f"exit status {status}"
+            raise results.RerunError(f"{study} exited with status {status}: {why}")
 
     return results.verify(folder, rerun)
 
@@ -122,6 +145,25 @@ def fraction(text):
     return value
 
 
+def checked(flag: str, validate, *args, **kwargs):
+    """``validate(*args, **kwargs)``, its errors reworded to name the command-line ``flag``.
+
+    Library validators name their parameter (```batch_sizes` must be ...``);
+    on the command line the user typed a flag, so a ValueError or TypeError
+    becomes ``ValueError("--batch-sizes: must be ...")``.
+    """
+    try:
+        return validate(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{flag}: {plain(exc)}") from None
+
+
+def plain(exc: BaseException) -> str:
+    """An error's message without the library's leading parameter name (```result` must
+    ...`` becomes ``must ...``), for a command line where the user typed no such name."""
+    return re.sub(r"^`[A-Za-z_0-9]+` ", "", str(exc))
+
+
 def check_data(value: str, *, files: bool = False, none: bool = False) -> str:
     """The one ``--data`` check: a bundled data set name, or (``files``) a .npy/.csv
     file of per-sample losses, or (``none``) 'none'. Raises ValueError naming --data."""
@@ -136,7 +178,21 @@ def check_data(value: str, *, files: bool = False, none: bool = False) -> str:
     raise ValueError(f"--data must be one of {', '.join(allowed)}{also}; got {value!r}")
 
 
-def parser(name: str, description: str) -> argparse.ArgumentParser:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, reading any word that starts with ``-`` and a digit as a value.
+
+    argparse takes ``--batch-sizes -3,4`` for two options ("expected one
+    argument") because ``-3,4`` is not a plain negative number; no lossvar
+    option looks like a number, so such words go to the option's type, which
+    refuses them by name ("--batch-sizes: ... got '-3'").
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
+
+def parser(name: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
     """An argument parser with the options every study has.
 
     ``--seed``, ``--workers``, ``--out``, ``--overwrite``, ``--quick``, ``--dpi``
@@ -144,8 +200,8 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     work); a study adds its own size knobs with default None and fills them
     from its full or quick defaults (:func:`resolve`).
     """
-    p = argparse.ArgumentParser(prog=f"lossvar run {name}", description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=f"lossvar run {name}", description=description, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int_at_least(0), default=0, help="root random seed (default: 0)")
     p.add_argument("--workers", type=int_at_least(1, -1), default=1,
                    help="worker processes for the Monte Carlo engine, -1 for all cores; never "
@@ -153,7 +209,8 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default: a new results/NAME-YYYYmmdd-HHMMSS)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace --out if it is an existing results folder")
+                   help="replace --out if lossvar wrote it (a results folder holding only the "
+                        "files its manifest lists)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes that run in seconds (the tests use it)")
     p.add_argument("--dpi", type=int_at_least(1), default=300, help="PNG resolution (default: 300)")
@@ -192,6 +249,71 @@ def start(name: str, args, params: dict) -> results.StudyFolder:
                                       dpi=args.dpi)
 
 
+#: Warnings of these kinds speak to developers, not to the user of a command.
+_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+
+
+def _message(warning) -> str:
+    return " ".join(str(warning.message).split())
+
+
+@contextlib.contextmanager
+def user_warnings(folder=None):
+    """Turn the warnings of a command's computation into notes: one line on stderr
+    (``lossvar: warning: ...``) and, with a results ``folder``, a line in its
+    summary's notes, instead of Python's warning with a source line. Developer
+    warnings (deprecations) are dropped.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = []
+            for w in caught:
+                if issubclass(w.category, _DEVELOPER_WARNINGS) or _message(w) in seen:
+                    continue
+                seen.append(_message(w))
+            for text in seen:
+                print(f"lossvar: warning: {text}", file=sys.stderr)
+                if folder is not None:
+                    folder.note(f"warning: {text}")
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a command: unwinds like Ctrl-C, so staging folders are removed."""
+
+
+@contextlib.contextmanager
+def terminated_unwinds():
+    """While running, SIGTERM raises :class:`Terminated` (exit status 143) in the main
+    thread instead of killing the process at once, so that ``finally`` and
+    ``except BaseException`` blocks (the staging folder's removal) run."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(exc: BaseException, what: str = "") -> int:
+    """Print the one line of an interrupted command; its exit status (130 or 143)."""
+    how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    print(f"lossvar: {how}{what}", file=sys.stderr)
+    if isinstance(exc, Terminated):
+        return int(exc.code) if isinstance(exc.code, int) else 143
+    return 130
+
+
 def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, quick: dict,
             check=None) -> int:
     """Parse ``argv``, resolve sizes, run ``compute(args, folder)``, print where results went.
@@ -200,8 +322,10 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
     summary text. Every option is checked before any work: by its argparse
     type, by ``check(args)`` (raising ValueError naming the option) and by the
     destination rules of :func:`lossvar.results.check_destination`. User errors
-    are one line on stderr and exit status 2. A run that fails leaves no
-    folder behind (an old one it was to replace is kept).
+    are one line on stderr and exit status 2. Warnings of the computation
+    become notes (:func:`user_warnings`). A run that fails, is interrupted
+    (Ctrl-C: one line, exit status 130) or terminated (SIGTERM: exit status
+    143) leaves no folder behind (an old one it was to replace is kept).
     """
     import matplotlib
 
@@ -216,8 +340,13 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
         print(f"lossvar: error: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = compute(args, folder)
-        path = folder.finish(summary)
+        with terminated_unwinds():
+            with user_warnings(folder):
+                summary = compute(args, folder)
+            path = folder.finish(summary)
+    except (KeyboardInterrupt, Terminated) as exc:
+        folder.discard()
+        return interrupted(exc, "; the unfinished results folder was removed")
     except BaseException:
         folder.discard()
         raise
