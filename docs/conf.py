@@ -18,8 +18,10 @@ import lossvar
 project = "lossvar"
 author = "The lossvar developers"
 copyright = "The lossvar developers"
+# The release version, written once in lossvar/_build_revision.py (the git commit
+# is recorded beside it, never inside it).
 release = lossvar.__version__
-version = release.split("+")[0]
+version = release
 
 # -- General -----------------------------------------------------------------
 
