@@ -6,6 +6,8 @@ one.
 """
 
 from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, streams, theory  # noqa: E402,I001
+# lossvar.plots costs little to import: matplotlib is imported inside its functions.
+from . import plots  # noqa: E402
 from ._build_revision import version as __version__  # noqa: E402
 from .data import (  # noqa: E402
     Dataset,
@@ -49,6 +51,6 @@ __all__ = [
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",
     "ScalingFit",
     "SoftmaxRegression", "VarianceResult", "__version__", "datasets", "loss_variance", "moments",
-    "optim", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "streams", "theory",
+    "optim", "plots", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "streams", "theory",
     "variance_study",
 ]

@@ -351,7 +351,10 @@ def _own_figure(ax, width="column", height=None):
         yield ax
         return
     with style():
-        _, new = subplots(width=width, height=height, layout=None)
+        # constrained layout: labels, title and legend are fitted inside the canvas when the
+        # figure is drawn or saved, wherever the caller saves it (not only with the style's
+        # tight bounding box)
+        _, new = subplots(width=width, height=height)
         yield new
 
 
@@ -368,12 +371,19 @@ def _dodge(levels, dodge):
 # -- the variance of the batch-mean loss ------------------------------------------------
 
 
-def _legend(ax, first, **kwargs):
-    """A legend listing the labels ``first`` (the Monte Carlo series) before the others."""
+def _legend(ax, first, *, own=False, inside="best", **kwargs):
+    """A legend listing the labels ``first`` (the Monte Carlo series) before the others.
+
+    On a figure the plot function made itself (``own``), a figure legend above the
+    axes and their title, where no marker or bar can hide it (constrained layout makes
+    room); on the caller's Axes, inside them at ``inside``.
+    """
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: (labels[i] not in first, i))
-    return ax.legend([handles[i] for i in order], [labels[i] for i in order], alignment="left",
-                     **kwargs)
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    if own:
+        return ax.figure.legend(handles, labels, alignment="left", loc="outside upper left", **kwargs)
+    return ax.legend(handles, labels, alignment="left", loc=inside, **kwargs)
 
 
 def sampling_label(sampling) -> str:
@@ -401,12 +411,25 @@ def _exact_line(t, sampling):
 
 
 def _level_of(table, confidence):
+    """The intervals' level: ``confidence``, else the table's ``confidence`` column (one
+    level), else ``attrs["confidence"]``; and the interval method of column ``interval``."""
+    if confidence is None and "confidence" in table and len(table):
+        found = table["confidence"].dropna().unique()
+        if len(found) > 1:
+            raise ValueError(f"`table` holds intervals at several levels {sorted(found)}: plot one "
+                             "level at a time, or pass `confidence`")
+        confidence = float(found[0]) if len(found) else None
     if confidence is None:
         confidence = table.attrs.get("confidence")
-    if confidence is None and "confidence" in table:
-        confidence = float(table["confidence"].iloc[0])
     method = str(table["interval"].iloc[0]) if "interval" in table and len(table) else None
     return confidence, method
+
+
+def _bars(confidence) -> str:
+    """What the bars are, for a legend title; says so when the level is unknown."""
+    if confidence is None:
+        return "confidence intervals\n(level not recorded in the table: pass confidence=)"
+    return interval_words(confidence, None)
 
 
 def _reliable(t):
@@ -469,7 +492,8 @@ def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
     title : str, optional
     confidence : float, optional
         The level of the intervals, stated in the legend (default: the table's
-        ``attrs["confidence"]`` or ``confidence`` column, else not stated).
+        ``confidence`` column or ``attrs["confidence"]``; where neither says,
+        the legend says that the level is not recorded).
     palette : dict, optional
         ``{sampling: colour}``, e.g. :func:`palette` of every scheme in the figure.
     dodge : float
@@ -481,7 +505,8 @@ def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
     -------
     matplotlib.axes.Axes
     """
-    with _own_figure(ax) as ax:
+    own = ax is None
+    with _own_figure(ax, height=3.3) as ax:
         levels = _levels(table, "sampling")
         colors = palette if palette is not None else _palette_of(levels)
         marks = markers(levels)
@@ -519,8 +544,8 @@ def variance_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
                     + ") of fixed data:\nvariance exactly 0, not drawn",
                     transform=ax.transAxes, fontsize=6.5, va="top", ha="right", color="0.2")
         if legend:
-            _legend(ax, [sampling_label(s) for s in levels], loc="lower left", handlelength=1.4,
-                    title="Monte Carlo, bars: " + interval_words(conf, None))
+            _legend(ax, [sampling_label(s) for s in levels], handlelength=1.4,
+                    title="Monte Carlo, bars: " + _bars(conf), own=own, inside="lower left")
     return ax
 
 
@@ -533,12 +558,15 @@ def ratio_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
     to ``ci_high / exact_variance`` (the table's columns) against B; the exact
     theory is the line at 1 (drawn like every exact curve). The claim holds
     where the bars cross 1. Rows without a positive exact variance are left out.
+    ``confidence`` and the other arguments are those of :func:`variance_plot`;
+    on a figure of its own the legend stands above the axes.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    with _own_figure(ax, height=1.8) as ax:
+    own = ax is None
+    with _own_figure(ax, height=2.4) as ax:
         levels = _levels(table, "sampling")
         colors = palette if palette is not None else _palette_of(levels)
         marks = markers(levels)
@@ -565,7 +593,7 @@ def ratio_plot(table: pd.DataFrame, ax=None, *, title: str | None = None,
         if legend:
             conf, _ = _level_of(table, confidence)
             _legend(ax, [sampling_label(s) for s in levels],
-                    title="Monte Carlo / exact, bars: " + interval_words(conf, None))
+                    title="Monte Carlo / exact, bars: " + _bars(conf), own=own)
     return ax
 
 

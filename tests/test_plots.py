@@ -49,10 +49,10 @@ def _variance_table():
     return pd.DataFrame(rows)
 
 
-@pytest.mark.filterwarnings("ignore:the intervals of batch sizes")
 def test_variance_plot_still_works():
-    res = lossvar.loss_variance(np.random.default_rng(0).exponential(size=200), [1, 4, "full"],
-                                replicates=500, rng=1)
+    with pytest.warns(lossvar.stats.UnreliableIntervalWarning, match="may under-cover"):
+        res = lossvar.loss_variance(np.random.default_rng(0).exponential(size=200), [1, 4, "full"],
+                                    replicates=500, rng=1)
     _, ax = plt.subplots()
     assert plots.variance_plot(res.table, ax=ax) is ax
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
@@ -257,3 +257,55 @@ def test_caption_keeps_mathtext_whole_and_fits_the_width():
     for line in lines:
         probe.set_text(line)
         assert probe.get_window_extent(renderer).width / fig.dpi <= 3.5 + 1e-6
+
+
+def _legend_text(fig) -> str:
+    """Every word of the figure's legends (the Axes' and the figure's own), title first."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return " ".join(lg.get_title().get_text() + " " + " ".join(t.get_text() for t in lg.get_texts())
+                    for lg in legends)
+
+
+def _inside_canvas(fig) -> None:
+    """The tight bounding box of everything drawn lies inside the figure, as a plain
+    ``savefig`` (no ``bbox_inches="tight"``) writes it."""
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    w, h = fig.get_size_inches()
+    px = 1.0 / fig.dpi  # a pixel of slack: the box is measured in whole pixels
+    assert box.x0 >= -px and box.y0 >= -px and box.x1 <= w + px and box.y1 <= h + px, (box, w, h)
+
+
+@pytest.mark.parametrize("plot", [plots.variance_plot, plots.ratio_plot])
+@pytest.mark.parametrize("title", [None, "a title\non two lines"])
+def test_own_figure_fits_the_canvas_and_states_the_level(plot, title, tmp_path):
+    # As the README does it: the plot function makes the figure, the caller saves it
+    # outside lossvar.plots.style().
+    t = _variance_table().assign(confidence=0.9)
+    fig = plot(t, title=title).figure
+    _inside_canvas(fig)
+    assert "90% confidence intervals" in _legend_text(fig)
+    fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("plot", [plots.variance_plot, plots.ratio_plot])
+def test_the_level_from_the_argument_or_said_to_be_unknown(plot):
+    t = _variance_table()
+    assert "99% confidence intervals" in _legend_text(plot(t, confidence=0.99).figure)
+    # the argument wins over the table's column
+    assert "99% confidence" in _legend_text(plot(t.assign(confidence=0.9), confidence=0.99).figure)
+    unknown = _legend_text(plot(t).figure)
+    assert "level not recorded" in unknown and "%" not in unknown
+    with pytest.raises(ValueError, match="several levels"):
+        plot(pd.concat([t.assign(confidence=0.9), t.assign(confidence=0.95)]))
+
+
+def test_plots_is_there_after_import_lossvar():
+    import subprocess
+    import sys
+
+    code = "import sys, lossvar; lossvar.plots.variance_plot; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # and importing lossvar still does not import matplotlib (its cost is paid on first plot)
+    assert out.stdout.strip() == "False"
