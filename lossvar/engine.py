@@ -19,6 +19,8 @@ depend on the workers either.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import hashlib
 import io
@@ -330,7 +332,9 @@ class Execution:
     chunk_size : int, optional
         Replicates per unit of work (memory and scheduling only).
     progress : bool
-        A progress bar over chunks.
+        A progress bar: the call's own, labelled "lossvar", or, inside
+        :func:`phase`, the phase's (which every call inside reports to, whatever
+        its ``progress``). Its unit is estimated work, not chunks.
     checkpoint : path, optional
         Folder for finished chunks; a rerun of the same call resumes from it.
     """
@@ -432,8 +436,7 @@ def run(conditions, root: np.random.SeedSequence, *, execution: Execution | None
         in_flight = 4 * (os.cpu_count() or 1)
     states = [_State(c, i, chunk_size, keep_values, target_rel_se)
               for i, c in enumerate(conditions)]
-    total = sum(s.n_chunks for s in states)
-    bar = _progress_bar(total, progress)
+    bar = _progress_bar(states, progress)
     pending: dict[Future, tuple[_State, int]] = {}
     shared = None
     try:
@@ -444,7 +447,7 @@ def run(conditions, root: np.random.SeedSequence, *, execution: Execution | None
             cached = store.load(s.condition, s.chunks[i], keep_values) if store else None
             if cached is not None:
                 s.accept(i, cached)
-                _tick(bar)
+                _tick(bar, s, i)
                 continue
             start, stop = s.chunks[i]
             if own_pool is not None:
@@ -461,10 +464,13 @@ def run(conditions, root: np.random.SeedSequence, *, execution: Execution | None
     except BaseException:
         for fut in pending:
             fut.cancel()
-        raise
-    finally:
         if bar is not None:
-            bar.close()
+            bar.close(False)
+        raise
+    else:
+        if bar is not None:
+            bar.close(True)
+    finally:
         if own_pool is not None:
             own_pool.shutdown(wait=True, cancel_futures=True)
     return [s.output() for s in states]
@@ -485,7 +491,7 @@ def _collect(pending, store, bar):
         if store is not None:
             store.save(s.condition, s.chunks[i], result)
         s.accept(i, result)
-        _tick(bar)
+        _tick(bar, s, i)
 
 
 class _State:
@@ -545,17 +551,192 @@ class _State:
         return Output(moments, values, self.target_met)
 
 
-def _tick(bar):
+# -- progress ---------------------------------------------------------------------------
+#
+# A bar counts estimated work, not chunks: a chunk of a condition weighs its
+# replicates times the elements a replicate touches, read back from the block
+# size (block_size() sizes a block to about BLOCK_ELEMENTS elements). Work a
+# call will not do (conditions that meet their precision target early) is
+# taken off the total as soon as it is known, so the bar ends at 100% and its
+# ETA is not inflated by replicate caps that are never reached.
+
+_PHASE: contextvars.ContextVar = contextvars.ContextVar("lossvar_phase", default=None)
+
+
+class Phase:
+    """One labelled progress bar over a phase of work: one or several Monte Carlo calls.
+
+    Made by :func:`phase`. ``total`` is the phase's work in the caller's
+    units; every :func:`run` inside the phase (directly, or through
+    :func:`lossvar.loss_variance`, :func:`lossvar.sgd.run_sgd`, ...) counts
+    one unit, or its share of the enclosing :meth:`part`, spread over its
+    chunks by their estimated work. The bar shows a percentage and an ETA.
+
+    Attributes
+    ----------
+    label : str
+    n, total : float
+        Work done and work planned, in the caller's units; ``total`` shrinks
+        when a call skips work (a condition that stops at its precision
+        target) or a part ends with calls unmade. Equal once the phase is done.
+    """
+
+    def __init__(self, label: str, total: float, enabled: bool, file=None):
+        self.label, self.n, self.total = label, 0.0, float(total)
+        self._part: list | None = None  # [weight left, calls left or None]
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, desc=f"lossvar: {label}" if label else "lossvar",
+                             file=file,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+    @contextlib.contextmanager
+    def part(self, weight: float, calls: int | None = 1):
+        """Within the block, ``weight`` units of the phase shared by the next ``calls``
+        engine calls (equally; ``None``: a number not known beforehand, each call
+        taking half of what is left and the rest counted when the block ends)."""
+        self._part = [float(weight), calls]
+        try:
+            yield self
+        finally:
+            left, self._part = self._part[0], None
+            if calls is None:
+                self._advance(left, 0.0)
+            else:
+                self._advance(0.0, -left)
+
+    def claim(self) -> float:
+        """The weight of the next engine call of the phase."""
+        if self._part is None:
+            return 1.0
+        left, calls = self._part
+        take = left / 2 if calls is None else (left / calls if calls else 0.0)
+        self._part = [left - take, None if calls is None else max(calls - 1, 0)]
+        return take
+
+    def _advance(self, dn: float, dtotal: float):
+        self.n += dn
+        self.total += dtotal
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.update(dn)
+
+    def close(self, complete: bool):
+        # sums of shares differ from the total by rounding only when all is done
+        if complete and abs(self.total - self.n) <= 1e-9 * max(1.0, abs(self.total)):
+            self._advance(self.total - self.n, 0.0)
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextlib.contextmanager
+def phase(label: str, total: float = 1, *, enabled: bool = True, file=None):
+    """A :class:`Phase`: the Monte Carlo calls inside share one labelled progress bar.
+
+    Parameters
+    ----------
+    label : str
+        What the phase computes ("SGD runs, 10 schedules"); the bar reads
+        ``lossvar: LABEL``.
+    total : float
+        The phase's work in the caller's units: the number of engine calls
+        inside, or the sum of the weights of its :meth:`Phase.part` blocks.
+    enabled : bool
+        False: no bar, and the calls inside show none either.
+    file : file object, optional
+        Where the bar is written (default ``sys.stderr``).
+
+    Progress never changes a result: it only observes finished chunks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lossvar import engine
+    >>> uniform = engine.Condition((0,), 1000, 100, lambda rng, size: rng.random(size))
+    >>> with engine.phase("three calls", total=3, enabled=False) as ph:
+    ...     _ = engine.run([uniform], np.random.SeedSequence(1))
+    ...     with ph.part(2):  # a call that weighs twice as much
+    ...         _ = engine.run([uniform, uniform], np.random.SeedSequence(2))
+    >>> ph.n == ph.total == 3
+    True
+    """
+    ph = Phase(label, total, enabled, file)
+    token = _PHASE.set(ph)
+    complete = False
+    try:
+        yield ph
+        complete = True
+    finally:
+        _PHASE.reset(token)
+        ph.close(complete)
+
+
+class _RunProgress:
+    """What one :func:`run` reports to its phase: work done and planned, in the
+    phase's units (the call's weight times the fraction of its initial plan)."""
+
+    def __init__(self, states, ph: Phase, own: bool):
+        self.ph, self.own, self.states = ph, own, states
+        self.work = [[_chunk_work(s.condition, a, b) for a, b in s.chunks] for s in states]
+        self.collected: list[set] = [set() for _ in states]
+        self.left = [sum(w) for w in self.work]  # estimated work still to come, per condition
+        self.stop_count = None  # replicates at which the last condition with a target stopped
+        self.done, planned = 0.0, sum(self.left)
+        weight = ph.claim()
+        self.scale = weight / planned if planned else 0.0
+        if not planned:
+            ph._advance(weight, 0.0)
+
+    def tick(self, s, i):
+        before = sum(self.left)
+        self.collected[s.index].add(i)
+        self.done += self.work[s.index][i]
+        update = [s]
+        if s.done and s.target is not None and s.target_met:
+            self.stop_count = s.moments.count
+            update = [t for t in self.states if t.target is not None]
+        for t in update:
+            self.left[t.index] = self._left(t)
+        dn = self.scale * self.work[s.index][i]
+        self.ph._advance(dn, dn + self.scale * (sum(self.left) - before))
+
+    def _left(self, s) -> float:
+        if s.done:
+            return 0.0
+        todo = [i for i in range(s.n_chunks) if i not in self.collected[s.index]]
+        if s.target is not None and self.stop_count is not None:
+            # as many replicates as the last condition that met its target needed
+            blocks = max(1, math.ceil(self.stop_count / s.condition.block_size))
+            todo = [i for i in todo if s.chunks[i][0] < blocks]
+        return float(sum(self.work[s.index][i] for i in todo))
+
+    def close(self, complete: bool):
+        if complete:  # whatever was planned and not done was skipped
+            self.ph._advance(0.0, -self.scale * sum(self.left))
+        if self.own:
+            self.ph.close(complete)
+
+
+def _chunk_work(condition: Condition, start: int, stop: int) -> float:
+    """Estimated work of blocks ``start..stop-1``: replicates times elements per replicate."""
+    per_replicate = max(1.0, BLOCK_ELEMENTS / condition.block_size)
+    return per_replicate * sum(condition.block_len(j) for j in range(start, stop))
+
+
+def _tick(bar, state, chunk):
     if bar is not None:
-        bar.update(1)
+        bar.tick(state, chunk)
 
 
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
+def _progress_bar(states, enabled: bool):
+    """The call's progress: to the enclosing phase, else (if ``enabled``) its own bar."""
+    ph = _PHASE.get()
+    if ph is None and not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="chunk", desc="lossvar")
+    own = ph is None
+    return _RunProgress(states, Phase("", 1, True) if own else ph, own)
 
 
 class _Store:

@@ -1,5 +1,6 @@
 """Scale-out: same bits serially, on processes and on dask; checkpoints; precision targets."""
 
+import io
 import os
 import signal
 import subprocess
@@ -193,11 +194,82 @@ def test_plan_replicates_exact_for_normal_kurtosis_and_achieves_target():
         assert abs(row.variance_se / row.variance / 0.02 - 1) < 0.15
 
 
+def _bars(text):
+    """The last state of each progress bar written to ``text`` (tqdm ends a closed bar
+    with a newline and redraws it after a carriage return)."""
+    return [line.split("\r")[-1] for line in text.split("\n") if line.strip()]
+
+
 def test_progress_bar_on_request(capsys):
     lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0, progress=True, chunk_size=1000)
-    assert "chunk" in capsys.readouterr().err
+    bars = _bars(capsys.readouterr().err)
+    assert len(bars) == 1 and bars[0].startswith("lossvar: 100%|"), bars
     lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0)
     assert capsys.readouterr().err == ""
+
+
+def test_phase_is_one_labelled_bar_over_its_calls():
+    out = io.StringIO()
+    with engine.phase("three calls", total=3, file=out) as ph:
+        for rng in range(3):  # the calls' own progress=True gives way to the phase's bar
+            lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=rng, chunk_size=1000,
+                                  progress=True)
+    assert ph.n == ph.total == 3
+    bars = _bars(out.getvalue())
+    assert len(bars) == 1 and bars[0].startswith("lossvar: three calls: 100%|"), bars
+    with engine.phase("off", total=1, enabled=False, file=out) as ph:
+        lossvar.loss_variance(LOSSES, [1], replicates=5000, rng=0, progress=True)
+    assert len(_bars(out.getvalue())) == 1 and ph.n == ph.total == 1
+
+
+class _Normal:
+    """Standard normal replicates; records the phase's (n, total) as each block starts."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __call__(self, rng, size):
+        ph = self.seen[0]
+        self.seen.append((ph.n, ph.total))
+        return rng.standard_normal(size)
+
+
+def test_progress_drops_the_work_a_precision_target_skips():
+    # Three conditions capped at 10^6 replicates (977 blocks of 1024, chunks of 64 blocks),
+    # each meeting a relative SE of 0.05 at its first judged block (normal values need
+    # about 2 / 0.05^2 = 800 replicates; MIN_REPLICATES_FOR_TARGET is 1000). The bar starts
+    # planning all 3 * 977 blocks; once the first condition has stopped, the others are
+    # planned at the replicates it needed, so the total drops to the work actually done.
+    seen: list = []
+    conditions = [engine.Condition((k,), 10**6, 1024, _Normal(seen)) for k in range(3)]
+    with engine.phase("target", enabled=False) as ph:
+        seen.append(ph)
+        quiet = engine.run(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
+    assert all(o.target_met and o.moments.count == 1024 for o in quiet)
+    blocks = len(seen) - 1  # whole chunks run (the first of each, and any run ahead)
+    assert blocks % 64 == 0 and blocks <= 3 * 2 * 64
+    assert seen[1] == (0.0, 1.0)
+    assert ph.n == pytest.approx(blocks * 1024 / (3 * 10**6)) and ph.n == ph.total
+    first_stop = [i for i, (n, _) in enumerate(seen[1:], 1) if n > 0][0]  # after the first collect
+    assert all(total <= ph.total * (1 + 1e-12) for _, total in seen[first_stop:])
+    # progress only observes: the same call without it gives the same numbers
+    plain = engine.run(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
+    assert [o.moments for o in plain] == [o.moments for o in quiet]
+
+
+def test_phase_parts_weigh_their_calls():
+    call = dict(batch_sizes=[1, 8], replicates=2000, rng=0)
+    with engine.phase("parts", total=7, enabled=False) as ph:
+        with ph.part(3):
+            lossvar.loss_variance(LOSSES, **call)
+        after_first = ph.n
+        with ph.part(2, calls=None):  # calls not known beforehand: all of it counted at the end
+            lossvar.loss_variance(LOSSES, **call)
+            lossvar.loss_variance(LOSSES, **call)
+        with ph.part(2, calls=2):  # one of the two announced calls made: the other's share dropped
+            lossvar.loss_variance(LOSSES, **call)
+    assert after_first == pytest.approx(3)
+    assert ph.total == pytest.approx(6) and ph.n == ph.total
 
 
 def test_bad_execution_arguments():
