@@ -15,6 +15,7 @@ from scipy import stats
 
 import lossvar
 from lossvar import GaussianNoisePopulation, loss_variance, scaling_fit, variance_study
+from lossvar.stats import UnreliableIntervalWarning
 
 Z = 4.4
 SCHEMES = ["without_replacement", "with_replacement"]
@@ -220,19 +221,22 @@ def test_rows_depend_only_on_seed_and_batch_size(skewed_losses):
 @pytest.mark.reproducibility
 def test_rng_forms(skewed_losses):
     run = lambda rng: loss_variance(skewed_losses, [5], replicates=500, rng=rng).table  # noqa: E731
-    ss = np.random.SeedSequence(5)
-    pd.testing.assert_frame_equal(run(5), run(ss))
-    pd.testing.assert_frame_equal(run(ss), run(ss))  # a SeedSequence is never advanced
-    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
-    first, second = run(g1), run(g1)
-    assert first.variance.iloc[0] != second.variance.iloc[0]  # a Generator is consumed
-    pd.testing.assert_frame_equal(first, run(g2))  # ... reproducibly
-    res = loss_variance(skewed_losses, [5], replicates=500, rng=None)
-    pd.testing.assert_frame_equal(res.table, run(res.seed))  # an unseeded run is reproducible
+    # 500 replicates are too few for a reliable interval on these losses, and each call says so
+    with pytest.warns(UnreliableIntervalWarning, match="may under-cover"):
+        ss = np.random.SeedSequence(5)
+        pd.testing.assert_frame_equal(run(5), run(ss))
+        pd.testing.assert_frame_equal(run(ss), run(ss))  # a SeedSequence is never advanced
+        g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+        first, second = run(g1), run(g1)
+        assert first.variance.iloc[0] != second.variance.iloc[0]  # a Generator is consumed
+        pd.testing.assert_frame_equal(first, run(g2))  # ... reproducibly
+        res = loss_variance(skewed_losses, [5], replicates=500, rng=None)
+        pd.testing.assert_frame_equal(res.table, run(res.seed))  # an unseeded run is reproducible
 
 
 def test_keep_means_shape_and_consistency(skewed_losses):
-    res = loss_variance(skewed_losses, [1, 10], replicates=1000, rng=0, keep_means=True)
+    with pytest.warns(UnreliableIntervalWarning, match="may under-cover"):  # 1000 replicates
+        res = loss_variance(skewed_losses, [1, 10], replicates=1000, rng=0, keep_means=True)
     for b, row in zip([1, 10], res.table.itertuples(), strict=True):
         assert res.means[b].shape == (1000,)
         assert res.means[b].var(ddof=1) == pytest.approx(row.variance, rel=1e-10)
