@@ -907,7 +907,9 @@ def _noise_factor(batch_size, n, sampling):
     sampling = as_choice(sampling, "sampling", SCHEMES)
     if n is None and sampling == "without_replacement":
         raise ValueError("`n` (the number of examples batches are drawn from) is required with "
-                         "sampling='without_replacement'; got None")
+                         "sampling='without_replacement'; got None. 'without_replacement' is the default "
+                         "(what a shuffling data loader does): pass n=N, or sampling='with_replacement' "
+                         "for independent draws or fresh data")
     n = None if n is None else as_int(n, "n", low=1)
     high = n if sampling == "without_replacement" else None
     arr = np.asarray(batch_size)
@@ -922,7 +924,7 @@ def _noise_factor(batch_size, n, sampling):
 
 
 def one_step_expected_loss(loss, grad, hessian, cov, batch_size, learning_rate, *, n=None,
-                           sampling="with_replacement"):
+                           sampling="without_replacement"):
     r"""Expected loss after one SGD step with a batch of size B on a quadratic model.
 
     .. math::
@@ -952,8 +954,12 @@ def one_step_expected_loss(loss, grad, hessian, cov, batch_size, learning_rate, 
     learning_rate : float or array_like
         :math:`\epsilon \ge 0`.
     n : int, optional
-        N, required with ``sampling="without_replacement"`` (ignored otherwise).
-    sampling : {"with_replacement", "without_replacement"}
+        N, required with ``sampling="without_replacement"`` (the default;
+        ignored otherwise).
+    sampling : {"without_replacement", "with_replacement"}, default "without_replacement"
+        How the batch is drawn: without replacement from N examples (what a
+        shuffling data loader does, the package's default), or B independent
+        draws ("with_replacement", which also covers fresh data).
 
     Returns
     -------
@@ -982,7 +988,7 @@ def one_step_expected_loss(loss, grad, hessian, cov, batch_size, learning_rate, 
 
 
 def optimal_learning_rate(grad, hessian, cov, batch_size, *, n=None,
-                          sampling="with_replacement") -> OneStep:
+                          sampling="without_replacement") -> OneStep:
     r"""The step size that minimizes :func:`one_step_expected_loss`, and its gain.
 
     .. math::
@@ -994,7 +1000,8 @@ def optimal_learning_rate(grad, hessian, cov, batch_size, *, n=None,
     so that :math:`\epsilon_{opt} = \epsilon_{max}/(1 + B_{noise}/B)` and
     :math:`\Delta L_{opt} = \Delta L_{max}/(1 + B_{noise}/B)` for independent
     draws (:math:`c_B = 1/B`), with :math:`B_{noise} = \operatorname{tr}(H\Sigma)/G^T H G`.
-    Parameters as in :func:`one_step_expected_loss`; requires
+    Parameters as in :func:`one_step_expected_loss` (``sampling`` defaults
+    to ``"without_replacement"``, which needs ``n``); requires
     :math:`G^T H G > 0` (else no finite step is best) and
     :math:`\operatorname{tr}(H\Sigma) \ge 0`.
 

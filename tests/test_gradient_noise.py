@@ -18,6 +18,8 @@ from lossvar import sampling
 from lossvar.data import Dataset, GaussianNoisePopulation
 from lossvar.gradient_noise import (
     GradientNoise,
+    NegativeEstimateWarning,
+    TwoBatchDesign,
     TwoBatchEstimate,
     gradient_noise,
     inner_product_test,
@@ -232,13 +234,16 @@ def test_blocks_are_stable_far_from_the_minimizer(block_size):
 
 
 def test_two_batch_hand_computed():
-    # ||G_small||^2 = 25 at B = 1, ||G_big||^2 = 5 at B = 4.
+    # ||G_small||^2 = 25 at B = 1, ||G_big||^2 = 5 at B = 4: ||G||^2 = -5/3 < 0, flagged.
     small, big = np.array([3.0, 4.0]), np.array([1.0, 2.0])
-    est = two_batch_estimate(small, big, 1, 4)
+    with pytest.warns(NegativeEstimateWarning, match=r"\|\|G\|\|\^2 = -1.67, .*no standard error with one"):
+        est = two_batch_estimate(small, big, 1, 4, sampling="with_replacement")
     assert est.grad_norm2 == pytest.approx((4 * 5 - 1 * 25) / 3, rel=RTOL)
     assert est.trace_cov == pytest.approx((25 - 5) / (1 - 1 / 4), rel=RTOL)
     assert est.b_simple == pytest.approx(-16.0, rel=RTOL)
+    assert est.flags == ("negative_grad_norm2", "negative_b_simple")
     assert est.n_pairs == 1 and np.isnan(est.grad_norm2_se) and np.isnan(est.b_simple_se)
+    assert np.isnan(est.b_simple_ci).all() and np.isnan(est.grad_norm2_ci).all()
     # Without replacement from N = 5: c_1 = 1, c_4 = 1/16; tr = 20 / (15/16) = 64/3, ||G||^2 = 25 - 64/3.
     est = two_batch_estimate(small, big, 1, 4, n=5, sampling="without_replacement")
     assert est.trace_cov == pytest.approx(64 / 3, rel=RTOL)
@@ -248,9 +253,11 @@ def test_two_batch_hand_computed():
 
 def test_two_batch_replicates_average_with_standard_errors():
     rng = np.random.default_rng(5)
-    small, big = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
-    est = two_batch_estimate(small, big, 2, 8)
-    singles = [two_batch_estimate(s, b, 2, 8) for s, b in zip(small, big, strict=True)]
+    # every pair's estimates positive (checked for this seed), so none is flagged
+    small, big = rng.normal(size=(7, 3)) + 5.0, 0.3 * rng.normal(size=(7, 3)) + 3.0
+    est = two_batch_estimate(small, big, 2, 8, sampling="with_replacement")
+    singles = [two_batch_estimate(s, b, 2, 8, sampling="with_replacement")
+               for s, b in zip(small, big, strict=True)]
     g2 = np.array([e.grad_norm2 for e in singles])
     tr = np.array([e.trace_cov for e in singles])
     np.testing.assert_allclose(est.grad_norm2_pairs, g2, rtol=RTOL)
@@ -308,7 +315,7 @@ class TestMonteCarloN20:
         # and tr Sigma N/(N-1), here about 46 and 8 standard errors from the truth (the margins
         # below are met by every one of 40 other seeds tried).
         small, big = self._pairs("without_replacement", 11)
-        est = two_batch_estimate(small, big, self.B_S, self.B_B)
+        est = two_batch_estimate(small, big, self.B_S, self.B_B, sampling="with_replacement")
         bias = est.grad_norm2 - self.exact.grad_norm2
         assert abs(bias) > 20 * est.grad_norm2_se
         assert abs(bias + self.exact.trace_cov / (self.N - 1)) <= Z_MC * est.grad_norm2_se
@@ -317,7 +324,7 @@ class TestMonteCarloN20:
 
     def test_plain_estimator_is_unbiased_with_replacement(self):
         small, big = self._pairs("with_replacement", 12)
-        est = two_batch_estimate(small, big, self.B_S, self.B_B)
+        est = two_batch_estimate(small, big, self.B_S, self.B_B, sampling="with_replacement")
         assert abs(est.grad_norm2 - self.exact.grad_norm2) <= Z_MC * est.grad_norm2_se
         assert abs(est.trace_cov - self.exact.trace_cov) <= Z_MC * est.trace_cov_se
         assert abs(est.b_simple - self.exact.b_simple) <= Z_MC * est.b_simple_se
@@ -341,7 +348,7 @@ class TestMonteCarloN20:
 )
 def test_two_batch_rejects_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        two_batch_estimate(*args, **kwargs)
+        two_batch_estimate(*args, **(dict(sampling="with_replacement") | kwargs))
 
 
 # -- the callable form -----------------------------------------------------------------

@@ -85,7 +85,8 @@ def test_full_batch_without_replacement_is_exactly_zero(cancer):
         assert full[col] == 0.0, col
     assert full.replicates == 50
     # with replacement the "full" batch still has noise: tr(Sigma) / N
-    t = gradient_variance(problem, data, w, ["full"], replicates=200, rng=0).table
+    t = gradient_variance(problem, data, w, ["full"], replicates=200, sampling="with_replacement",
+                          rng=0).table
     assert t["mean"].iloc[0] > 0 and t.fpc.iloc[0] == 1.0
 
 
