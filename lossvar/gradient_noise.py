@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _st
 
 from . import sampling as _sampling
 from . import theory as _theory
@@ -885,14 +886,17 @@ class TwoBatchEstimate:
         """What the ``flags`` mean and their likely cause ("" when there are none)."""
         if not self.flags:
             return ""
-        z = two_sided_z(self.confidence)
+        # The standard error comes from the pairs themselves: Student's t with n_eff - 1 degrees of
+        # freedom says how far below 0 noise alone plausibly reaches.
+        dof = self.n_eff - 1.0
+        q = float(_st.t.ppf(0.5 + self.confidence / 2.0, dof)) if dof > 0 else math.inf
         parts, far = [], False
         for flag, name, value, se in (("negative_grad_norm2", "||G||^2", self.grad_norm2, self.grad_norm2_se),
                                       ("negative_trace_cov", "tr Sigma", self.trace_cov, self.trace_cov_se)):
             if flag in self.flags:
                 if se > 0:
                     parts.append(f"{name} = {value:.3g} ({-value / se:.3g} standard errors below 0)")
-                    far |= -value > z * se
+                    far |= -value > q * se
                 else:
                     parts.append(f"{name} = {value:.3g}")
         text = (f"negative two-batch estimate of {' and '.join(parts)}, so B_simple = {self.b_simple:.3g} "
@@ -905,10 +909,11 @@ class TwoBatchEstimate:
                     "independent draws (or fresh data), pass sampling='with_replacement'; else check "
                     "that n is the size of the data set they were drawn from")
         if far:
-            return text + (f"It is more than {z:.3g} standard errors below 0, so not noise: the sampling "
-                           f"likely does not match how the batches were drawn ({hint}).")
+            return text + (f"It is more than {q:.3g} standard errors below 0 (n_pairs={self.n_pairs}), "
+                           f"beyond what noise plausibly gives: the sampling likely does not match how "
+                           f"the batches were drawn ({hint}).")
         within = ("There is no standard error with one pair" if self.n_pairs < 2 else
-                  f"It is within {z:.3g} standard errors of 0")
+                  f"It is within {q:.3g} standard errors of 0")
         return text + (f"{within} (n_pairs={self.n_pairs}): likely too few pairs for the noise; use "
                        f"more, until the standard error is well below the estimate. If it stays "
                        f"negative, the sampling may not match how the batches were drawn ({hint}).")

@@ -6,15 +6,19 @@ Z_MC = 4 gives a false-failure rate of 6.3e-5 per check for a normal mean
 (two-sided), so a fresh seed would almost never fail a correct estimator.
 """
 
+import inspect
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy import stats
 
-from lossvar import sampling
+import lossvar
+from lossvar import sampling, theory
 from lossvar.data import Dataset, GaussianNoisePopulation
 from lossvar.gradient_noise import (
     GradientNoise,
@@ -230,6 +234,49 @@ def test_blocks_are_stable_far_from_the_minimizer(block_size):
     assert noise.trace_hess_cov == pytest.approx([1.0, 2.0] @ xi.var(axis=0), rel=1e-6)
 
 
+# -- a gradient that is zero to rounding -------------------------------------------------
+
+
+def test_fitted_optimum_is_zero_to_rounding():
+    # At the Newton-polished minimizer ||G|| ~ 1e-13 is the rounding floor of the per-example
+    # gradients: tr Sigma / ||G||^2 ~ 2e25 would be a ratio of rounding errors.
+    data = lossvar.datasets.load("breast_cancer")
+    problem = lossvar.datasets.problem_for(data)
+    w = problem.minimize(data.X, data.y)
+    noise = gradient_noise(problem, data, w)
+    grads = problem.grad(w, data.X, data.y)
+    bound = data.n * np.finfo(np.float64).eps * np.linalg.norm(grads, axis=1).max()
+    assert noise.grad_rounding_bound == pytest.approx(bound, rel=RTOL)
+    assert np.sqrt(noise.grad_norm2) <= bound and noise.flags == ("grad_zero_to_rounding",)
+    assert noise.trace_cov > 0 and noise.trace_hess_cov > 0
+    assert noise.b_simple == np.inf and noise.b_noise == np.inf and np.all(noise.gsnr == 0.0)
+    text = str(noise)
+    assert "B_simple         inf" in text and "G is zero to rounding" in text
+    # a step of 1e-6 from the minimizer: ||G|| ~ 1e-7, far above the bound, and the ratios are back
+    away = gradient_noise(problem, data, w + 1e-6)
+    assert away.flags == () and "zero to rounding" not in str(away)
+    assert away.b_simple == pytest.approx(away.trace_cov / away.grad_norm2, rel=RTOL)
+
+
+@pytest.mark.parametrize("block_size", [7, None])
+def test_exact_minimizers_are_zero_to_rounding(block_size):
+    # G = 0 in exact arithmetic: the ridge solution of the normal equations, and the noisy
+    # quadratic at w* with centered noise rows.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(300, 4))
+    y = X @ [1.0, -1.0, 0.5, 2.0] + rng.normal(size=300)
+    ridge = LinearRegression(l2=0.1)
+    xi = rng.normal(size=(300, 3))
+    xi -= xi.mean(axis=0)
+    quad = NoisyQuadratic(curvature=[1.0, 2.0, 5.0], w_star=[0.5, -1.0, 0.0])
+    for problem, data, w in [(ridge, Dataset(X, y), ridge.minimize(X, y)),
+                             (quad, Dataset(xi), np.array([0.5, -1.0, 0.0]))]:
+        noise = gradient_noise(problem, data, w, block_size=block_size)
+        assert noise.flags == ("grad_zero_to_rounding",), problem
+        assert noise.b_simple == np.inf and noise.b_noise == np.inf
+        assert GradientNoise.from_grads(problem.grad(w, data.X, data.y)).flags == noise.flags
+
+
 # -- two_batch_estimate ----------------------------------------------------------------
 
 
@@ -349,6 +396,131 @@ class TestMonteCarloN20:
 def test_two_batch_rejects_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         two_batch_estimate(*args, **(dict(sampling="with_replacement") | kwargs))
+
+
+# -- negative estimates are flagged with their likely cause ------------------------------
+
+
+def _near_minimum():
+    """N = 40 gradients (p = 3) with ||G||^2 = 0.01 beside tr Sigma = 2.6: near a minimum."""
+    grads = np.random.default_rng(21).normal(size=(40, 3))
+    return grads + (np.array([0.1, 0.0, 0.0]) - grads.mean(axis=0))
+
+
+def _pairs_without_replacement(grads, b_small, b_big, pairs, seed):
+    rng = np.random.default_rng(seed)
+    n = grads.shape[0]
+    return (grads[sampling.without_replacement(rng, n, b_small, pairs)].mean(axis=1),
+            grads[sampling.without_replacement(rng, n, b_big, pairs)].mean(axis=1))
+
+
+def test_a_sampling_that_does_not_match_the_batches_is_flagged():
+    # Drawn without replacement, estimated as independent draws: the plain formulas estimate
+    # ||G||^2 - tr Sigma/(N - 1) = 0.01 - 0.067 < 0, about 60 standard errors below 0 here.
+    grads = _near_minimum()
+    exact = GradientNoise.from_grads(grads)
+    small, big = _pairs_without_replacement(grads, 2, 20, 20_000, seed=3)
+    cause = (r"(?s)standard errors below 0 \(n_pairs=20000\), beyond what noise plausibly gives: the "
+             r"sampling likely does not match .*sampling='with_replacement' was used.*pass "
+             r"sampling='without_replacement' and n")
+    with pytest.warns(NegativeEstimateWarning, match=cause) as got:
+        wrong = two_batch_estimate(small, big, 2, 20, sampling="with_replacement")
+    assert got[0].filename == __file__  # the warning points at the caller's line
+    assert wrong.flags == ("negative_grad_norm2", "negative_b_simple")
+    assert wrong.grad_norm2 < -Z_MC * wrong.grad_norm2_se
+    assert "negative two-batch estimate of ||G||^2" in str(wrong)
+    right = two_batch_estimate(small, big, 2, 20, n=40)  # the default sampling, as drawn
+    assert right.flags == () and "negative" not in str(right)
+    assert abs(right.grad_norm2 - exact.grad_norm2) <= Z_MC * right.grad_norm2_se
+
+
+def test_too_few_pairs_are_named_as_the_likely_cause():
+    # Five pairs (seed chosen where the estimate falls below 0): a negative ||G||^2 within its
+    # noise. Fieller's interval for B_simple is then a ray, a lower bound.
+    grads = _near_minimum()
+    small, big = _pairs_without_replacement(grads, 2, 20, 5, seed=0)
+    with pytest.warns(NegativeEstimateWarning, match=r"It is within 2.78 standard errors of 0 \(n_pairs=5\): "
+                      r"likely too few pairs for the noise"):
+        est = two_batch_estimate(small, big, 2, 20, n=40)
+    assert -2.78 * est.grad_norm2_se < est.grad_norm2 < 0  # t quantile, 4 degrees of freedom
+    assert est.flags == ("negative_grad_norm2", "negative_b_simple")
+    assert 0 < est.b_simple_ci[0] < GradientNoise.from_grads(grads).b_simple and est.b_simple_ci[1] == np.inf
+
+
+# -- intervals ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mean", "cov", "shape"), [
+    ((2.0, 6.0), [[0.09, 0.05], [0.05, 0.8]], "bounded"),  # ||G||^2 many standard errors above 0
+    ((0.25, 6.0), [[0.09, 0.05], [0.05, 0.8]], "ray"),  # ||G||^2 1.67 standard errors above 0
+    ((-0.1, 6.0), [[0.09, 0.05], [0.05, 0.8]], "ray"),
+    ((0.2, 0.1), [[0.09, 0.0], [0.0, 0.8]], "all"),  # neither significant: every B >= 0
+])
+def test_b_simple_interval_is_fiellers_set(mean, cov, shape):
+    # Fieller's set {rho >= 0: (T - rho S)^2 <= z^2 Var(T - rho S)}, checked point by point.
+    design = TwoBatchDesign(2, 8, None, "with_replacement")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NegativeEstimateWarning)  # the case S < 0 is flagged, tested above
+        est = TwoBatchEstimate.from_moments(design, mean, cov, n_pairs=4, n_eff=4.0, confidence=0.95)
+    s, t = mean
+    (v_s, c), (_, v_t) = np.asarray(cov) / 4.0
+    z = stats.norm.ppf(0.975)
+
+    def gap(rho):  # <= 0 inside the set
+        return (t - rho * s) ** 2 - z**2 * (v_t - 2 * rho * c + rho**2 * v_s)
+
+    low, high = est.b_simple_ci
+    rho = np.linspace(0.0, 200.0, 200_001)
+    inside = gap(rho) <= 0
+    np.testing.assert_array_equal(inside, (rho >= low) & (rho <= high))
+    if shape == "bounded":
+        assert 0 < low < est.b_simple < high < np.inf
+        assert gap(low) == pytest.approx(0.0, abs=1e-12) and gap(high) == pytest.approx(0.0, abs=1e-12)
+    elif shape == "ray":
+        assert high == np.inf and gap(low) == pytest.approx(0.0, abs=1e-12) and gap(1e9) <= 0
+    else:
+        assert (low, high) == (0.0, np.inf)
+
+
+def test_intervals_cover_at_their_level_without_replacement():
+    # 1000 independent estimates, each from 200 pairs of batches drawn without replacement from
+    # N = 20 fixed gradients. For a correct interval the count that holds the exact value is
+    # Binomial(1000, 0.95); binomtest's p-value falls below 1e-3 by chance with probability
+    # <= 1e-3 per interval (the normal intervals of a mean of 200 skewed values cover 94-95%).
+    grads = TestMonteCarloN20.grads
+    exact = GradientNoise.from_grads(grads)
+    hits = np.zeros(3, dtype=int)
+    for seed in range(1000):
+        small, big = _pairs_without_replacement(grads, 2, 10, 200, seed=seed)
+        est = two_batch_estimate(small, big, 2, 10, n=20)
+        hits += [est.grad_norm2_ci[0] <= exact.grad_norm2 <= est.grad_norm2_ci[1],
+                 est.trace_cov_ci[0] <= exact.trace_cov <= est.trace_cov_ci[1],
+                 est.b_simple_ci[0] <= exact.b_simple <= est.b_simple_ci[1]]
+    for name, h in zip(("grad_norm2", "trace_cov", "b_simple"), hits, strict=True):
+        assert stats.binomtest(int(h), 1000, 0.95).pvalue > 1e-3, (name, h)
+
+
+# -- one sampling default ----------------------------------------------------------------
+
+
+def test_one_sampling_default_across_the_package():
+    functions = [lossvar.loss_variance, lossvar.gradient_variance, two_batch_estimate,
+                 two_batch_estimate_from_callable, theory.optimal_learning_rate,
+                 theory.one_step_expected_loss]
+    defaults = {f.__name__: inspect.signature(f).parameters["sampling"].default for f in functions}
+    assert set(defaults.values()) == {"without_replacement"}, defaults
+
+
+@pytest.mark.parametrize("call", [
+    lambda: two_batch_estimate([1.0, 2.0], [1.0, 1.5], 2, 8),
+    lambda: theory.optimal_learning_rate([1.0], [[1.0]], [[1.0]], 2),
+    lambda: theory.one_step_expected_loss(1.0, [1.0], [[1.0]], [[1.0]], 2, 0.1),
+], ids=["two_batch_estimate", "optimal_learning_rate", "one_step_expected_loss"])
+def test_the_default_sampling_asks_for_n(call):
+    with pytest.raises(ValueError, match=r"`n` \(.*\) is required with sampling='without_replacement'; "
+                       r"got None. 'without_replacement' is the default .*: pass n=N, or "
+                       r"sampling='with_replacement' for independent draws or fresh data"):
+        call()
 
 
 # -- the callable form -----------------------------------------------------------------
