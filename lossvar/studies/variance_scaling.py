@@ -22,41 +22,52 @@ import pandas as pd
 
 import lossvar
 from lossvar import plots, studies
+from lossvar.studies import checks
 
 NAME = "variance_scaling"
 FULL = {"replicates": "auto", "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, "full"]}
 QUICK = {"replicates": 3_000, "batch_sizes": [1, 4, 16, 64, "full"]}
 W_TRUE = (1.0, -2.0, 0.5)
+#: Fewest replicates: with Gaussian batch means the sample variance's chi-square
+#: reference has R - 1 degrees of freedom, and a row below stats.MIN_DOF of them
+#: gets no p-value, so with fewer every row of every verdict would go untested.
+MIN_REPLICATES = int(lossvar.stats.MIN_DOF) + 1
 
 
 def build_parser():
     p = studies.parser(NAME, __doc__)
-    p.add_argument("--replicates", type=_replicates, default=None,
-                   help="batches per batch size, or 'auto': planned per batch size from the "
+    p.add_argument("--replicates", type=checks.count(MIN_REPLICATES, "auto"), default=None,
+                   help=f"batches per batch size, at least {MIN_REPLICATES} (fewer leave every row "
+                        "untested), or 'auto': planned per batch size from the "
                         "exact kurtosis for a relative standard error of 0.02 (fresh data: "
                         f"sequential) (default {FULL['replicates']}, quick {QUICK['replicates']})")
     p.add_argument("--batch-sizes", type=studies.batch_size_list, default=None, metavar="LIST",
-                   help="batch sizes, 'full' for N (default: a log grid 1..256 and full)")
-    p.add_argument("--n", type=int, default=1000,
+                   help="batch sizes, 'full' for N (default: a log grid 1..256 and full); sizes "
+                        "above a data set's N are skipped for it, and at least 3 must be below it")
+    p.add_argument("--n", type=checks.count(2), default=1000,
                    help="size N of the synthetic data set (default: 1000)")
-    p.add_argument("--noise-std", type=float, default=1.0,
-                   help="noise of the synthetic Gaussian linear model (default: 1)")
+    p.add_argument("--noise-std", type=checks.number(0), default=1.0,
+                   help="noise of the synthetic Gaussian linear model, >= 0 (default: 1)")
     p.add_argument("--data", default="breast_cancer",
                    help=f"real data set, one of {', '.join(lossvar.datasets.NAMES)}, or 'none'")
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--confidence", type=studies.fraction, default=0.95,
+                   help="interval level (default 0.95)")
     return p
 
 
-def _replicates(text):
-    return text if text == "auto" else int(text)
-
-
-def _sizes(batch_sizes, n):
-    return [b for b in batch_sizes if b == "full" or b <= n]
-
-
 def check(args):
+    checks.common(args)
     studies.check_data(args.data, none=True)
+    sizes = args.batch_sizes
+    twice = sorted({b for b in sizes if sizes.count(b) > 1}, key=str)
+    if twice:
+        raise ValueError(f"--batch-sizes must be distinct; got {twice[0]} twice in {sizes}")
+    checks.ladder(sizes, args.n, "--batch-sizes", "the synthetic set of --n")
+    if args.data != "none":
+        n = lossvar.datasets.load(args.data).n
+        checks.ladder(sizes, n, "--batch-sizes", f"--data {args.data}")
+    # a block of fresh full batches: at least 16 batches of N examples of 3 features and a loss
+    checks.held(16 * args.n * (len(W_TRUE) + 1), f"--n {args.n}")
 
 
 def compute(args, folder):
@@ -66,22 +77,26 @@ def compute(args, folder):
     pop = lossvar.GaussianLinearPopulation(np.array(W_TRUE), noise_std=args.noise_std)
     w = np.zeros(len(W_TRUE))
     fixed = pop.sample(args.n, seeds[0])
-    sizes = _sizes(args.batch_sizes, args.n)
-    runs = [("synthetic", lossvar.variance_study(pop.problem, pop, w, sizes, full_size=args.n,
-                                                 rng=seeds[1], **common))]
+    sizes = checks.ladder(args.batch_sizes, args.n, "--batch-sizes", "the synthetic set")
+    with checks.phase(args, "variance, synthetic, fresh data"):
+        runs = [("synthetic", lossvar.variance_study(pop.problem, pop, w, sizes, full_size=args.n,
+                                                     rng=seeds[1], **common))]
     for i, sampling in enumerate(("without_replacement", "with_replacement")):
-        runs.append(("synthetic", lossvar.variance_study(pop.problem, fixed, w, sizes,
-                                                         sampling=sampling, rng=seeds[2 + i],
-                                                         **common)))
+        with checks.phase(args, f"variance, synthetic, fixed data, {_NAMES[sampling]}"):
+            runs.append(("synthetic", lossvar.variance_study(pop.problem, fixed, w, sizes,
+                                                             sampling=sampling, rng=seeds[2 + i],
+                                                             **common)))
     real = None
     if args.data != "none":
         real = lossvar.datasets.load(args.data)
         problem = lossvar.datasets.problem_for(real)
         w_ref = lossvar.datasets.reference_params(real, problem)
         for i, sampling in enumerate(("without_replacement", "with_replacement")):
-            runs.append((args.data, lossvar.variance_study(
-                problem, real, w_ref, _sizes(args.batch_sizes, real.n), sampling=sampling,
-                rng=seeds[4 + i], **common)))
+            with checks.phase(args, f"variance, {args.data}, {_NAMES[sampling]}"):
+                runs.append((args.data, lossvar.variance_study(
+                    problem, real, w_ref, checks.ladder(args.batch_sizes, real.n, "--batch-sizes",
+                                                        args.data),
+                    sampling=sampling, rng=seeds[4 + i], **common)))
     variance = pd.concat([r.table.assign(source=src) for src, r in runs], ignore_index=True)
     variance = variance[["source", *[c for c in variance.columns if c != "source"]]]
     fits = []
@@ -92,7 +107,7 @@ def compute(args, folder):
                          chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue,
                          batch_sizes=" ".join(str(b) for b in fit.batch_sizes),
                          confidence=fit.confidence))
-    fit_table = pd.DataFrame(fits)
+    fit_table = _holm(pd.DataFrame(fits))
     verdicts = _verdicts(runs, args.confidence)
     folder.table("variance", variance)
     folder.table("scaling_fit", fit_table)
@@ -101,13 +116,23 @@ def compute(args, folder):
     return _summary(args, variance, fit_table, verdicts)
 
 
+_NAMES = {"without_replacement": "without replacement", "with_replacement": "with replacement",
+          "fresh": "fresh data"}
+
+
 def _verdicts(runs, confidence):
     """One verdict per table; a study shows several, so "agrees" is judged on the
     Holm-adjusted p-value across them (family-wise error 1 - confidence per study)."""
-    return lossvar.stats.study_verdicts(
+    return checks.label_untested(lossvar.stats.study_verdicts(
         [(dict(source=source, sampling=result.table.sampling.iloc[0]),
           lossvar.agreement(result, confidence=confidence)) for source, result in runs],
-        confidence)
+        confidence))
+
+
+def _holm(fits):
+    """The fits with ``holm_pvalue``: the exponent tests of a = -1 are a family, judged like
+    the verdicts beside them, after Holm's adjustment across the study's fits."""
+    return fits.assign(holm_pvalue=lossvar.stats.holm(fits.pvalue.to_numpy(float)))
 
 
 def _figure(folder, variance, args, real, fits=None, verdicts=None):
@@ -122,17 +147,16 @@ def _figure(folder, variance, args, real, fits=None, verdicts=None):
     runs = [(src, SimpleNamespace(table=t.drop(columns="source"), confidence=args.confidence))
             for (src, _), t in variance.groupby(["source", "sampling"], sort=False)]
     if fits is None:
-        fits = pd.DataFrame([dict(source=src, sampling=r.table.sampling.iloc[0], exponent=f.exponent,
-                                  ci_low=f.ci_low, ci_high=f.ci_high, pvalue=f.pvalue)
-                             for src, r in runs
-                             for f in [lossvar.scaling_fit(r.table, confidence=args.confidence)]])
+        fits = _holm(pd.DataFrame([dict(source=src, sampling=r.table.sampling.iloc[0],
+                                        exponent=f.exponent, ci_low=f.ci_low, ci_high=f.ci_high,
+                                        pvalue=f.pvalue) for src, r in runs
+                                   for f in [lossvar.scaling_fit(r.table, confidence=args.confidence)]]))
     if verdicts is None:
         verdicts = _verdicts(runs, args.confidence)
     sources = list(dict.fromkeys(variance.source))
     schemes = list(dict.fromkeys(variance.sampling))
     colors, marks = plots.palette(schemes), plots.markers(schemes)
-    names = {"without_replacement": "without replacement", "with_replacement": "with replacement",
-             "fresh": "fresh data"}
+    names = _NAMES
     level = f"{100 * args.confidence:.4g}%"
     rows, row_colors, row_marks, seen = [], [], [], set()
     ver_by = {} if verdicts is None else {(v.source, v.sampling): v for v in verdicts.itertuples()}
@@ -141,12 +165,13 @@ def _figure(folder, variance, args, real, fits=None, verdicts=None):
         verdict, missed = "", ""
         if v is not None:
             holm = getattr(v, "holm_pvalue", float("nan"))
-            agrees = str(v.agrees).lower() in ("true", "1")
-            verdict = f"{'agrees' if agrees else 'DISAGREES'} (p = {v.pvalue:#.2g}, Holm {holm:#.2g})"
+            verdict = checks.verdict_word(v)
+            if verdict != "no verdict":
+                verdict += f" (p = {v.pvalue:#.2g}, Holm {holm:#.2g})"
             missed = f"{v.misses} of {v.intervals} ({v.expected_misses:.2g})"
         rows.append(["" if f.source in seen else f.source, names.get(f.sampling, f.sampling),
                      f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]".replace("-", "\u2212"),
-                     f"{f.pvalue:#.2g}", verdict, missed])
+                     f"{f.pvalue:#.2g}, Holm {f.holm_pvalue:#.2g}", verdict, missed])
         row_colors.append(colors.get(f.sampling, "0.1"))
         row_marks.append(marks.get(f.sampling, "o"))
         seen.add(f.source)
@@ -189,7 +214,7 @@ def _figure(folder, variance, args, real, fits=None, verdicts=None):
                    columnspacing=1.6)
         tab = fig.add_subplot(grid[2, :])
         header = ["source", "sampling", f"exponent $a$ of $\\mathrm{{Var}} \\propto B^a$\n({level} CI)",
-                  "p-value\nof $a = -1$", "Monte Carlo against\nexact theory, every $B$",
+                  "p-value of $a = -1$\n(raw, Holm)", "Monte Carlo against\nexact theory, every $B$",
                   "intervals missing\nexact (expected)"]
         plots.table_panel(tab, header,
                           rows, colors=row_colors, marks=row_marks, color_col=1, x0=-0.45, pad=0.12)
@@ -210,7 +235,8 @@ def _figure(folder, variance, args, real, fits=None, verdicts=None):
            if len(zero) else "")
         + ". Middle: Monte Carlo divided by exact, with its interval; the theory holds where the "
         "bars cross 1. Table: exponent $a$ fitted by weighted least squares after dividing by the "
-        f"finite-population factor, its {level} interval and the p-value of $a = -1$; verdict of "
+        f"finite-population factor, its {level} interval and the p-value of $a = -1$, raw and "
+        f"after Holm's correction across the study's {len(rows)} fits; verdict of "
         "the calibrated test of every batch size against its exact sampling distribution, at level "
         f"{1 - args.confidence:.2g} after Holm's correction across the study's {len(rows)} tables."))
     folder.figure("variance", fig)
@@ -233,10 +259,13 @@ def _summary(args, variance, fits, verdicts):
              "Exponent a of Var(B) ~ B^a, fitted on log-log by weighted least squares after "
              "dividing by the finite-population factor (N - B)/(N - 1); the lecture's claim is "
              f"a = -1. {args.confidence:.0%} intervals.", "",
-             "| source | sampling | exponent | interval | p (a = -1) |", "|---|---|---|---|---|"]
+             f"The p-values of a = -1 are also given after Holm's correction across the {len(fits)} "
+             "fits, as the verdicts above are across the tables.", "",
+             "| source | sampling | exponent | interval | p (a = -1) | Holm |",
+             "|---|---|---|---|---|---|"]
     for f in fits.itertuples():
         lines.append(f"| {f.source} | {f.sampling} | {f.exponent:.4f} | "
-                     f"[{f.ci_low:.4f}, {f.ci_high:.4f}] | {f.pvalue:.3g} |")
+                     f"[{f.ci_low:.4f}, {f.ci_high:.4f}] | {f.pvalue:.3g} | {f.holm_pvalue:.3g} |")
     single = variance[(variance.batch_size == 1)]
     lines += ["", "Single-sample variance against the exact s^2 (or Var(div)):", "",
               "| source | sampling | R | Var(B = 1) | interval | exact | z |",
@@ -248,9 +277,10 @@ def _summary(args, variance, fits, verdicts):
     lines += ["", "Full batch: with a fixed data set it has no batch noise (variance exactly 0); "
               "with fresh data it is Var(div)/N:", ""]
     for r in full.itertuples():
-        lines.append(f"- {r.source}, {r.sampling}, B = N = {r.batch_size}: variance "
-                     f"{r.variance:.4g} [{r.ci_low:.4g}, {r.ci_high:.4g}], exact "
-                     f"{r.exact_variance:.4g}")
+        measured = ("exactly 0 (the whole data set: nothing drawn)" if r.exact_variance == 0
+                    else f"{r.variance:.4g} {checks.interval_text(r.ci_low, r.ci_high, r.replicates)}")
+        lines.append(f"- {r.source}, {r.sampling}, B = N = {r.batch_size}: variance {measured}, "
+                     f"exact {r.exact_variance:.4g}")
     return "\n".join(lines)
 
 
