@@ -83,7 +83,8 @@ def listing(item, *, at_least: int = 1):
         try:
             values = [item(p) for p in parts if p]
         except argparse.ArgumentTypeError as exc:
-            raise argparse.ArgumentTypeError(f"each entry {exc}; in {text!r}") from None
+            where = f" in {text!r}" if len(parts) > 1 else ""
+            raise argparse.ArgumentTypeError(f"each entry {exc}{where}") from None
         twice = sorted({v for v in values if values.count(v) > 1})
         if twice:
             raise argparse.ArgumentTypeError(f"entries must be distinct; got {twice[0]!r} twice in "

@@ -44,6 +44,7 @@ import pandas as pd
 import lossvar
 from lossvar import optim, plots, schedules, studies
 from lossvar.sgd import run_sgd
+from lossvar.studies import checks
 
 NAME = "sgd_vs_batch"
 FULL = {"replicates": 200, "epochs": 5, "copies": [1, 2, 4, 8, 16],
@@ -53,23 +54,50 @@ QUICK = {"replicates": 40, "epochs": 4, "copies": [1, 4, 8], "diversity": [0.0, 
 
 def build_parser():
     p = studies.parser(NAME, __doc__)
-    p.add_argument("--replicates", type=int, default=None, help="SGD runs per setting "
-                   f"(default {FULL['replicates']}, quick {QUICK['replicates']})")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the data "
+    p.add_argument("--replicates", type=checks.count(2), default=None, help="SGD runs per setting, "
+                   f"at least 2 for a standard error (default {FULL['replicates']}, quick "
+                   f"{QUICK['replicates']})")
+    p.add_argument("--epochs", type=checks.count(1), default=None, help="passes over the data "
                    f"(default {FULL['epochs']}, quick {QUICK['epochs']})")
-    p.add_argument("--base-size", type=int, default=50, help="m, examples in the base set "
-                   "(default 50)")
-    p.add_argument("--dim", type=int, default=5, help="features (default 5)")
-    p.add_argument("--noise-std", type=float, default=0.5,
-                   help="noise of the base set's targets (default 0.5)")
-    p.add_argument("--copies", type=studies.comma_list(int), default=None, metavar="LIST",
+    p.add_argument("--base-size", type=checks.count(1), default=50, help="m, examples in the base "
+                   "set, at least --dim (default 50)")
+    p.add_argument("--dim", type=checks.count(1), default=5, help="features (default 5)")
+    p.add_argument("--noise-std", type=checks.number(0), default=0.5,
+                   help="noise of the base set's targets, >= 0 (default 0.5)")
+    p.add_argument("--copies", type=checks.listing(checks.count(1)), default=None, metavar="LIST",
                    help="redundancy sweep r (default 1,2,4,8,16)")
-    p.add_argument("--diversity", type=studies.comma_list(float), default=None, metavar="LIST",
-                   help="target noise s added to each copy (default 0,0.25,0.5,1,2)")
-    p.add_argument("--minibatch", type=int, default=10, help="mini-batch size (default 10)")
+    p.add_argument("--diversity", type=checks.listing(checks.number(0)), default=None,
+                   metavar="LIST", help="target noise s >= 0 added to each copy (default "
+                   "0,0.25,0.5,1,2)")
+    p.add_argument("--minibatch", type=checks.count(1), default=10, help="mini-batch size, at most "
+                   "the N of the largest --copies (default 10)")
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
     return p
+
+
+def check(args):
+    checks.common(args)
+    if args.base_size < args.dim:
+        raise ValueError(f"--base-size must be at least --dim = {args.dim} (least squares on the "
+                         f"copies of the base set needs {args.dim} independent examples); got "
+                         f"{args.base_size}")
+    n = max(args.copies) * args.base_size
+    if args.minibatch > n:
+        raise ValueError(f"--minibatch must be at most N = {n} (the largest --copies "
+                         f"{max(args.copies)} times --base-size {args.base_size}); got "
+                         f"{args.minibatch}")
+    # the set, its gradients and a block of 256 shuffles; the runs' records
+    checks.held(max(3 * n * (args.dim + 1), 256 * n),
+                f"--copies {max(args.copies)} with --base-size {args.base_size}, --dim {args.dim}")
+    checks.held(4 * args.replicates * (4 * args.epochs + 1),
+                f"--replicates {args.replicates} with --epochs {args.epochs}")
+
+
+def _steps(data, batch, epochs):
+    """(steps per epoch, steps) of a method: one update per batch, GD one per epoch."""
+    per_epoch = 1 if batch == "full" else data.n // batch
+    return per_epoch, epochs * per_epoch
 
 
 def _z(args):
@@ -103,8 +131,7 @@ def _optimizer(batch, data):
 
 
 def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records=1):
-    per_epoch = 1 if batch == "full" else data.n // batch
-    steps = epochs * per_epoch
+    per_epoch, steps = _steps(data, batch, epochs)
     record = np.unique(np.linspace(0, steps, epochs * per_epoch_records + 1).round().astype(int))
     kw = studies.execution(args)
     tr = run_sgd(problem, data, _optimizer(batch, data), steps=steps,
@@ -119,6 +146,14 @@ def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records
     out["ci_low"], out["ci_high"] = lossvar.stats.mean_interval(
         out.excess_loss, out.excess_loss_se, args.confidence)
     return out
+
+
+def _noise_at_minimum(problem, d):
+    """Var(div) and the mean squared per-example gradient at the data set's minimizer."""
+    w_hat = problem.minimize(d.X, d.y)
+    return dict(var_div=float(np.var(problem.loss(w_hat, d.X, d.y))),
+                grad_noise_trace=float(np.mean(np.sum((problem.grad(w_hat, d.X, d.y)) ** 2,
+                                                      axis=1))))
 
 
 def _advantage(gd, sgd, z):
@@ -143,10 +178,14 @@ def compute(args, folder):
     methods = [(1, "SGD (B = 1)"), (args.minibatch, f"mini-batch (B = {args.minibatch})"),
                ("full", "GD (full batch)")]
     comp_seeds = lossvar.streams.children(seeds[1], len(methods))
-    for (batch, label), sd in zip(methods, comp_seeds, strict=True):
-        t = _run(problem, data, batch, args.epochs, args.replicates, sd, args,
-                 per_epoch_records=4)
-        curves.append(t.assign(method=label, copies=r_main, full_batch=batch == "full"))
+    # the runs' cost: their steps (each step updates every replicate at once)
+    cost = [_steps(data, batch, args.epochs)[1] for batch, _ in methods]
+    with checks.phase(args, "SGD, mini-batch and GD at equal computation", sum(cost)) as ph:
+        for (batch, label), sd, c in zip(methods, comp_seeds, cost, strict=True):
+            with ph.part(c):
+                t = _run(problem, data, batch, args.epochs, args.replicates, sd, args,
+                         per_epoch_records=4)
+            curves.append(t.assign(method=label, copies=r_main, full_batch=batch == "full"))
     curves = pd.concat(curves, ignore_index=True)
     curves = curves[["method", "copies", *[c for c in curves.columns
                                            if c not in ("method", "copies")]]]
@@ -156,17 +195,18 @@ def compute(args, folder):
     settings = [("redundancy", r, 0.0) for r in args.copies]
     settings += [("diversity", r_main, s) for s in args.diversity]
     sweep_seeds = lossvar.streams.children(seeds[2], len(settings))
-    for (kind, r, s), sd in zip(settings, sweep_seeds, strict=True):
-        data_seed, sgd_seed = lossvar.streams.children(sd, 2)
-        d = _dataset(base, r, s, lossvar.streams.stream(data_seed))
-        gd = _run(problem, d, "full", args.epochs, 1, 0, args)
-        sgd = _run(problem, d, 1, args.epochs, args.replicates, sgd_seed, args)
-        w_hat = problem.minimize(d.X, d.y)
-        var_div = float(np.var(problem.loss(w_hat, d.X, d.y)))
-        grad_noise = float(np.mean(np.sum((problem.grad(w_hat, d.X, d.y)) ** 2, axis=1)))
-        sweep.append(dict(sweep=kind, copies=r, diversity=s, n=d.n, epochs=args.epochs,
-                          var_div=var_div, grad_noise_trace=grad_noise,
-                          **_advantage(gd, sgd, _z(args)), replicates=args.replicates))
+    total = sum(args.epochs * (1 + r * args.base_size) for _, r, _ in settings)
+    with checks.phase(args, "redundancy and diversity sweeps", total) as ph:
+        for (kind, r, s), sd in zip(settings, sweep_seeds, strict=True):
+            data_seed, sgd_seed = lossvar.streams.children(sd, 2)
+            d = _dataset(base, r, s, lossvar.streams.stream(data_seed))
+            with ph.part(args.epochs):
+                gd = _run(problem, d, "full", args.epochs, 1, 0, args)
+            with ph.part(args.epochs * d.n):
+                sgd = _run(problem, d, 1, args.epochs, args.replicates, sgd_seed, args)
+            sweep.append(dict(sweep=kind, copies=r, diversity=s, n=d.n, epochs=args.epochs,
+                              **_noise_at_minimum(problem, d), **_advantage(gd, sgd, _z(args)),
+                              replicates=args.replicates))
     sweep = pd.DataFrame(sweep)
     folder.table("curves", curves)
     folder.table("sweep", sweep)
@@ -303,19 +343,21 @@ def _summary(args, curves, sweep, r_main, data):
              f"## Equal computation, {r_main} copies (N = {data.n}), after {args.epochs} epochs",
              "", f"| method | excess loss | {level} interval |", "|---|---|---|"]
     for r in last.itertuples():
-        lines.append(f"| {r.method} | {r.excess_loss:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] |")
+        interval = ("exact (deterministic)" if r.full_batch else
+                    checks.interval_text(r.ci_low, r.ci_high, r.replicates))
+        lines.append(f"| {r.method} | {r.excess_loss:.4g} | {interval} |")
     lines += ["", "## Sweeps: advantage = GD excess loss / SGD excess loss", "",
               f"| sweep | copies r | diversity s | Var(div) at w_N | advantage | {level} interval |",
               "|---|---|---|---|---|---|"]
     for r in sweep.itertuples():
         lines.append(f"| {r.sweep} | {r.copies} | {r.diversity:g} | {r.var_div:.4g} | "
-                     f"{r.advantage:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] |")
+                     f"{r.advantage:.4g} | {checks.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     """Run the study; see ``lossvar run sgd_vs_batch --help``."""
-    return studies.execute(compute, NAME, build_parser(), argv, FULL, QUICK)
+    return studies.execute(compute, NAME, build_parser(), argv, FULL, QUICK, check)
 
 
 if __name__ == "__main__":
