@@ -52,7 +52,7 @@ def batch_grad(indices):
 
 n = len(y)
 est = lossvar.two_batch_estimate_from_callable(batch_grad, n=n, b_small=16, b_big=512,
-                                               replicates=2000, rng=1)  # without replacement
+                                               replicates=2000, rng=1)  # default: without replacement
 
 print(f"{n} examples, {grads.shape[1]} parameters; Sigma divides by N")
 print(f"{'':10}{'exact':>12}{'two-batch estimate':>22}{'(z)':>8}")
