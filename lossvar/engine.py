@@ -140,6 +140,11 @@ class Condition:
         array, or a dict of named arrays (records of different shapes), and
         the blocks' arrays are concatenated along their first axis in block
         order (for per-replicate records such as SGD trajectories).
+    cost : float, optional
+        Relative work of one replicate, for the progress bar only (never for
+        the results). Default: the elements the block size implies,
+        ``BLOCK_ELEMENTS / block_size`` (see :func:`block_size`); give it where
+        a replicate's cost is not proportional to the numbers it touches.
     """
 
     key: tuple
@@ -148,6 +153,7 @@ class Condition:
     simulate: Callable
     label: str = ""
     reduce: str = "moments"
+    cost: float | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -721,7 +727,8 @@ class _RunProgress:
 
 def _chunk_work(condition: Condition, start: int, stop: int) -> float:
     """Estimated work of blocks ``start..stop-1``: replicates times elements per replicate."""
-    per_replicate = max(1.0, BLOCK_ELEMENTS / condition.block_size)
+    per_replicate = (max(1.0, BLOCK_ELEMENTS / condition.block_size) if condition.cost is None
+                     else float(condition.cost))
     return per_replicate * sum(condition.block_len(j) for j in range(start, stop))
 
 

@@ -55,8 +55,8 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
            high_open: bool = False):
     """argparse type: a finite real number in the interval from ``low`` to ``high``
     (each end closed unless ``low_open`` / ``high_open``; None: unbounded)."""
-    interval = (f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}, "
-                f"{'inf' if high is None else f'{high:g}'}{')' if high_open else ']'}")
+    interval = (f"{'(' if low_open or low is None else '['}{'-inf' if low is None else f'{low:g}'}, "
+                f"{'inf' if high is None else f'{high:g}'}{')' if high_open or high is None else ']'}")
 
     def parse(text):
         try:

@@ -38,23 +38,33 @@ import lossvar
 from lossvar import optim, plots, schedules, studies, theory
 from lossvar.rates import convergence_rate
 from lossvar.sgd import run_sgd
+from lossvar.studies import checks
 
 NAME = "robbins_monro"
 FULL = {"replicates": 2000, "steps": 20_000}
 QUICK = {"replicates": 256, "steps": 1000}
 POWERS = (0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: Fewest steps: the decay exponent is fitted on the recorded steps from
+#: max(10, steps // 10) on, at least 3 of them, and run_sgd records 10 steps a
+#: decade (..., 10, 13, 16, ...): 15 is the first --steps with three (10, 13, 15).
+MIN_STEPS = 15
 
 
 def build_parser():
     p = studies.parser(NAME, __doc__)
-    p.add_argument("--replicates", type=int, default=None, help="SGD runs per schedule "
-                   f"(default {FULL['replicates']}, quick {QUICK['replicates']})")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"updates per run (default {FULL['steps']}, quick {QUICK['steps']})")
-    p.add_argument("--mu", type=float, default=1.0, help="curvature mu (default 1)")
-    p.add_argument("--noise-std", type=float, default=1.0, help="gradient noise sigma (default 1)")
-    p.add_argument("--w0", type=float, default=3.0, help="start, w* = 0 (default 3)")
-    p.add_argument("--c", type=float, default=0.9, help="scale c of c/k^p (default 0.9)")
+    p.add_argument("--replicates", type=checks.count(2), default=None, help="SGD runs per schedule, "
+                   f"at least 2 for a standard error (default {FULL['replicates']}, quick "
+                   f"{QUICK['replicates']})")
+    p.add_argument("--steps", type=checks.count(MIN_STEPS), default=None,
+                   help=f"updates per run, at least {MIN_STEPS} for the fit of the decay exponent "
+                        f"(default {FULL['steps']}, quick {QUICK['steps']})")
+    p.add_argument("--mu", type=checks.number(0, low_open=True), default=1.0,
+                   help="curvature mu > 0 (default 1)")
+    p.add_argument("--noise-std", type=checks.number(0, low_open=True), default=1.0,
+                   help="gradient noise sigma > 0 (default 1)")
+    p.add_argument("--w0", type=checks.number(), default=3.0, help="start, w* = 0 (default 3)")
+    p.add_argument("--c", type=checks.number(0, low_open=True), default=0.9,
+                   help="scale c > 0 of c/k^p (default 0.9)")
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
     return p
@@ -97,6 +107,33 @@ def _schedules(args):
     return rows
 
 
+def check(args):
+    checks.common(args)
+    # the exact curves: 4 columns per step and schedule, kept for the table
+    checks.held(6 * len(POWERS + (0, 0, 0, 0)) * (args.steps + 1), f"--steps {args.steps}")
+    largest = np.sqrt(np.finfo(float).max)  # the standard errors square (w - w*)^2
+    for row in _schedules(args):
+        bound = _bound(row.schedule, args)
+        if not bound <= largest:
+            raise ValueError(
+                f"--mu {args.mu:g} with --c {args.c:g}: the schedule {row.label} takes steps with "
+                f"eta mu > 2, which can multiply (w - w*)^2 up to about "
+                f"{f'{bound:.3g}' if np.isfinite(bound) else 'inf'} within "
+                f"--steps {args.steps}, past what float64 can square; give a smaller --mu or --c")
+
+
+def _bound(schedule, args, chunk=2**20):
+    """A bound on E(w_k - w*)^2 over the run: (w0^2 + sigma^2 sum eta_k^2) times the
+    product of the factors (1 - eta_k mu)^2 above 1 (docs/theory.md, section 6)."""
+    log_growth, noise = 0.0, 0.0
+    with np.errstate(over="ignore", divide="ignore"):
+        for start in range(1, args.steps + 1, chunk):
+            eta = np.asarray(schedule(np.arange(start, min(start + chunk, args.steps + 1))), float)
+            log_growth += float(np.sum(np.maximum(0.0, 2 * np.log(np.abs(1 - eta * args.mu)))))
+            noise += float(np.sum(eta**2)) * args.noise_std**2
+    return float(np.exp(min(log_growth, 1e4)) * (args.w0**2 + noise))
+
+
 def _theory_rule(schedule, p):
     """docs/theory.md, section 6, written out: (RM satisfied, E -> 0, asymptotic exponent, regime)."""
     if isinstance(schedule, schedules.Exponential):
@@ -114,15 +151,17 @@ def compute(args, folder):
     seeds = lossvar.streams.children(args.seed, len(_schedules(args)))
     tail = (max(10, args.steps // 10), args.steps)
     kw = studies.execution(args)
-    for row, seed in zip(_schedules(args), seeds, strict=True):
+    with checks.phase(args, f"SGD runs, {len(seeds)} schedules", len(seeds)):
+        runs = [run_sgd(q, pop, optim.sgd(row.schedule), steps=args.steps, batch_size=1,
+                        replicates=args.replicates, w0=[args.w0], rng=seed, average=True, **kw)
+                for row, seed in zip(_schedules(args), seeds, strict=True)]
+    for row, seed, tr in zip(_schedules(args), seeds, runs, strict=True):
         label, sched, c, p = row.label, row.schedule, row.c, row.p
         report = lossvar.robbins_monro(sched)
         rm_rule, converges, exponent, regime = _theory_rule(sched, p)
         if exponent is None:
             a = theory.sgd_asymptote(c, p, mu, sigma2)
             exponent, regime = a.exponent, a.regime
-        tr = run_sgd(q, pop, optim.sgd(sched), steps=args.steps, batch_size=1,
-                     replicates=args.replicates, w0=[args.w0], rng=seed, average=True, **kw)
         ex = theory.quadratic_moments(sched, mu, sigma2, args.w0, steps=args.steps)
         s = tr.summary
         steps = s.step.to_numpy()
@@ -206,8 +245,8 @@ def _verdicts(curves, confidence):
             t["mean"], t.se, t.exact, pvalues=t.pvalue, independent=False, confidence=confidence,
             labels=[f"{lab} @ {k}" for lab, k in zip(t.schedule, t.step, strict=True)])
         rows.append((dict(table="curves", metric=what), a))
-    return lossvar.stats.study_verdicts(rows, confidence, row_label="schedule @ step",
-                                        untested_reason="zero variance")
+    return checks.label_untested(lossvar.stats.study_verdicts(
+        rows, confidence, row_label="schedule @ step", untested_reason="zero variance"))
 
 
 def _num(x):
@@ -294,8 +333,9 @@ def _figures(folder, curves, exact, args, mu, sigma2, rows=None, verdicts=None):
             words = {"E(w_k - w*)^2": "iterates", "E(w_bar_k - w*)^2": "averages"}
             lines = []
             for v in verdicts.itertuples():
-                ok = str(v.agrees).lower() in ("true", "1")
-                lines.append(f"{words.get(v.metric, v.metric)}: {'agree' if ok else 'DISAGREE'} "
+                word = {"agrees": "agree", "DISAGREES": "DISAGREE"}.get(checks.verdict_word(v),
+                                                                       "no verdict")
+                lines.append(f"{words.get(v.metric, v.metric)}: {word} "
                              f"(p = {v.pvalue:#.2g}, Holm {v.holm_pvalue:#.2g}; {v.misses} of "
                              f"{v.intervals} intervals miss, {v.expected_misses:.3g} expected)")
             below = (n_rows + 2 + 0.9) * 1.3 * 6.5 / 72  # under the table's header and rows
@@ -363,7 +403,7 @@ def _summary(args, rows, verdicts):
 
 def main(argv=None) -> int:
     """Run the study; see ``lossvar run robbins_monro --help``."""
-    return studies.execute(compute, NAME, build_parser(), argv, FULL, QUICK)
+    return studies.execute(compute, NAME, build_parser(), argv, FULL, QUICK, check)
 
 
 if __name__ == "__main__":
