@@ -39,6 +39,10 @@ LOSSES = ("cross_entropy", "squared")
 #: oldest is dropped beyond this, so a thread holds a bounded amount.
 _SCRATCH_SHAPES = 4
 
+#: Elements of each intermediate (rows, n, width) array of :meth:`MLP.loss` and
+#: :meth:`MLP.mean_loss` on a large stack (8 MiB each).
+_CHUNK_ELEMENTS = 2**20
+
 #: Elements of each intermediate (m, n, width) array of a block of
 #: Hessian-vector products in :meth:`MLP.hessian` (32 MiB each).
 _HESSIAN_BLOCK_ELEMENTS = 2**22
@@ -119,6 +123,18 @@ class MLP:
         k = 1 output.
     l2 : float, default 0.0
         Ridge strength :math:`\lambda \ge 0` added to every per-example loss.
+
+    Attributes
+    ----------
+    sizes, activation, l2
+        As given (``sizes`` as a tuple of ints).
+    objective : str
+        The ``loss`` argument (the name ``loss`` is the method that computes
+        the losses).
+    p : int
+        Length of the parameter vector.
+    name : str
+        Short label for tables, e.g. ``"mlp 64-32-10 tanh"``.
 
     References
     ----------
@@ -321,16 +337,17 @@ class MLP:
             return y
         k = self.sizes[-1]
         if y.dtype.kind in "iu":
-            labels = y.astype(np.intp, copy=False)
-            ok = labels.min() >= 0 and labels.max() < k
+            if y.min() >= 0 and y.max() < k:
+                return y.astype(np.intp, copy=False)
+            bad = (y < 0) | (y >= k)
         else:
-            labels = np.asarray(y, dtype=np.float64).astype(np.intp)
-            ok = bool(np.all((labels == y) & (labels >= 0) & (labels < k)))
-        if not ok:
-            bad = y[(labels != y) | (labels < 0) | (labels >= k)].flat[0].item()
-            raise ValueError(f"`y` must hold integer class labels in 0..{k - 1} for {self!r}; "
-                             f"got {bad!r}")
-        return labels
+            values = np.asarray(y, dtype=np.float64)
+            # Checked before the cast, which is undefined for NaN and huge values.
+            bad = ~((values >= 0) & (values < k) & (values == np.floor(values)))
+            if not bad.any():
+                return values.astype(np.intp)
+        raise ValueError(f"`y` must hold integer class labels in 0..{k - 1} for {self!r}; "
+                         f"got {y[bad].flat[0].item()!r}")
 
     def _inputs(self, w, X, y, *, check_finite: bool = True):
         if check_finite:
@@ -499,20 +516,46 @@ class MLP:
     def loss(self, w, X, y) -> np.ndarray:
         """Per-example losses l_i(w), shape lead + (n,), the ridge term included."""
         w, X, y = self._inputs(w, X, y)
-        _, f = self._forward(w, X, self._lead(w, X, y))
-        out = self._output_loss(f, y)
+        lead = self._lead(w, X, y)
+        out = np.empty(lead + (X.shape[-2],))
+        for part, (wc, Xc, yc) in self._chunks(w, X, y, lead):
+            _, f = self._forward(wc, Xc, out[part].shape[:-1])
+            out[part] = self._output_loss(f, yc)
         if self.l2:
             out += (0.5 * self.l2 * np.sum(w * w, axis=-1))[..., None]
         return out
 
     def mean_loss(self, w, X, y) -> np.ndarray:
-        """Mean of the per-example losses over the rows of ``X``, shape lead."""
+        """Mean of the per-example losses over the rows of ``X``, shape lead.
+
+        A large stack (say every replicate of an ensemble on the full data) is
+        evaluated by chunks of its first leading axis, so that each
+        intermediate array stays near 8 MiB; every replicate goes through the
+        same operations as alone, so the bits do not depend on the chunks.
+        """
         w, X, y = self._inputs(w, X, y)
-        _, f = self._forward(w, X, self._lead(w, X, y))
-        out = np.mean(self._output_loss(f, y), axis=-1)
+        lead = self._lead(w, X, y)
+        out = np.empty(lead)
+        for part, (wc, Xc, yc) in self._chunks(w, X, y, lead):
+            _, f = self._forward(wc, Xc, out[part].shape)
+            out[part] = np.mean(self._output_loss(f, yc), axis=-1)
         if self.l2:
             out += 0.5 * self.l2 * np.sum(w * w, axis=-1)
         return out
+
+    def _chunks(self, w, X, y, lead):
+        """``(index into the result, (w, X, y) of that part))`` by chunks of lead's first axis."""
+        if not lead:
+            yield (), (w, X, y)
+            return
+        per_row = math.prod(lead[1:]) * X.shape[-2] * max(self.sizes[1:])
+        rows = max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+        for r0 in range(0, lead[0], rows):
+            part = slice(r0, min(r0 + rows, lead[0]))
+            # Arrays whose leading dims are shorter than lead's, or 1 there, broadcast whole.
+            cut = [a[part] if a.ndim - core == len(lead) and a.shape[0] != 1 else a
+                   for a, core in ((w, 1), (X, 2), (y, 1))]
+            yield part, tuple(cut)
 
     def grad(self, w, X, y) -> np.ndarray:
         """Per-example gradients by backpropagation, shape lead + (n, p)."""

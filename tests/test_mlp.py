@@ -3,6 +3,7 @@ differences, the parameter layout, stacks against loops, the start's distributio
 point on digits, bad input."""
 
 import pickle
+import re
 import threading
 
 import numpy as np
@@ -263,6 +264,21 @@ def test_stacks_are_bit_identical_to_loops(net, w_lead, x_lead):
             assert_array_equal(stacked[idx], getattr(net, f)(wi, Xi, yi), err_msg=f)
 
 
+@pytest.mark.parametrize(("w_lead", "x_lead"), [((120,), ()), ((), (120,)), ((40, 3), (3,))])
+def test_large_stacks_are_evaluated_in_chunks_with_the_bits_of_a_loop(w_lead, x_lead):
+    # 120 x 2000 x 7 elements per hidden array: beyond one 8 MiB chunk, so the stack is cut.
+    net = MLP((5, 7, 3), l2=0.1)
+    w, X, y = _case(net, np.random.default_rng(25), n=2000, w_lead=w_lead, x_lead=x_lead)
+    lead = np.broadcast_shapes(w_lead, x_lead)
+    losses, means = net.loss(w, X, y), net.mean_loss(w, X, y)
+    assert means.shape == lead
+    for idx in list(np.ndindex(lead))[::17]:
+        wi = w[idx[len(lead) - len(w_lead):]]
+        Xi, yi = X[idx[len(lead) - len(x_lead):]], y[idx[len(lead) - len(x_lead):]]
+        assert_array_equal(losses[idx], net.loss(wi, Xi, yi))
+        assert_array_equal(means[idx], net.mean_loss(wi, Xi, yi))
+
+
 @pytest.mark.parametrize("net", NETS, ids=IDS)
 def test_mean_grad_into_out_has_the_same_bits_and_returns_out(net):
     w, X, y = _case(net, np.random.default_rng(21), n=8, w_lead=(5,), x_lead=(5,))
@@ -416,8 +432,10 @@ def test_bad_data_and_parameters_are_refused():
             method(w, np.zeros((5, 4)), y)
         with pytest.raises(ValueError, match=r"`y` must hold integer class labels in 0\.\.1 .*; got 2"):
             method(w, X, [0, 1, 2, 0, 1])
-        with pytest.raises(ValueError, match=r"`y` must hold integer class labels in 0\.\.1 .*; got 0\.5"):
-            method(w, X, [0, 1, 0.5, 0, 1])
+        for label in (0.5, np.nan, 1e300, -1.0):
+            with pytest.raises(ValueError, match=rf"`y` must hold integer class labels in 0\.\.1 .*; "
+                                                 rf"got {re.escape(repr(label))}"):
+                method(w, X, [0, 1, label, 0, 1])
         with pytest.raises(ValueError, match=r"`y` must have shape \(\.\.\., n\) with n=5"):
             method(w, X, y[:4])
         bad = X.copy()
