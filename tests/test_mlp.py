@@ -195,6 +195,15 @@ def test_hessian_is_symmetric_and_the_products_with_the_identity(net):
     assert np.abs(H - products).max() <= 1e3 * EPS * np.abs(products).max()
 
 
+def test_hessian_in_blocks_equals_one_stacked_product():
+    # 10000 rows: the dense Hessian takes the identity's rows in blocks of 2**22 / (n * 7) = 59 < p.
+    net = MLP((5, 7, 3), l2=0.1)
+    w, X, y = _case(net, np.random.default_rng(26), n=10_000)
+    products = net.hvp(w, X, y, np.eye(net.p))
+    # The same operations on each direction, whichever block it is in.
+    assert_array_equal(net.hessian(w, X, y), (products + products.T) / 2)
+
+
 # -- the layout ------------------------------------------------------------------------------
 
 
