@@ -157,11 +157,12 @@ def label_untested(verdicts):
     return verdicts
 
 
-def interval_text(low, high, replicates, fmt: str = ".4g") -> str:
-    """``[low, high]``, or why there is no interval (fewer than 2 replicates, no spread)."""
+def interval_text(low, high, replicates=None, fmt: str = ".4g") -> str:
+    """``[low, high]``, or why there is none: fewer than 2 replicates, no spread across
+    them, or (``replicates`` unknown) no standard error."""
     if np.isnan(low) or np.isnan(high) or low == high:
-        why = (f"only {int(replicates)} replicate" if replicates < 2 else "no spread across "
-               "replicates")
+        why = ("no standard error" if replicates is None else f"only {int(replicates)} replicate"
+               if replicates < 2 else "no spread across replicates")
         return f"no interval ({why})"
     return f"[{low:{fmt}}, {high:{fmt}}]"
 

@@ -33,29 +33,37 @@ import pandas as pd
 import lossvar
 from lossvar import optim, plots, studies, theory
 from lossvar.sgd import run_sgd
+from lossvar.studies import checks
 
 NAME = "trend_optimizers"
 FULL = {"replicates": 400, "steps": 400, "real_replicates": 40, "epochs": 20}
 QUICK = {"replicates": 64, "steps": 200, "real_replicates": 8, "epochs": 4}
 W0 = (-4.0, 1.5)
 W0_START, W1_START = W0
+#: The most by which the start's transient, left in the steady-state window, may move
+#: SGD's exact mean squared update (relatively): far below any Monte Carlo SE here.
+TRANSIENT = 1e-6
 
 
 def build_parser():
     p = studies.parser(NAME, __doc__)
-    p.add_argument("--replicates", type=int, default=None, help="runs per optimizer on the "
-                   f"quadratic (default {FULL['replicates']}, quick {QUICK['replicates']})")
-    p.add_argument("--steps", type=int, default=None, help="updates on the quadratic "
-                   f"(default {FULL['steps']}, quick {QUICK['steps']})")
-    p.add_argument("--condition", type=float, default=25.0,
-                   help="curvature of the steep direction; the flat one has 1 (default 25)")
-    p.add_argument("--noise-std", type=float, default=1.0, help="gradient noise (default 1)")
+    p.add_argument("--replicates", type=checks.count(2), default=None, help="runs per optimizer on "
+                   f"the quadratic, at least 2 for the t test (default {FULL['replicates']}, quick "
+                   f"{QUICK['replicates']})")
+    p.add_argument("--steps", type=checks.count(2), default=None, help="updates on the quadratic, "
+                   f"enough for a steady state in the last half (default {FULL['steps']}, quick "
+                   f"{QUICK['steps']})")
+    p.add_argument("--condition", type=checks.number(1), default=25.0,
+                   help="curvature >= 1 of the steep direction; the flat one has 1 (default 25)")
+    p.add_argument("--noise-std", type=checks.number(0, low_open=True), default=1.0,
+                   help="gradient noise > 0 (default 1)")
     p.add_argument("--data", default="wine",
                    help=f"real data set, one of {', '.join(lossvar.datasets.NAMES)}, or 'none'")
-    p.add_argument("--batch-size", type=int, default=8, help="mini-batch on the real data (8)")
-    p.add_argument("--real-replicates", type=int, default=None, help="runs per optimizer on "
-                   f"the real data (default {FULL['real_replicates']})")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--batch-size", type=checks.count(1), default=8,
+                   help="mini-batch on the real data, at most its N (8)")
+    p.add_argument("--real-replicates", type=checks.count(2), default=None, help="runs per "
+                   f"optimizer on the real data, at least 2 (default {FULL['real_replicates']})")
+    p.add_argument("--epochs", type=checks.count(1), default=None,
                    help=f"epochs on the real data (default {FULL['epochs']})")
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
@@ -73,7 +81,48 @@ def _optimizers(h_max):
 
 
 def check(args):
+    checks.common(args)
     studies.check_data(args.data, none=True)
+    # every replicate's parameters (2) and records (2) at every step, for the 5 optimizers
+    checks.held(20 * args.replicates * (args.steps + 1),
+                f"--replicates {args.replicates} with --steps {args.steps}")
+    left = _transient(args, args.steps)
+    if left > TRANSIENT:
+        low, need = args.steps, 2 * args.steps  # the fewest steps enough: double, then bisect
+        while _transient(args, need) > TRANSIENT and need <= checks.MAX_COUNT:
+            low, need = need, 2 * need
+        while need - low > 1 and need <= checks.MAX_COUNT:
+            mid = (low + need) // 2
+            low, need = (mid, need) if _transient(args, mid) > TRANSIENT else (low, mid)
+        advice = (f"give --steps >= {need}" if need <= checks.MAX_COUNT else
+                  "no --steps up to 10^9 is enough; give a smaller --condition")
+        raise ValueError(f"--steps {args.steps} is too few for --condition {args.condition:g} and "
+                         f"--noise-std {args.noise_std:g}: the steady-state window (the last half) "
+                         f"still holds the start's transient, {left:.2g} of SGD's exact value "
+                         f"(at most {TRANSIENT:g}); {advice}")
+    if args.data != "none":
+        n = lossvar.datasets.load(args.data).n
+        if args.batch_size > n:
+            raise ValueError(f"--batch-size must be at most N = {n} of --data {args.data}; got "
+                             f"{args.batch_size}")
+        checks.held(4 * args.real_replicates * (4 * args.epochs + 1),
+                    f"--real-replicates {args.real_replicates} with --epochs {args.epochs}")
+
+
+def _transient(args, steps):
+    """The start's share of SGD's mean squared update over the window, relative to the
+    steady-state value, largest over the coordinates. With rho = 1 - eta h and
+    v* the floor, E(dw_k)^2 = eta^2 (h^2 (rho^(2k-2) (m0^2 - v*) + v*) + sigma^2)
+    (docs/theory.md, section 6), averaged over the updates k of the window."""
+    h = np.array([1.0, args.condition])
+    eta, sigma2 = 1.75 / h.max(), args.noise_std**2  # SGD's step, as in _optimizers
+    rho2 = (1 - eta * h) ** 2
+    vstar = np.array([theory.constant_step_floor(eta, hi, sigma2) for hi in h])
+    first, n = steps // 2, steps - steps // 2
+    with np.errstate(under="ignore"):
+        mean = rho2**first * -np.expm1(n * np.log(rho2)) / (1 - rho2) / n
+    share = h**2 * np.abs(np.array(W0) ** 2 - vstar) * mean / (h**2 * vstar + sigma2)
+    return float(share.max())
 
 
 def compute(args, folder):
@@ -84,13 +133,14 @@ def compute(args, folder):
     seeds = lossvar.streams.children(args.seed, 3)
     kw = studies.execution(args)
     paths, updates, curves = [], [], []
-    for name, opt in opts.items():
-        # Common random numbers: every optimizer gets the same seed, so the same noise
-        # sequence (the fresh draws do not depend on the optimizer). Every step is
-        # recorded, with every replicate's parameters, for the updates' statistics.
-        tr = run_sgd(q, pop, opt, steps=args.steps, batch_size=1, replicates=args.replicates,
-                     w0=list(W0), rng=seeds[0], record=np.arange(args.steps + 1),
-                     record_params="all", **kw)
+    # Common random numbers: every optimizer gets the same seed, so the same noise
+    # sequence (the fresh draws do not depend on the optimizer). Every step is
+    # recorded, with every replicate's parameters, for the updates' statistics.
+    with checks.phase(args, "5 optimizers on the noisy quadratic", len(opts)):
+        runs = [run_sgd(q, pop, opt, steps=args.steps, batch_size=1, replicates=args.replicates,
+                        w0=list(W0), rng=seeds[0], record=np.arange(args.steps + 1),
+                        record_params="all", **kw) for opt in opts.values()]
+    for (name, opt), tr in zip(opts.items(), runs, strict=True):
         w = tr.params  # (R, steps + 1, d)
         paths.append(pd.DataFrame({"optimizer": name, "step": tr.steps,
                                    "w0": w[0, :, 0], "w1": w[0, :, 1]}))
@@ -135,8 +185,8 @@ def _verdicts(updates, confidence):
                                          independent=False, confidence=confidence,
                                          labels=[f"{o} {c}" for o, c in zip(t.optimizer, t.coordinate,
                                                                             strict=True)])
-    return lossvar.stats.study_verdicts([(dict(table="update_variance"), a)], confidence,
-                                        row_label="row")
+    return checks.label_untested(lossvar.stats.study_verdicts(
+        [(dict(table="update_variance"), a)], confidence, row_label="row"))
 
 
 def _real(args, seed, kw):
@@ -150,9 +200,11 @@ def _real(args, seed, kw):
             "Nesterov 0.9": optim.nesterov(0.02, 0.9),
             "RMSProp": optim.rmsprop(0.01, decay=0.9, eps=1e-8, eps_in_sqrt=True),
             "Adam": optim.adam(0.01, eps=1e-8, eps_in_sqrt=True)}
-    for name, opt in opts.items():
-        tr = run_sgd(problem, data, opt, steps=steps, batch_size=args.batch_size,
-                     replicates=args.real_replicates, rng=seed, record=record, **kw)
+    with checks.phase(args, f"5 optimizers on {args.data}", len(opts)):
+        runs = [run_sgd(problem, data, opt, steps=steps, batch_size=args.batch_size,
+                        replicates=args.real_replicates, rng=seed, record=record, **kw)
+                for opt in opts.values()]
+    for name, tr in zip(opts, runs, strict=True):
         s = tr.summary
         out.append(pd.DataFrame({"problem": args.data, "optimizer": name, "step": s.step,
                                  "epoch": s.step / per_epoch,
@@ -307,8 +359,7 @@ def _figures(folder, q, paths, updates, curves, args, verdicts=None):
         rax.set_title(f"{names[0]}: against exact theory")
         if verdicts is not None and len(verdicts):
             v = verdicts.iloc[0]
-            ok = str(v.agrees).lower() in ("true", "1")
-            rax.text(0.5, 0.97, f"{'agrees' if ok else 'DISAGREES'} (p = {v.pvalue:#.2g})\n"
+            rax.text(0.5, 0.97, f"{checks.verdict_word(v)} (p = {v.pvalue:#.2g})\n"
                      f"{v.misses} of {v.intervals} intervals miss", transform=rax.transAxes,
                      ha="center", va="top", fontsize=6.5, color="0.1")
         handles = {coord: plt.Line2D([], [], ls="none", marker=coord_marks[coord], color="0.4")
@@ -347,13 +398,13 @@ def _summary(args, updates, curves, verdicts):
     for r in updates.itertuples():
         exact = "" if np.isnan(r.exact) else f"{r.exact:.4g}"
         lines.append(f"| {r.optimizer} | {r.coordinate} | {r.mean_sq_update:.4g} | "
-                     f"[{r.ci_low:.4g}, {r.ci_high:.4g}] | {exact} |")
+                     f"{checks.interval_text(r.ci_low, r.ci_high, r.replicates)} | {exact} |")
     lines += ["", f"Final excess loss (mean across runs, {level} interval):", "",
               "| problem | optimizer | excess loss | interval |", "|---|---|---|---|"]
     for (prob, name), t in curves.groupby(["problem", "optimizer"], sort=False):
         r = t.iloc[-1]
-        lines.append(f"| {prob} | {name} | {r.excess_loss:.4g} | [{r.ci_low:.4g}, "
-                     f"{r.ci_high:.4g}] |")
+        lines.append(f"| {prob} | {name} | {r.excess_loss:.4g} | "
+                     f"{checks.interval_text(r.ci_low, r.ci_high, None)} |")
     return "\n".join(lines)
 
 
