@@ -18,7 +18,10 @@ without replacement.
   of a data set (simple noise scale, noise scale with curvature, GSNR).
 - :func:`two_batch_estimate`, :func:`two_batch_estimate_from_callable`: the
   unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma`
-  from batch means at two batch sizes (McCandlish et al. 2018, appendix A.1).
+  from batch means at two batch sizes (McCandlish et al. 2018, appendix A.1),
+  whose per-pair formulas live in :class:`TwoBatchDesign` (shared with
+  :class:`lossvar.monitor.GradientNoiseMonitor`); negative estimates are
+  flagged with a :class:`NegativeEstimateWarning`.
 - :func:`norm_test`, :func:`inner_product_test`, :func:`orthogonality_test`:
   the adaptive-batch tests of one batch (Byrd et al. 2012; Bollapragada et
   al. 2018), each as the largest :math:`\theta` that passes.
@@ -35,6 +38,10 @@ J. Liu et al. (2020), "Understanding Why Neural Networks Generalize Well
 Through GSNR of Parameters", ICLR 2020.
 T. F. Chan, G. H. Golub, R. J. LeVeque (1979), "Updating formulae and a
 pairwise algorithm for computing sample variances", Stanford CS-TR-79-773.
+N. J. Higham (2002), *Accuracy and Stability of Numerical Algorithms*, 2nd
+ed., SIAM.
+E. C. Fieller (1954), "Some problems in interval estimation", J. R. Stat.
+Soc. B 16:175-185.
 """
 
 from __future__ import annotations
@@ -358,6 +365,9 @@ def gradient_noise(problem: Problem, data: Dataset, w: ArrayLike, *, block_size:
     Returns
     -------
     GradientNoise
+        At a minimizer :math:`\|G\|` may be zero to rounding (at most
+        ``grad_rounding_bound``): then ``flags`` says so and the noise scales
+        are those of G = 0 rather than ratios of rounding errors.
 
     References
     ----------
