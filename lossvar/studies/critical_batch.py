@@ -43,6 +43,7 @@ replacement is not special, and costs most).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -58,6 +59,7 @@ from lossvar.engine import Condition, run
 from lossvar.gradient_noise import gradient_noise, gradient_variance
 from lossvar.sgd import run_sgd
 from lossvar.streams import as_seed_sequence
+from lossvar.studies import checks
 
 NAME = "critical_batch"
 FULL = {"replicates": 64, "tune_replicates": 16, "onestep_replicates": 4000,
@@ -76,70 +78,94 @@ ONESTEP_BLOCK = 256
 GATHER_ELEMENTS = 2**22
 #: Fractions of the initial excess loss at which the noise scales are reported along the path.
 PATH_FRACTIONS = (1.0, 0.5, 0.1)
+#: How the batches of parts 1 and 2 are drawn (c_B = 1/B, as in the paper).
+DRAWS = "with_replacement"
+#: Widest ratio of neighbouring learning rates: the grid must keep rates on both sides of
+#: the best within the range where SGD reaches the target (a few decades here).
+MAX_LR_FACTOR = 10.0
 
 
 def build_parser():
     p = studies.parser(NAME, __doc__)
-    p.add_argument("--replicates", type=int, default=None, help="SGD runs per batch size at the "
-                   f"tuned learning rate (default {FULL['replicates']}, quick {QUICK['replicates']})")
-    p.add_argument("--tune-replicates", type=int, default=None, help="SGD runs per (batch size, "
-                   f"learning rate) when tuning (default {FULL['tune_replicates']}, quick "
-                   f"{QUICK['tune_replicates']})")
-    p.add_argument("--onestep-replicates", type=int, default=None, help="batches per batch size "
-                   f"for the one-step curves (default {FULL['onestep_replicates']}, quick "
-                   f"{QUICK['onestep_replicates']})")
-    p.add_argument("--noise-replicates", type=int, default=None, help="batches per batch size for "
-                   f"E||g_B - G||^2 (default {FULL['noise_replicates']}, quick "
+    p.add_argument("--replicates", type=checks.count(2), default=None, help="SGD runs per batch size "
+                   f"at the tuned learning rate, at least 2 (default {FULL['replicates']}, quick "
+                   f"{QUICK['replicates']})")
+    p.add_argument("--tune-replicates", type=checks.count(1), default=None, help="SGD runs per "
+                   f"(batch size, learning rate) when tuning (default {FULL['tune_replicates']}, "
+                   f"quick {QUICK['tune_replicates']})")
+    p.add_argument("--onestep-replicates", type=checks.count(2), default=None, help="batches per "
+                   f"batch size for the one-step curves, at least 2 (default "
+                   f"{FULL['onestep_replicates']}, quick {QUICK['onestep_replicates']})")
+    p.add_argument("--noise-replicates", type=checks.count(2), default=None, help="batches per batch "
+                   f"size for E||g_B - G||^2, at least 2 (default {FULL['noise_replicates']}, quick "
                    f"{QUICK['noise_replicates']})")
-    p.add_argument("--batch-sizes", type=studies.comma_list(int), default=None, metavar="LIST",
-                   help="the ladder of batch sizes (default 1,2,4,...,256; quick 1,4,16,64)")
-    p.add_argument("--softmax-batch-sizes", type=studies.comma_list(int), default=None, metavar="LIST",
+    p.add_argument("--batch-sizes", type=checks.listing(checks.count(1), at_least=3), default=None,
+                   metavar="LIST", help="the ladder of batch sizes, at least 3 up to each problem's N "
+                   "(default 1,2,4,...,256; quick 1,4,16,64)")
+    p.add_argument("--softmax-batch-sizes", type=checks.listing(checks.count(1), at_least=3),
+                   default=None, metavar="LIST",
                    help="the ladder of the softmax problem (default 1,2,4,...,256; quick 4,16,64,256: "
                    "its S_min shows only at large B)")
-    p.add_argument("--lr-factor", type=float, default=None, help="ratio of neighbouring learning "
-                   "rates of the tuning grid (default sqrt 2, quick 2)")
-    p.add_argument("--target", type=float, default=0.01, help="target excess loss, as a fraction "
-                   "of the excess loss at w0 = 0 (default 0.01)")
-    p.add_argument("--n", type=int, default=1000, help="examples N of the synthetic least-squares "
-                   "set (default 1000)")
-    p.add_argument("--dim", type=int, default=6, help="features of the synthetic set (default 6)")
+    p.add_argument("--lr-factor", type=checks.number(1, MAX_LR_FACTOR, low_open=True), default=None,
+                   help="ratio of neighbouring learning rates of the tuning grid, in (1, "
+                   f"{MAX_LR_FACTOR:g}] (default sqrt 2, quick 2)")
+    p.add_argument("--target", type=checks.number(0, 1, low_open=True, high_open=True), default=0.01,
+                   help="target excess loss, as a fraction in (0, 1) of the excess loss at w0 = 0 "
+                   "(default 0.01)")
+    p.add_argument("--n", type=checks.count(2), default=1000, help="examples N of the synthetic "
+                   "least-squares set, more than --dim (default 1000)")
+    p.add_argument("--dim", type=checks.count(1), default=6,
+                   help="features of the synthetic set (default 6)")
     p.add_argument("--data", default="breast_cancer", help="real two-class data set for "
                    "logistic regression: breast_cancer, or 'none'")
     p.add_argument("--softmax-data", default="digits", help="real multi-class data set for "
                    "softmax regression: digits, or 'none'")
-    p.add_argument("--softmax-target", type=float, default=0.1, help="target excess loss of the "
-                   "softmax problem, as a fraction of its excess loss at w0 = 0 (default 0.1)")
-    p.add_argument("--softmax-onestep-replicates", type=int, default=None, help="batches per batch "
-                   "size for the softmax problem's one-step curves, at every other size of the "
-                   f"ladder; 0 skips them (default {FULL['softmax_onestep_replicates']}, quick "
-                   f"{QUICK['softmax_onestep_replicates']})")
-    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples of the runs for "
-                   f"the hyperbola's intervals (default {FULL['bootstrap']}, quick {QUICK['bootstrap']})")
-    p.add_argument("--confidence", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--softmax-target", type=checks.number(0, 1, low_open=True, high_open=True),
+                   default=0.1, help="target excess loss of the softmax problem, as a fraction in "
+                   "(0, 1) of its excess loss at w0 = 0 (default 0.1)")
+    p.add_argument("--softmax-onestep-replicates", type=checks.count(2, 0), default=None,
+                   help="batches per batch size for the softmax problem's one-step curves, at every "
+                   f"other size of the ladder; 0 skips them (default "
+                   f"{FULL['softmax_onestep_replicates']}, quick {QUICK['softmax_onestep_replicates']})")
+    p.add_argument("--bootstrap", type=checks.count(2), default=None, help="bootstrap resamples of "
+                   "the runs for the hyperbola's intervals, at least 2 / (1 - --confidence) (default "
+                   f"{FULL['bootstrap']}, quick {QUICK['bootstrap']})")
+    p.add_argument("--confidence", type=studies.fraction, default=0.95,
+                   help="interval level (default 0.95)")
     return p
 
 
 def check(args):
+    checks.common(args)
     if args.data not in ("none", "breast_cancer"):
         raise ValueError(f"--data must be 'breast_cancer' or 'none'; got {args.data!r}")
     if args.softmax_data not in ("none", "digits"):
         raise ValueError(f"--softmax-data must be 'digits' or 'none'; got {args.softmax_data!r}")
-    for name in ("target", "softmax_target"):
-        value = getattr(args, name)
-        if not 0 < value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be in (0, 1) (a fraction of the initial "
-                             f"excess loss); got {value}")
-    if args.softmax_onestep_replicates != 0 and args.softmax_onestep_replicates < 2:
-        raise ValueError(f"--softmax-onestep-replicates must be 0 (skip) or >= 2; got "
-                         f"{args.softmax_onestep_replicates}")
-    for name in ("batch_sizes", "softmax_batch_sizes"):
-        sizes = getattr(args, name)
-        if len(sizes) < 3 or min(sizes) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must hold at least 3 positive sizes; got {sizes}")
-    if not args.lr_factor > 1:
-        raise ValueError(f"--lr-factor must be > 1; got {args.lr_factor}")
-    if not 0 < args.confidence < 1:
-        raise ValueError(f"--confidence must be in (0, 1); got {args.confidence}")
+    if args.n <= args.dim:
+        raise ValueError(f"--n must exceed --dim = {args.dim} (least squares needs more examples "
+                         f"than features); got {args.n}")
+    # the ladders: 3 sizes up to N leave the hyperbola S_min + E_min/B a degree of freedom
+    ladders = [("--batch-sizes", args.batch_sizes, args.n, "the synthetic set of --n")]
+    if args.data != "none":
+        ladders.append(("--batch-sizes", args.batch_sizes, lossvar.datasets.load(args.data).n,
+                        f"--data {args.data}"))
+    if args.softmax_data != "none":
+        ladders.append(("--softmax-batch-sizes", args.softmax_batch_sizes,
+                        lossvar.datasets.load(args.softmax_data).n,
+                        f"--softmax-data {args.softmax_data}"))
+    for flag, sizes, n, where in ladders:
+        if sum(b <= n for b in sizes) < 3:
+            raise ValueError(f"{flag} must hold at least 3 sizes up to N = {n} of {where} (larger "
+                             f"ones are skipped there); got {','.join(map(str, sizes))}")
+    # each tail of the percentile interval needs a resample
+    fewest = math.ceil(2 / (1 - args.confidence) - 1e-9)
+    if args.bootstrap < fewest:
+        raise ValueError(f"--bootstrap must be at least 2 / (1 - --confidence) = {fewest} (a "
+                         f"resample in each tail of the percentile interval); got {args.bootstrap}")
+    # the synthetic set, its per-example gradients, covariance and Hessian; the one-step gains
+    checks.held(6 * args.n * (args.dim + 1) + 3 * args.dim**2, f"--n {args.n} with --dim {args.dim}")
+    for flag in ("onestep_replicates", "softmax_onestep_replicates"):
+        checks.held(len(EPS_MULTIPLES) * getattr(args, flag), f"--{flag.replace('_', '-')}")
 
 
 # -- the problems ---------------------------------------------------------------------
@@ -240,19 +266,20 @@ def _one_step(spec, ref, args, root):
     eps = eps_max * EPS_MULTIPLES
     conditions = [Condition((b,), spec.onestep_replicates, ONESTEP_BLOCK, _OneStepGains(ref, b, eps),
                             label=f"one step, B={b}", reduce="stack") for b in sizes]
-    outputs = run(conditions, root, **_engine_options(args))
+    with checks.phase(args, f"one-step gains, {label}"):
+        outputs = run(conditions, root, **_engine_options(args))
     rows, opt_rows = [], []
     kind = "exact" if spec.exact else "second-order"
     for b, out in zip(sizes, outputs, strict=True):
         gains = out.values
         mean, se = lossvar.stats.mean_se(gains, axis=0)
         model = ref.loss0 - theory.one_step_expected_loss(ref.loss0, ref.grad, ref.hessian, ref.cov,
-                                                          b, eps)
+                                                          b, eps, sampling=DRAWS)
         for k in range(eps.size):
             rows.append(dict(problem=label, batch_size=b, lr=eps[k], lr_over_eps_max=EPS_MULTIPLES[k],
                              replicates=gains.shape[0], improvement=mean[k], improvement_se=se[k],
                              theory=model[k], theory_kind=kind, z=(mean[k] - model[k]) / se[k]))
-        best = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, b)
+        best = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, b, sampling=DRAWS)
         fitted = fitted_optimum(gains, eps, args.confidence)
         opt_rows.append(dict(problem=label, batch_size=b, eps_opt=best.learning_rate, **fitted,
                              eps_max=best.eps_max, b_noise=best.b_noise,
@@ -408,43 +435,54 @@ def _tune(spec, ref, b, args, seed, start, cap):
     return k_best, lr, mean, s, tried, rows, cap
 
 
-def _steps(spec, ref, sizes, args, root):
+def _steps(spec, ref, sizes, args, root, bar):
     rows, tuning, runs = [], [], {}
-    eps_opt = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, sizes[0]).learning_rate
+    eps_opt = theory.optimal_learning_rate(ref.grad, ref.hessian, ref.cov, sizes[0],
+                                           sampling=DRAWS).learning_rate
     start = int(np.round(np.log(_lr_base(ref) / eps_opt) / np.log(args.lr_factor)))
     cap = spec.first_cap
     for b, seed in zip(sizes, lossvar.streams.children(root, len(sizes)), strict=True):
-        tune_seed, run_seed = lossvar.streams.children(seed, 2)
-        k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start, cap)
-        if k is None and cap < spec.first_cap:  # the previous batch's step cap was too tight here
+        with bar.part(1, calls=None):  # rates tried: not known beforehand
+            tune_seed, run_seed = lossvar.streams.children(seed, 2)
+            k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start, cap)
+            if k is None and cap < spec.first_cap:  # the previous batch's step cap was too tight here
+                tuning += trows
+                k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start,
+                                                                    spec.first_cap)
             tuning += trows
-            k, lr, tuned_mean, tuned, tried, trows, cap = _tune(spec, ref, b, args, tune_seed, start,
-                                                                spec.first_cap)
-        tuning += trows
-        start = start if k is None else k
-        if k is None:
-            rows.append(dict(problem=spec.label, batch_size=b, lr=np.nan, replicates=0, reached=0))
-            continue
-        above, below = tried.get(k - 1), tried.get(k + 1)
-        s, diverged = _ensemble(spec, ref, b, lr, args.replicates,
-                                int(np.ceil(4 * np.max(tuned))) + 20, run_seed, args)
-        runs[b] = s[np.isfinite(s)]
-        m, se = lossvar.stats.mean_se(runs[b])
-        rows.append(dict(problem=spec.label, batch_size=b, lr=lr, lr_k=k,
-                         lr_over_base=args.lr_factor ** -k, lr_at_grid_top=above is None,
-                         lr_interior=bool(above is not None and below is not None
-                                          and above[1] > tuned_mean and below[1] > tuned_mean),
-                         rates_tried=len(tried), replicates=s.size, reached=int(np.isfinite(s).sum()),
-                         diverged=diverged, steps=m, steps_se=se, examples=b * m, examples_se=b * se))
+            start = start if k is None else k
+            if k is None:
+                rows.append(dict(problem=spec.label, batch_size=b, lr=np.nan, replicates=0, reached=0))
+                continue
+            above, below = tried.get(k - 1), tried.get(k + 1)
+            s, diverged = _ensemble(spec, ref, b, lr, args.replicates,
+                                    int(np.ceil(4 * np.max(tuned))) + 20, run_seed, args)
+            if np.isfinite(s).sum() < 2:  # no mean steps with a standard error at this B
+                rows.append(dict(problem=spec.label, batch_size=b, lr=lr, replicates=s.size,
+                                 reached=int(np.isfinite(s).sum()), diverged=diverged))
+                continue
+            runs[b] = s[np.isfinite(s)]
+            m, se = lossvar.stats.mean_se(runs[b])
+            rows.append(dict(problem=spec.label, batch_size=b, lr=lr, lr_k=k,
+                             lr_over_base=args.lr_factor ** -k, lr_at_grid_top=above is None,
+                             lr_interior=bool(above is not None and below is not None
+                                              and above[1] > tuned_mean and below[1] > tuned_mean),
+                             rates_tried=len(tried), replicates=s.size, reached=int(np.isfinite(s).sum()),
+                             diverged=diverged, steps=m, steps_se=se, examples=b * m, examples_se=b * se))
     return pd.DataFrame(rows), pd.DataFrame(tuning), runs
 
 
-def _hyperbola(runs, args, seed):
+def _hyperbola(runs, args, seed, label):
     """S(B) = S_min + E_min / B by weighted least squares, bootstrap over runs within each B.
 
     Weights 1/se^2 are those of the measured means and stay fixed across
     resamples, so each resample's fit is a linear map of its means.
     """
+    if len(runs) < 3:
+        raise ValueError(f"{label}: only {len(runs)} batch sizes ({', '.join(map(str, sorted(runs)))}) "
+                         "had 2 or more runs reach the target at their tuned rate, and the "
+                         "hyperbola needs 3; use more --replicates or --tune-replicates, or a larger "
+                         "target")
     sizes = np.array(sorted(runs), dtype=float)
     means, se = (np.array(v) for v in zip(*(lossvar.stats.mean_se(runs[b]) for b in sorted(runs)),
                                           strict=True))
@@ -538,14 +576,17 @@ def _compute(args, folder):
         ref = _Reference(spec.problem, spec.data, spec.target)
         sizes = [b for b in spec.sizes if b <= spec.data.n]
         one, opt = _one_step(spec, ref, args, s1)
-        steps, tuning, runs = _steps(spec, ref, sizes, args, s2)
+        with checks.phase(args, f"SGD tuning and runs per batch size, {spec.label}",
+                          len(sizes)) as bar:
+            steps, tuning, runs = _steps(spec, ref, sizes, args, s2, bar)
         path = _noise_path(spec, ref)
-        fit = _hyperbola(runs, args, s3)
+        fit = _hyperbola(runs, args, s3, spec.label)
         start, end = path.iloc[0], path.iloc[-1]
         fit = dict(problem=spec.label, **fit, b_noise_start=start.b_noise, b_simple_start=start.b_simple,
                    b_noise_target=end.b_noise, b_simple_target=end.b_simple, target=spec.target,
                    lr_interior_all=bool(steps.lr_interior.fillna(False).astype(bool).all()))
-        gv, gfit = _gradient_noise_table(spec, ref, sizes, args, s4)
+        with checks.phase(args, f"gradient noise, {spec.label}", 2):
+            gv, gfit = _gradient_noise_table(spec, ref, sizes, args, s4)
         for key, value in (("one_step", one), ("one_step_opt", opt), ("steps", steps),
                            ("tuning", tuning), ("critical_batch", pd.DataFrame([fit])),
                            ("noise_path", path), ("gradient_variance", gv),
@@ -553,6 +594,8 @@ def _compute(args, folder):
             if len(value):  # a problem without one-step curves adds no rows there
                 parts[key].append(value)
     tables = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+    scaling = tables["gradient_scaling"]  # the exponent tests are a family: Holm across them
+    scaling["holm_pvalue"] = lossvar.stats.holm(scaling.pvalue.to_numpy(float))
     for name, table in tables.items():
         folder.table(name, table)
     _figures(folder, tables, args)
@@ -826,11 +869,13 @@ def _noise_figure(t, confidence):
     for i, f in enumerate(fits.itertuples()):
         same = i and fits.problem.iloc[i - 1] == f.problem
         rows.append(["" if same else f.problem, plots.sampling_label(f.sampling).replace("fixed data, ", ""),
-                     f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]", f"{f.pvalue:.2g}"])
+                     f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]",
+                     f"{f.pvalue:#.2g}, Holm {f.holm_pvalue:#.2g}"])
         colors.append(pal[f.sampling])
         mk.append(marks[f.sampling])
     plots.table_panel(table, ["problem", "sampling", f"exponent $a$ of $\\mathrm{{E}}|g_B - G|^2 "
-                              f"\\propto B^a$\n({_percent(confidence)} CI)", "p-value\nof $a = -1$"],
+                              f"\\propto B^a$\n({_percent(confidence)} CI)",
+                              "p-value of $a = -1$\n(raw, Holm)"],
                       rows, colors=colors, marks=mk, color_col=1)
     ns = ", ".join(f"{int(n)}" for n in dict.fromkeys(gv[gv.exact_variance == 0].n))
     plots.caption(fig, (
@@ -843,7 +888,8 @@ def _noise_figure(t, confidence):
         "interval; the theory holds where the bars cross 1. The full batch $B = N$ "
         f"({ns}) without replacement has exactly zero noise and is not drawn. Table: exponent "
         "$a$ fitted by weighted least squares after dividing by the finite-population factor, "
-        "its interval and the p-value of $a = -1$."))
+        f"its interval and the p-value of $a = -1$, raw and after Holm's correction across the "
+        f"{len(fits)} fits."))
     return fig
 
 
@@ -950,7 +996,8 @@ def _summary(args, t):
                  "is exactly 0.")
     for f in t["gradient_scaling"].itertuples():
         lines.append(f"- {f.problem}, {f.sampling}: exponent {f.exponent:.4f} [{f.ci_low:.4f}, "
-                     f"{f.ci_high:.4f}] (1/B law: p = {f.pvalue:.3g}).")
+                     f"{f.ci_high:.4f}] (1/B law: p = {f.pvalue:.3g}, {f.holm_pvalue:.3g} after Holm "
+                     f"across the {len(t['gradient_scaling'])} fits).")
     return "\n".join(lines)
 
 
