@@ -191,12 +191,13 @@ def test_variance_se_rejects_bad_input(args, error, match):
 
 def test_one_step_hand_computed_one_dimension():
     # G = 2, H = 4, Sigma = 3, B = 2 independent draws: G^T H G = 16, tr(H Sigma) = 12, c_B = 1/2
-    one = theory.optimal_learning_rate([2.0], [[4.0]], [[3.0]], 2)
+    one = theory.optimal_learning_rate([2.0], [[4.0]], [[3.0]], 2, sampling=WITH)
     assert one.learning_rate == pytest.approx(4 / 22, rel=1e-15)
     assert one.improvement == pytest.approx(16 / 44, rel=1e-15)
     assert (one.eps_max, one.improvement_max, one.b_noise, one.batch_size) == (0.25, 0.5, 0.75, 2)
     # L - eps ||G||^2 + eps^2/2 (16 + 6) at L = 5, eps = 0.1
-    assert theory.one_step_expected_loss(5.0, [2.0], [[4.0]], [[3.0]], 2, 0.1) == pytest.approx(4.71)
+    assert theory.one_step_expected_loss(5.0, [2.0], [[4.0]], [[3.0]], 2, 0.1,
+                                         sampling=WITH) == pytest.approx(4.71)
 
 
 def test_one_step_hand_computed_two_dimensions_without_replacement():
@@ -225,13 +226,13 @@ def _random_model(seed, p=4):
 def test_optimum_is_eps_max_over_one_plus_b_noise_over_b():
     g, h, cov = _random_model(1)
     sizes = np.array([1, 2, 3, 16, 1000])
-    one = theory.optimal_learning_rate(g, h, cov, sizes)
+    one = theory.optimal_learning_rate(g, h, cov, sizes, sampling=WITH)
     assert one.learning_rate.shape == sizes.shape and one.batch_size.tolist() == sizes.tolist()
     factor = 1 + one.b_noise / sizes
     np.testing.assert_allclose(one.learning_rate, one.eps_max / factor, rtol=1e-13)
     np.testing.assert_allclose(one.improvement, one.improvement_max / factor, rtol=1e-13)
     for b in sizes:  # the array result is the scalar result element by element
-        assert theory.optimal_learning_rate(g, h, cov, int(b)).learning_rate == pytest.approx(
+        assert theory.optimal_learning_rate(g, h, cov, int(b), sampling=WITH).learning_rate == pytest.approx(
             one.learning_rate[sizes == b][0], rel=1e-15)
 
 
@@ -327,7 +328,7 @@ G1, H1, S1 = [1.0, 2.0], np.eye(2), np.eye(2)
     (dict(sampling="fresh"), ValueError, r"`sampling` must be one of .*, but 'fresh' was passed"),
 ])
 def test_one_step_rejects_bad_input(kwargs, error, match):
-    args = dict(grad=G1, hessian=H1, cov=S1, batch_size=2) | kwargs
+    args = dict(grad=G1, hessian=H1, cov=S1, batch_size=2, sampling=WITH) | kwargs
     with pytest.raises(error, match=match):
         theory.optimal_learning_rate(**args)
 
@@ -340,7 +341,8 @@ def test_one_step_rejects_bad_input(kwargs, error, match):
     (dict(loss=np.nan), r"`loss` must be a finite real number"),
 ])
 def test_expected_loss_rejects_bad_input(kwargs, match):
-    args = dict(loss=1.0, grad=G1, hessian=H1, cov=S1, batch_size=2, learning_rate=0.1) | kwargs
+    args = dict(loss=1.0, grad=G1, hessian=H1, cov=S1, batch_size=2, learning_rate=0.1,
+                sampling=WITH) | kwargs
     with pytest.raises(ValueError, match=match):
         theory.one_step_expected_loss(**args)
 
@@ -348,7 +350,7 @@ def test_expected_loss_rejects_bad_input(kwargs, match):
 def test_expected_loss_broadcasts_batch_size_and_learning_rate():
     eps = np.array([[0.0], [0.1], [0.2]])
     sizes = np.array([1, 2, 4, 8])
-    got = theory.one_step_expected_loss(1.0, G1, H1, S1, sizes, eps)
+    got = theory.one_step_expected_loss(1.0, G1, H1, S1, sizes, eps, sampling=WITH)
     assert got.shape == (3, 4)
     # ||G||^2 = G^T H G = 5, tr(H Sigma) = 2
     np.testing.assert_allclose(got, 1.0 - 5 * eps + eps**2 / 2 * (5 + 2 / sizes), rtol=1e-15)
