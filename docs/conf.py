@@ -37,9 +37,10 @@ source_suffix = {".md": "markdown"}
 root_doc = "index"
 
 # The gallery images (*.png) sit beside the pages in docs/: figures, never
-# sources. The recipe scripts (recipes/*.py) are included by the pages with
-# literalinclude, not built as pages.
-exclude_patterns = ["_build", "*.png", "**/*.png", "recipes/*.py"]
+# sources; so are the gallery's study folders (gallery/NAME/: manifests, tables,
+# summaries that studies/make_gallery.py checks). The recipe scripts
+# (recipes/*.py) are included by the pages with literalinclude, not built as pages.
+exclude_patterns = ["_build", "*.png", "**/*.png", "gallery/**", "recipes/*.py"]
 
 nitpicky = False
 
