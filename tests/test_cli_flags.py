@@ -27,8 +27,8 @@ VALID = {
     "variance_scaling": {  # replicates >= 21; sizes: 3 below each N; --n 1 leaves none
         "--replicates": set(), "--batch-sizes": set(), "--n": set(),
         "--noise-std": {"0", "1", HUGE}, "--data": set(), "--confidence": set()},
-    "sgd_vs_batch": {  # --base-size >= --dim = 5; --dim above --base-size = 50 refused
-        "--replicates": set(), "--epochs": {"1"}, "--base-size": set(), "--dim": {"1"},
+    "sgd_vs_batch": {  # --base-size >= --dim = 5; --dim >= 2 and at most --base-size = 50
+        "--replicates": set(), "--epochs": {"1"}, "--base-size": set(), "--dim": set(),
         "--noise-std": {"0", "1", HUGE}, "--copies": {"1"}, "--diversity": {"0", "1", HUGE},
         "--minibatch": {"1"}, "--confidence": set()},
     "erm_spread": {  # --sizes needs 3 entries; --dim 10^12 exceeds the sizes

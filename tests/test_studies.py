@@ -6,8 +6,11 @@ so a new seed would fail by chance with probability about 6%. The seeds are
 fixed, so a given checkout passes or fails deterministically.
 """
 
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,7 @@ from scipy import stats as st
 
 from lossvar import stats, studies
 from lossvar.results import read_table
+from lossvar.studies import checks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dispatch import alternate_environment  # noqa: E402
@@ -27,11 +31,43 @@ matplotlib.use("Agg")
 Z = 3.29
 
 
+#: The progress bars each fixture's run wrote (its stderr), by study.
+PROGRESS: dict = {}
+
+
 def _run(tmp_path_factory, name, *extra):
     out = tmp_path_factory.mktemp(name) / "out"
-    # Screen resolution: the figures' content is tested, not their print size.
-    assert studies.run(name, ["--quick", "--seed", "1", "--dpi", "72", "--out", str(out), *extra]) == 0
+    # Screen resolution: the figures' content is tested, not their print size. With
+    # --progress: the bars must not change a bit (the verification reruns without them).
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = studies.run(name, ["--quick", "--seed", "1", "--dpi", "72", "--progress",
+                                    "--out", str(out), *extra])
+    assert status == 0, err.getvalue()
+    PROGRESS[name] = err.getvalue()
     return out
+
+
+def bars(text):
+    """The final state of each progress bar in ``text``, in order (tqdm redraws a bar
+    after a carriage return and ends it with a newline when it closes)."""
+    return [line.split("\r")[-1] for line in text.split("\n") if line.startswith("\r")]
+
+
+def full_bars(text):
+    """The labels of the bars of ``text``, each of which must have ended full, at 100%."""
+    out = []
+    for bar in bars(text):
+        match = re.fullmatch(r"lossvar: (.+): 100%\|(#{10}|\u2588{10})\| \[.*\]", bar)
+        assert match, f"a bar that did not end full: {bar!r}"
+        out.append(match.group(1))
+    return out
+
+
+def degenerate(summary):
+    """Zero-width intervals and verdicts on p = nan printed in a summary."""
+    zero = re.findall(r"\[([-+.\deE]+), \1\]", summary)
+    return zero + re.findall(r"p = nan", summary)
 
 
 def _csv(folder, name):
@@ -319,3 +355,71 @@ def test_existing_folder_is_not_overwritten(erm_spread, capsys):
     assert studies.run("erm_spread", ["--quick", "--out", str(erm_spread)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (erm_spread / "manifest.json").read_bytes() == before
+
+
+PHASES = {
+    "variance_scaling": ["variance, synthetic, fresh data",
+                         "variance, synthetic, fixed data, without replacement",
+                         "variance, synthetic, fixed data, with replacement",
+                         "variance, breast_cancer, without replacement",
+                         "variance, breast_cancer, with replacement"],
+    "sgd_vs_batch": ["SGD, mini-batch and GD at equal computation", "redundancy and diversity sweeps"],
+    "erm_spread": ["E||w_N - w*||^2, 18 (sigma, N) cells"],
+    "robbins_monro": ["SGD runs, 10 schedules"],
+    "trend_optimizers": ["5 optimizers on the noisy quadratic", "5 optimizers on wine"],
+}
+
+
+@pytest.mark.parametrize("fixture", list(PHASES))
+def test_one_labelled_bar_per_phase_ending_full(fixture, request):
+    request.getfixturevalue(fixture)
+    assert full_bars(PROGRESS[fixture]) == PHASES[fixture]
+
+
+@pytest.mark.parametrize("fixture", list(PHASES))
+def test_summary_prints_no_degenerate_interval_or_verdict(fixture, request):
+    summary = (request.getfixturevalue(fixture) / "summary.md").read_text()
+    assert not degenerate(summary), degenerate(summary)
+
+
+def test_exponent_tests_carry_holm_like_the_verdicts_beside_them(variance_scaling, erm_spread):
+    for folder, table in ((variance_scaling, "scaling_fit"), (erm_spread, "fit")):
+        fits = _csv(folder, table)
+        np.testing.assert_allclose(fits.holm_pvalue, stats.holm(fits.pvalue), rtol=1e-12)
+        summary = (folder / "summary.md").read_text()
+        assert f"Holm's correction across the {len(fits)}" in summary
+        assert all(f"| {p:.3g} | {h:.3g} |" in summary
+                   for p, h in zip(fits.pvalue, fits.holm_pvalue, strict=True))
+
+
+def test_gd_and_the_whole_data_set_are_exact_not_zero_width(sgd_vs_batch, variance_scaling):
+    assert "| GD (full batch) | " in (sgd_vs_batch / "summary.md").read_text()
+    assert "exact (deterministic) |" in (sgd_vs_batch / "summary.md").read_text()
+    lines = (variance_scaling / "summary.md").read_text().splitlines()
+    whole = [line for line in lines if "without_replacement, B = N" in line]
+    assert len(whole) == 2 and all("exactly 0" in line for line in whole), whole
+
+
+@pytest.mark.parametrize(("name", "argv"), [
+    ("robbins_monro", ["--steps", "15", "--replicates", "2"]),
+    ("variance_scaling", ["--replicates", "21", "--n", "5", "--batch-sizes", "1,2,4,full",
+                          "--data", "none"]),
+])
+def test_smallest_allowed_values_run_and_print_no_degenerate_result(name, argv, tmp_path):
+    # The floors of the checks (MIN_STEPS, MIN_REPLICATES) are where a run still makes
+    # sense: it completes, and its summary shows no zero-width interval or p = nan.
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert studies.run(name, ["--quick", "--dpi", "40", "--out", str(tmp_path / "o"), *argv]) == 0
+    summary = (tmp_path / "o" / "summary.md").read_text()
+    assert not degenerate(summary), summary
+
+
+def test_figures_name_a_verdict_with_no_tested_row():
+    # Standard errors of 0: no row can be tested, so the figures say "no verdict".
+    none = stats.estimate_agreement([1.0, 2.0], [0.0, 0.0], [1.0, 2.0], labels=["a", "b"])
+    some = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.05])
+    bad = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.5])
+    t = stats.study_verdicts([(dict(table=k), a)
+                              for k, a in zip("xyz", (none, some, bad), strict=True)], 0.95)
+    assert [checks.verdict_word(r) for r in t.itertuples()] == ["no verdict", "agrees", "DISAGREES"]

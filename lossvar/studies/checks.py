@@ -138,33 +138,27 @@ def ladder(sizes, n: int, flag: str, where: str, *, least: int = 3) -> list:
 
 
 def verdict_word(row) -> str:
-    """'agrees', 'DISAGREES' or 'no verdict' for a row of an agreement table."""
+    """'agrees', 'DISAGREES' or 'no verdict' (no row tested) for a row of a study's
+    agreement table (:func:`lossvar.stats.study_verdicts`), for its figures."""
     if getattr(row, "tested", 1) == 0:
         return "no verdict"
     return "agrees" if str(row.agrees).lower() in ("true", "1") else "DISAGREES"
 
 
-def label_untested(verdicts):
-    """A verdict with no tested row says so, instead of "agrees (p = nan; 0 of 0 ...)"."""
-    verdicts = verdicts.copy()
-    none = verdicts.tested == 0
-    if none.any():
-        verdicts.loc[none, "agrees"] = False
-        verdicts.loc[none, "verdict"] = [
-            "no verdict: no row could be tested against its exact value"
-            + (f" ({u} not tested)" if isinstance(u, str) and u else "")
-            for u in verdicts.untested[none]]
-    return verdicts
-
-
 def interval_text(low, high, replicates=None, fmt: str = ".4g") -> str:
-    """``[low, high]``, or why there is none: fewer than 2 replicates, no spread across
+    """``[low, high]`` with ``fmt``, more digits where ``fmt`` would print both ends
+    alike; or why there is no interval: fewer than 2 replicates, no spread across
     them, or (``replicates`` unknown) no standard error."""
     if np.isnan(low) or np.isnan(high) or low == high:
         why = ("no standard error" if replicates is None else f"only {int(replicates)} replicate"
                if replicates < 2 else "no spread across replicates")
         return f"no interval ({why})"
-    return f"[{low:{fmt}}, {high:{fmt}}]"
+    digits, kind = int(fmt[1:-1]), fmt[-1]
+    for extra in range(8):
+        a, b = f"{low:.{digits + extra}{kind}}", f"{high:.{digits + extra}{kind}}"
+        if a != b:
+            break
+    return f"[{a}, {b}]"
 
 
 def phase(args, label: str, total: float = 1):

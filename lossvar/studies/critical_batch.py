@@ -228,7 +228,7 @@ class _Reference:
         self.lambda_max = float(np.linalg.eigvalsh(self.hessian)[-1])
         self.grads = problem.grad(self.w0, self.X, self.y)
         self.grad = self.grads.mean(axis=0)
-        self.cov = np.cov(self.grads, rowvar=False, bias=True)  # Sigma, divides by N
+        self.cov = np.atleast_2d(np.cov(self.grads, rowvar=False, bias=True))  # Sigma, over N
         self.noise = gradient_noise(problem, data, self.w0)
 
     def loss(self, w):

@@ -61,7 +61,8 @@ def build_parser():
                    f"(default {FULL['epochs']}, quick {QUICK['epochs']})")
     p.add_argument("--base-size", type=checks.count(1), default=50, help="m, examples in the base "
                    "set, at least --dim (default 50)")
-    p.add_argument("--dim", type=checks.count(1), default=5, help="features (default 5)")
+    p.add_argument("--dim", type=checks.count(2), default=5, help="features, at least 2: with "
+                   "one, GD's step 1/L lands on the minimum at once (default 5)")
     p.add_argument("--noise-std", type=checks.number(0), default=0.5,
                    help="noise of the base set's targets, >= 0 (default 0.5)")
     p.add_argument("--copies", type=checks.listing(checks.count(1)), default=None, metavar="LIST",
