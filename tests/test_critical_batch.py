@@ -10,14 +10,21 @@ per problem (correlated: the same batches serve every learning rate), so a new s
 would fail by chance with probability well under 1%. Seeds are fixed.
 """
 
+import contextlib
+import io
 import json
+import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 
-from lossvar import studies
+from lossvar import stats, studies
 from lossvar.results import read_table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bars import full_bars  # noqa: E402
 
 matplotlib.use("Agg")
 Z = 4.0
@@ -26,10 +33,18 @@ TABLES = ("one_step", "one_step_opt", "steps", "tuning", "critical_batch", "nois
 PROBLEMS = ["least squares (synthetic)", "logistic (breast_cancer)", "softmax (digits)"]
 
 
+PROGRESS = {}
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("critical_batch") / "out"
-    assert studies.run("critical_batch", ["--quick", "--seed", "1", "--dpi", "72", "--out", str(out)]) == 0
+    err = io.StringIO()  # with its progress bars, which must not change a bit (verify reruns)
+    with contextlib.redirect_stderr(err):
+        status = studies.run("critical_batch", ["--quick", "--seed", "1", "--dpi", "72", "--progress",
+                                                "--out", str(out)])
+    assert status == 0, err.getvalue()
+    PROGRESS["text"] = err.getvalue()
     return out
 
 
@@ -108,10 +123,34 @@ def test_softmax_problem_and_its_quick_reductions(quick):
     assert 1797 in set(soft_g[soft_g.sampling == "without_replacement"].batch_size)
 
 
-def test_options_are_checked():
-    assert studies.run("critical_batch", ["--quick", "--softmax-data", "mnist"]) == 2
-    assert studies.run("critical_batch", ["--quick", "--softmax-target", "1.5"]) == 2
-    assert studies.run("critical_batch", ["--quick", "--softmax-onestep-replicates", "1"]) == 2
+@pytest.mark.parametrize("argv", [["--softmax-data", "mnist"], ["--softmax-target", "1.5"],
+                                  ["--softmax-onestep-replicates", "1"]])
+def test_options_are_checked(argv, capsys):
+    # refused by check (status 2) or by the option's type (argparse exits with 2)
+    try:
+        status = studies.run("critical_batch", ["--quick", *argv])
+    except SystemExit as exc:
+        status = exc.code
+    assert status == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_one_labelled_bar_per_phase_ending_full(quick):
+    # quick: no one-step curves for softmax (--softmax-onestep-replicates 0)
+    expected = ([f"one-step gains, {p}" for p in PROBLEMS[:1]]
+                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[:1]]
+                + [f"gradient noise, {p}" for p in PROBLEMS[:1]]
+                + [f"one-step gains, {p}" for p in PROBLEMS[1:2]]
+                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[1:2]]
+                + [f"gradient noise, {p}" for p in PROBLEMS[1:2]]
+                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[2:]]
+                + [f"gradient noise, {p}" for p in PROBLEMS[2:]])
+    assert full_bars(PROGRESS["text"]) == expected
+
+
+def test_exponent_tests_carry_holm(quick):
+    fits = _csv(quick, "gradient_scaling")
+    np.testing.assert_allclose(fits.holm_pvalue, stats.holm(fits.pvalue), rtol=1e-12)
+    assert f"after Holm across the {len(fits)} fits" in (quick / "summary.md").read_text()
 
 
 def test_gradient_noise_agrees_with_exact(quick):

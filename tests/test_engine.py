@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ import pytest
 import lossvar
 from lossvar import engine
 from lossvar.stats import plan_replicates
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bars import bars, full_bars  # noqa: E402
 
 pytestmark = pytest.mark.reproducibility  # bit-identity across workers, executors, chunks, resume
 
@@ -194,16 +198,10 @@ def test_plan_replicates_exact_for_normal_kurtosis_and_achieves_target():
         assert abs(row.variance_se / row.variance / 0.02 - 1) < 0.15
 
 
-def _bars(text):
-    """The last state of each progress bar written to ``text`` (tqdm ends a closed bar
-    with a newline and redraws it after a carriage return)."""
-    return [line.split("\r")[-1] for line in text.split("\n") if line.strip()]
-
-
 def test_progress_bar_on_request(capsys):
     lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0, progress=True, chunk_size=1000)
-    bars = _bars(capsys.readouterr().err)
-    assert len(bars) == 1 and bars[0].startswith("lossvar: 100%|"), bars
+    drawn = bars(capsys.readouterr().err)
+    assert len(drawn) == 1 and drawn[0].startswith("lossvar: 100%|"), drawn
     lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0)
     assert capsys.readouterr().err == ""
 
@@ -215,11 +213,10 @@ def test_phase_is_one_labelled_bar_over_its_calls():
             lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=rng, chunk_size=1000,
                                   progress=True)
     assert ph.n == ph.total == 3
-    bars = _bars(out.getvalue())
-    assert len(bars) == 1 and bars[0].startswith("lossvar: three calls: 100%|"), bars
+    assert full_bars(out.getvalue()) == ["three calls"]
     with engine.phase("off", total=1, enabled=False, file=out) as ph:
         lossvar.loss_variance(LOSSES, [1], replicates=5000, rng=0, progress=True)
-    assert len(_bars(out.getvalue())) == 1 and ph.n == ph.total == 1
+    assert len(bars(out.getvalue())) == 1 and ph.n == ph.total == 1
 
 
 class _Normal:

@@ -25,6 +25,7 @@ from lossvar.results import read_table
 from lossvar.studies import checks
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bars import full_bars  # noqa: E402
 from dispatch import alternate_environment  # noqa: E402
 
 matplotlib.use("Agg")
@@ -45,22 +46,6 @@ def _run(tmp_path_factory, name, *extra):
                                     "--out", str(out), *extra])
     assert status == 0, err.getvalue()
     PROGRESS[name] = err.getvalue()
-    return out
-
-
-def bars(text):
-    """The final state of each progress bar in ``text``, in order (tqdm redraws a bar
-    after a carriage return and ends it with a newline when it closes)."""
-    return [line.split("\r")[-1] for line in text.split("\n") if line.startswith("\r")]
-
-
-def full_bars(text):
-    """The labels of the bars of ``text``, each of which must have ended full, at 100%."""
-    out = []
-    for bar in bars(text):
-        match = re.fullmatch(r"lossvar: (.+): 100%\|(#{10}|\u2588{10})\| \[.*\]", bar)
-        assert match, f"a bar that did not end full: {bar!r}"
-        out.append(match.group(1))
     return out
 
 

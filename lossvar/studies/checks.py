@@ -145,6 +145,13 @@ def verdict_word(row) -> str:
     return "agrees" if str(row.agrees).lower() in ("true", "1") else "DISAGREES"
 
 
+def verdict_phrase(row, detail: str, why: str = "no row tested") -> str:
+    """A verdict for a figure: ``agrees (DETAIL)`` or ``DISAGREES (DETAIL)``, or, with no
+    row tested (its p-values are NaN), ``no verdict (WHY)``."""
+    word = verdict_word(row)
+    return f"no verdict ({why})" if word == "no verdict" else f"{word} ({detail})"
+
+
 def interval_text(low, high, replicates=None, fmt: str = ".4g") -> str:
     """``[low, high]`` with ``fmt``, more digits where ``fmt`` would print both ends
     alike; or why there is no interval: fewer than 2 replicates, no spread across

@@ -339,11 +339,11 @@ def _figures(folder, curves, exact, args, mu, sigma2, rows=None, verdicts=None):
             words = {"E(w_k - w*)^2": "iterates", "E(w_bar_k - w*)^2": "averages"}
             lines = []
             for v in verdicts.itertuples():
-                word = {"agrees": "agree", "DISAGREES": "DISAGREE"}.get(checks.verdict_word(v),
-                                                                       "no verdict")
-                lines.append(f"{words.get(v.metric, v.metric)}: {word} "
-                             f"(p = {v.pvalue:#.2g}, Holm {v.holm_pvalue:#.2g}; {v.misses} of "
-                             f"{v.intervals} intervals miss, {v.expected_misses:.3g} expected)")
+                word = {"agrees": "agree", "DISAGREES": "DISAGREE"}.get(checks.verdict_word(v))
+                lines.append(f"{words.get(v.metric, v.metric)}: " + (
+                    "no verdict (no step tested)" if word is None else
+                    f"{word} (p = {v.pvalue:#.2g}, Holm {v.holm_pvalue:#.2g}; {v.misses} of "
+                    f"{v.intervals} intervals miss, {v.expected_misses:.3g} expected)"))
             below = (n_rows + 2 + 0.9) * 1.3 * 6.5 / 72  # under the table's header and rows
             tab.text(0, 1, "Monte Carlo against the exact recursion, every recorded step:\n"
                      + "\n".join(lines), fontsize=6.5, va="top", ha="left", color="0.05",

@@ -185,8 +185,8 @@ def _verdicts(updates, confidence):
                                          independent=False, confidence=confidence,
                                          labels=[f"{o} {c}" for o, c in zip(t.optimizer, t.coordinate,
                                                                             strict=True)])
-    return checks.label_untested(lossvar.stats.study_verdicts(
-        [(dict(table="update_variance"), a)], confidence, row_label="row"))
+    return lossvar.stats.study_verdicts([(dict(table="update_variance"), a)], confidence,
+                                        row_label="row")
 
 
 def _real(args, seed, kw):
@@ -359,8 +359,10 @@ def _figures(folder, q, paths, updates, curves, args, verdicts=None):
         rax.set_title(f"{names[0]}: against exact theory")
         if verdicts is not None and len(verdicts):
             v = verdicts.iloc[0]
-            rax.text(0.5, 0.97, f"{checks.verdict_word(v)} (p = {v.pvalue:#.2g})\n"
-                     f"{v.misses} of {v.intervals} intervals miss", transform=rax.transAxes,
+            word = checks.verdict_word(v)
+            rax.text(0.5, 0.97, "no verdict:\nno row tested" if word == "no verdict" else
+                     f"{word} (p = {v.pvalue:#.2g})\n{v.misses} of {v.intervals} intervals miss",
+                     transform=rax.transAxes,
                      ha="center", va="top", fontsize=6.5, color="0.1")
         handles = {coord: plt.Line2D([], [], ls="none", marker=coord_marks[coord], color="0.4")
                    for coord in coords}
