@@ -16,7 +16,8 @@ import pytest
 
 from lossvar import studies
 
-SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "make_gallery.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "studies" / "make_gallery.py"
 
 
 def _make_gallery():
@@ -31,7 +32,7 @@ gallery = _make_gallery()
 
 def test_the_gallery_covers_every_study_of_the_lecture():
     assert list(gallery.PRESET) == list(studies.LECTURE)
-    page = (gallery.DOCS / "gallery.md").read_text()
+    page = (ROOT / "docs/gallery.md").read_text()
     for name in studies.LECTURE:
         record = json.loads((gallery.DOCS / "gallery" / name / "gallery.json").read_text())
         for figure in record["figures"]:  # every figure of the run is shown, as a PNG

@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WRITTEN = {"summary.md", "manifest.json"}
 #: Build outputs (the documentation site), named where the docs say how to build them.
 GENERATED = ("docs/_build",)
+#: Placeholders of a path pattern (docs/gallery/NAME, docs/NAME-FIGURE.png): such a
+#: reference stands when at least one file matches it.
+PLACEHOLDER = re.compile(r"\b(?:NAME|FIGURE)\b")
 DOC = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.(?:md|rst|cff|toml))\b")
 DOCS_PATH = re.compile(r"(?<![\w/.-])(docs/[\w./-]*[\w-])")
 
@@ -28,6 +31,9 @@ def _shipped() -> list[Path]:
 
 def _exists(ref: str, where: Path) -> bool:
     ref = ref.rstrip(".")
+    if PLACEHOLDER.search(ref):
+        pattern = PLACEHOLDER.sub("*", ref)
+        return any(ROOT.glob(pattern)) or any(where.parent.glob(pattern))
     return ((ROOT / ref).exists() or (where.parent / ref).exists() or ref in WRITTEN
             or ref.startswith(GENERATED))
 
