@@ -625,8 +625,8 @@ class Phase:
     def _advance(self, dn: float, dtotal: float):
         self.n += dn
         self.total += dtotal
-        if self._bar is not None:
-            self._bar.total = self.total
+        if self._bar is not None:  # n passes the total by rounding at most: tqdm warns on that
+            self._bar.total = max(self.total, self.n)
             self._bar.update(dn)
 
     def close(self, complete: bool):
