@@ -123,10 +123,10 @@ _NAMES = {"without_replacement": "without replacement", "with_replacement": "wit
 def _verdicts(runs, confidence):
     """One verdict per table; a study shows several, so "agrees" is judged on the
     Holm-adjusted p-value across them (family-wise error 1 - confidence per study)."""
-    return checks.label_untested(lossvar.stats.study_verdicts(
+    return lossvar.stats.study_verdicts(
         [(dict(source=source, sampling=result.table.sampling.iloc[0]),
           lossvar.agreement(result, confidence=confidence)) for source, result in runs],
-        confidence))
+        confidence)
 
 
 def _holm(fits):
