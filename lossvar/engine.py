@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import signal
 import threading
 import warnings
 from collections.abc import Callable
@@ -246,8 +247,13 @@ def _fork_context():
 
 
 def _install(conditions, root):
-    """Process-pool initializer: keep the call's conditions in the worker."""
+    """Process-pool initializer: keep the call's conditions in the worker.
+
+    Ctrl-C in a terminal reaches the whole process group: the workers ignore it
+    and the caller's process, which owns the pool, unwinds and shuts them down
+    (no traceback from each worker)."""
     global _INSTALLED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _INSTALLED = (conditions, root)
 
 
@@ -437,7 +443,9 @@ def run(conditions, root: np.random.SeedSequence, *, execution: Execution | None
             executor = own_pool = ProcessPoolExecutor(n_workers, mp_context=_fork_context(),
                                                       initializer=_install,
                                                       initargs=(conditions, root))
-        in_flight = 2 * n_workers
+        # One worker computes one chunk at a time: none is computed ahead and thrown
+        # away when a condition reaches its precision target.
+        in_flight = 1 if n_workers == 1 else 2 * n_workers
     else:  # an external pool of unknown size: keep enough work queued
         in_flight = 4 * (os.cpu_count() or 1)
     states = [_State(c, i, chunk_size, keep_values, target_rel_se)

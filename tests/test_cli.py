@@ -232,21 +232,24 @@ def test_stale_staging_of_dead_runs_is_removed(losses):
 
 
 def _start(tmp_path, *argv):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "lossvar", *argv], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A session of its own, as a terminal's process group: a signal to the group reaches
+    # the worker processes too, as Ctrl-C in a terminal does.
+    return subprocess.Popen([sys.executable, "-m", "lossvar", *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
-@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"),
-                                               (signal.SIGINT, 130, "interrupted")])
-def test_an_interrupted_run_leaves_nothing_and_says_one_line(tmp_path, sig, status, word):
+@pytest.mark.parametrize("sig, status, word, workers", [(signal.SIGTERM, 143, "terminated", "1"),
+                                                        (signal.SIGINT, 130, "interrupted", "1"),
+                                                        (signal.SIGINT, 130, "interrupted", "2")])
+def test_an_interrupted_run_leaves_nothing_and_says_one_line(tmp_path, sig, status, word, workers):
     proc = _start(tmp_path, "run", "variance", "--data", "breast_cancer", "--replicates", "50000000",
-                  "--batch-sizes", "1,2,4,8", "--out", "big")
+                  "--batch-sizes", "1,2,4,8", "--workers", workers, "--out", "big")
     deadline = time.monotonic() + 120
     while not any(tmp_path.glob(".big.partial-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # inside the Monte Carlo
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == status, err
     assert err.strip().splitlines() == [f"lossvar: {word}; the unfinished results folder was removed"]

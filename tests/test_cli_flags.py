@@ -53,12 +53,7 @@ VALID = {
 #: Options a study requires, with a valid value, given before the flag tried.
 REQUIRED = {"variance": ["--data", "breast_cancer"]}
 #: Cases that fail for a reason outside the study modules, with the fix they wait for.
-PENDING = {
-    ("variance", "--replicates", HUGE): "variance: --replicates needs an upper bound "
-                                        "(checks.count(2, 'auto'))",
-    ("variance", "--workers", HUGE): "variance.check should call studies.checks.common",
-    ("variance", "--dpi", HUGE): "variance.check should call studies.checks.common",
-}
+PENDING: dict = {}
 #: --out is the destination itself (tests/test_results.py tries its rules).
 SKIP = {"--out", "--help"}
 

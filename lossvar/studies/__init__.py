@@ -320,8 +320,9 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
 
     ``compute`` writes tables and figures into the folder and returns the
     summary text. Every option is checked before any work: by its argparse
-    type, by ``check(args)`` (raising ValueError naming the option) and by the
-    destination rules of :func:`lossvar.results.check_destination`. User errors
+    type, by :func:`lossvar.studies.checks.common` (the options every study
+    shares), by ``check(args)`` (raising ValueError naming the option) and by
+    the destination rules of :func:`lossvar.results.check_destination`. User errors
     are one line on stderr and exit status 2. Warnings of the computation
     become notes (:func:`user_warnings`). A run that fails, is interrupted
     (Ctrl-C: one line, exit status 130) or terminated (SIGTERM: exit status
@@ -333,6 +334,9 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
     args = p.parse_args(argv)
     params = resolve(args, full, quick)
     try:
+        from . import checks
+
+        checks.common(args)
         if check is not None:
             check(args)
         folder = start(name, args, params)

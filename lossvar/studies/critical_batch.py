@@ -136,7 +136,6 @@ def build_parser():
 
 
 def check(args):
-    checks.common(args)
     if args.data not in ("none", "breast_cancer"):
         raise ValueError(f"--data must be 'breast_cancer' or 'none'; got {args.data!r}")
     if args.softmax_data not in ("none", "digits"):

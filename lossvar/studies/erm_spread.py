@@ -76,7 +76,6 @@ class _Spread:
 
 
 def check(args):
-    checks.common(args)
     bad = [n for n in args.sizes if n <= args.dim + 1]
     if bad:  # E||w_N - w*||^2 is finite only for N > d + 1
         raise ValueError(f"--sizes must all exceed --dim + 1 = {args.dim + 1} (the expected spread "

@@ -112,7 +112,6 @@ def _schedules(args):
 
 
 def check(args):
-    checks.common(args)
     # the exact curves: 4 columns per step and schedule, kept for the table
     checks.held(6 * len(POWERS + (0, 0, 0, 0)) * (args.steps + 1), f"--steps {args.steps}")
     largest = np.log10(np.finfo(float).max) / 2  # the standard errors square (w - w*)^2

@@ -78,7 +78,6 @@ def build_parser():
 
 
 def check(args):
-    checks.common(args)
     if args.base_size < args.dim:
         raise ValueError(f"--base-size must be at least --dim = {args.dim} (least squares on the "
                          f"copies of the base set needs {args.dim} independent examples); got "

@@ -81,7 +81,6 @@ def _optimizers(h_max):
 
 
 def check(args):
-    checks.common(args)
     studies.check_data(args.data, none=True)
     # every replicate's parameters (2) and records (2) at every step, for the 5 optimizers
     checks.held(20 * args.replicates * (args.steps + 1),

@@ -11,7 +11,6 @@ with the test of a = -1.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 
 import lossvar
 from lossvar import studies
+from lossvar.studies import checks
 
 NAME = "variance"
 FULL = {"replicates": 10_000, "batch_sizes": [1, 4, 16, 64, "full"]}
@@ -50,15 +50,6 @@ example:
 """
 
 
-def _replicates(text: str):
-    if text == "auto":
-        return text
-    try:
-        return studies.int_at_least(2)(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2 or 'auto'; got {text!r}") from None
-
-
 def build_parser():
     p = studies.parser(NAME, __doc__, EPILOG)
     p.add_argument("--data", required=True, metavar="NAME|FILE.npy|FILE.csv",
@@ -67,7 +58,7 @@ def build_parser():
                    help="comma-separated batch sizes, 'full' for N (default: "
                         f"{','.join(map(str, FULL['batch_sizes']))}; quick "
                         f"{','.join(map(str, QUICK['batch_sizes']))})")
-    p.add_argument("--replicates", type=_replicates, default=None, metavar="R",
+    p.add_argument("--replicates", type=checks.count(2, "auto"), default=None, metavar="R",
                    help="batches drawn per batch size, or 'auto' (planned from the exact kurtosis "
                         f"for a relative standard error of 0.02) (default: {FULL['replicates']}, "
                         f"quick {QUICK['replicates']})")

@@ -56,7 +56,6 @@ def build_parser():
 
 
 def check(args):
-    checks.common(args)
     studies.check_data(args.data, none=True)
     sizes = args.batch_sizes
     twice = sorted({b for b in sizes if sizes.count(b) > 1}, key=str)
