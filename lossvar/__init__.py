@@ -22,9 +22,12 @@ from .problems import (  # noqa: E402
     NoisyQuadratic,
     SoftmaxRegression,
 )
+from .mlp import MLP  # noqa: E402
 from .engine import Execution  # noqa: E402
 from .gradient_noise import (  # noqa: E402
     GradientNoise,
+    NegativeEstimateWarning,
+    TwoBatchDesign,
     TwoBatchEstimate,
     gradient_noise,
     gradient_variance,
@@ -34,6 +37,7 @@ from .gradient_noise import (  # noqa: E402
     two_batch_estimate,
     two_batch_estimate_from_callable,
 )
+from .monitor import GradientNoiseMonitor  # noqa: E402
 from .rates import RateFit, convergence_rate  # noqa: E402
 from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
 from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
@@ -41,7 +45,8 @@ from .stats import Agreement, ScalingFit, agreement, plan_replicates, scaling_fi
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
-    "Agreement", "agreement", "DivergenceWarning", "Execution", "GradientNoise", "TwoBatchEstimate",
+    "Agreement", "agreement", "DivergenceWarning", "Execution", "GradientNoise", "GradientNoiseMonitor",
+    "MLP", "NegativeEstimateWarning", "TwoBatchDesign", "TwoBatchEstimate",
     "gradient_noise",
     "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
     "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",

@@ -459,6 +459,8 @@ def _result(rows, outputs, sizes, confidence, root, keep_means, full_mean, repli
     # One numpy array per column, the DataFrame built once from them: the dtypes
     # pandas infers from the rows themselves, at a fraction of the cost.
     table = pd.DataFrame({c: _column([row[c] for row in rows]) for c in (*COLUMNS, *extra)})
+    # The level travels with the table (lossvar.plots reads it), not in a column.
+    table.attrs["confidence"] = confidence
     _warn_unreliable([b for b, ok in zip(sizes, reliable, strict=True) if not ok])
     means = None
     if keep_means:

@@ -15,12 +15,12 @@ PKG = Path(__file__).resolve().parent.parent / "lossvar"
 #: Lowest first; a module may import its own layer or lower ones.
 LAYERS = [
     {"_version", "_build_revision", "streams", "typing", "moments", "_validate", "_threads"},
-    {"problems"},
+    {"problems", "mlp"},
     {"data", "datasets"},
     {"sampling"},
     {"engine"},
     {"stats", "theory", "schedules", "optim"},
-    {"variance", "sgd", "rates", "gradient_noise"},
+    {"variance", "sgd", "rates", "gradient_noise", "monitor"},
     {"results"},
     {"plots"},
     {"", "cli", "__main__", "studies"},

@@ -23,6 +23,7 @@ import sys
 import warnings
 
 from .. import results
+from . import checks
 
 #: name -> one-line description, in the lecture's order.
 STUDIES = {
@@ -238,9 +239,7 @@ def execution(args) -> dict:
     changes a bit of the results."""
     from ..engine import Execution
 
-    progress = getattr(args, "progress", None)
-    return {"execution": Execution(workers=args.workers,
-                                   progress=sys.stderr.isatty() if progress is None else progress)}
+    return {"execution": Execution(workers=args.workers, progress=checks.progress_shown(args))}
 
 
 def start(name: str, args, params: dict) -> results.StudyFolder:
@@ -334,8 +333,6 @@ def execute(compute, name: str, p: argparse.ArgumentParser, argv, full: dict, qu
     args = p.parse_args(argv)
     params = resolve(args, full, quick)
     try:
-        from . import checks
-
         checks.common(args)
         if check is not None:
             check(args)

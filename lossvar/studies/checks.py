@@ -171,6 +171,15 @@ def interval_text(low, high, replicates=None, fmt: str = ".4g") -> str:
 def phase(args, label: str, total: float = 1):
     """The study's progress bar over one phase (:func:`lossvar.engine.phase`), shown
     when ``--progress`` asks for it (by default, when stderr is a terminal)."""
-    from .. import engine, studies
+    from .. import engine
 
-    return engine.phase(label, total, enabled=studies.execution(args)["execution"].progress)
+    return engine.phase(label, total, enabled=progress_shown(args))
+
+
+def progress_shown(args) -> bool:
+    """Whether a run shows progress bars: ``--progress``/``--no-progress``, by
+    default when stderr is a terminal."""
+    import sys
+
+    progress = getattr(args, "progress", None)
+    return sys.stderr.isatty() if progress is None else bool(progress)
