@@ -217,10 +217,10 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     >>> losses = np.random.default_rng(0).exponential(size=1000)
     >>> res = lossvar.loss_variance(losses, [1, 10, "full"], replicates=2000, rng=1)
     >>> res.table[["batch_size", "estimator", "exact_variance"]].round(5)
-       batch_size estimator  exact_variance
-    0           1    single         0.93653
-    1          10  minibatch         0.08438
-    2        1000      full         0.00000
+       batch_size  estimator  exact_variance
+    0           1     single         1.00340
+    1          10  minibatch         0.09944
+    2        1000       full         0.00000
     """
     spec = as_execution(execution)
     # What depends on the values alone is validated and computed once per call:

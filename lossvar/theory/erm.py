@@ -48,8 +48,8 @@ def erm_spread(noise_var: float, dim: int, n: ArrayLike) -> float | np.ndarray:
     References
     ----------
     T. W. Anderson (2003), *An Introduction to Multivariate Statistical
-    Analysis*, 3rd ed., Wiley, section 7.2 and Lemma 7.7.1 (the mean of an
-    inverse Wishart matrix); docs/theory.md, section 8.
+    Analysis*, 3rd ed., Wiley, section 7.2 (the mean of an inverse Wishart
+    matrix); docs/theory.md, section 8.
     """
     noise_var = as_float(noise_var, "noise_var", low=0)
     dim = as_int(dim, "dim", low=1)
