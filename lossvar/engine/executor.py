@@ -289,8 +289,7 @@ def simulate(conditions, root: np.random.SeedSequence, *, execution: Execution |
         in_flight = 4 * (os.cpu_count() or 1)
     states = [_State(c, i, chunk_size, keep_values, target_rel_se)
               for i, c in enumerate(conditions)]
-    work = [[_chunk_work(s.condition, a, b) for a, b in s.chunks] for s in states]
-    bar = call_progress(states, work, progress)
+    bar = call_progress(states, _chunk_work, progress)
     pending: dict[Future, tuple[_State, int]] = {}
     shared = None
     try:

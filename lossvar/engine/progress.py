@@ -135,14 +135,14 @@ class CallProgress:
     phase's units (the call's weight times the fraction of its initial plan).
 
     ``states`` are the call's per-condition states (their ``index``,
-    ``chunks``, ``done``, ``target``, ``target_met``, ``moments`` and
-    ``condition.block_size``); ``work[i][c]`` is the estimated work of chunk
-    ``c`` of condition ``i``.
+    ``condition``, ``chunks``, ``done``, ``target``, ``target_met`` and
+    ``moments``); ``chunk_work(condition, start, stop)`` is the estimated work
+    of blocks ``start..stop-1`` of a condition.
     """
 
-    def __init__(self, states, work, ph: Phase, own: bool):
+    def __init__(self, states, chunk_work, ph: Phase, own: bool):
         self.ph, self.own, self.states = ph, own, states
-        self.work = work
+        self.work = [[chunk_work(s.condition, a, b) for a, b in s.chunks] for s in states]
         self.collected: list[set] = [set() for _ in states]
         self.left = [sum(w) for w in self.work]  # estimated work still to come, per condition
         self.stop_count = None  # replicates at which the last condition with a target stopped
@@ -182,10 +182,11 @@ class CallProgress:
             self.ph.close(complete)
 
 
-def call_progress(states, work, enabled: bool) -> CallProgress | None:
-    """The call's progress: to the enclosing phase, else (if ``enabled``) its own bar."""
+def call_progress(states, chunk_work, enabled: bool) -> CallProgress | None:
+    """The call's progress: to the enclosing phase, else (if ``enabled``) its own bar;
+    None, and no work estimated, when there is neither."""
     ph = _PHASE.get()
     if ph is None and not enabled:
         return None
     own = ph is None
-    return CallProgress(states, work, Phase("", 1, True) if own else ph, own)
+    return CallProgress(states, chunk_work, Phase("", 1, True) if own else ph, own)
