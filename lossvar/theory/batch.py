@@ -144,7 +144,8 @@ def _batch_moments(losses, batch_size, sampling) -> tuple[float, float]:
 
 def fourth_moment_from_moments(mu2: float, mu4: float, batch_size: int, *, n: int | None = None,
                                sampling: str = "with_replacement") -> float:
-    """:func:`batch_mean_fourth_moment` from the population moments ``mu2``, ``mu4``.
+    """:func:`batch_mean_fourth_moment` from the population moments ``mu2``, ``mu4``
+    (:func:`population_moments`: compute them once per data set for every batch size).
 
     ``n`` is None for ``B`` fresh i.i.d. draws from a population (the
     with-replacement form), else the size ``N`` of the fixed data set.
