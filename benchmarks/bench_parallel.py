@@ -85,7 +85,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     losses = _losses(a.n)
     if a._rss:
-        lossvar.loss_variance(losses, [64], replicates=a._rss, rng=1, workers=2)
+        lossvar.loss_variance(losses, [64], replicates=a._rss, rng=1,
+                              execution=lossvar.Execution(workers=2))
         print(peak_rss_mib())
         return
     print(f"machine: {machine()}")
@@ -95,7 +96,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     serial = lossvar.loss_variance(losses, GRID, **kw)
     rounds: dict[str, list[float]] = {"1 worker": [time.perf_counter() - t0]}
-    scratch = {"1 worker (this process)": lossvar.engine.scratch_nbytes()["max_thread_bytes"]}
+    scratch = {"1 worker (this process)": lossvar.scratch.scratch_nbytes()["max_thread_bytes"]}
     try:
         import dask
         import distributed  # noqa: F401 - _cluster needs it
@@ -120,7 +121,7 @@ def main(argv=None):
             rounds["1 worker"].append(time.perf_counter() - t0)
             pd.testing.assert_frame_equal(serial.table, again.table, check_exact=True)
         t0 = time.perf_counter()
-        pool = lossvar.loss_variance(losses, GRID, **kw, workers=2)
+        pool = lossvar.loss_variance(losses, GRID, **kw, execution=lossvar.Execution(workers=2))
         rounds.setdefault(pool_name, []).append(time.perf_counter() - t0)
         pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
         for name, env in runs:
@@ -130,10 +131,10 @@ def main(argv=None):
                 if name not in rounds:
                     print(f"{name}: workers' environment {sorted(set(map(str, seen.values())))}")
                 t0 = time.perf_counter()
-                dask_run = lossvar.loss_variance(losses, GRID, **kw,
-                                                 executor=client.get_executor())
+                dask_run = lossvar.loss_variance(
+                    losses, GRID, **kw, execution=lossvar.Execution(executor=client.get_executor()))
                 rounds.setdefault(name, []).append(time.perf_counter() - t0)
-                held = client.run(lambda: __import__("lossvar").engine.scratch_nbytes())
+                held = client.run(lambda: __import__("lossvar.scratch").scratch.scratch_nbytes())
                 scratch[name] = max(v["max_thread_bytes"] for v in held.values())
             pd.testing.assert_frame_equal(serial.table, dask_run.table, check_exact=True)
     times = {name: min(ts) for name, ts in rounds.items()}
@@ -161,7 +162,7 @@ def main(argv=None):
               "load on the host that no process here shows: compare runs with --repeat)")
     print("per-worker scratch buffers (largest thread): "
           + ", ".join(f"{k}: {v / 2**20:.1f} MiB" for k, v in scratch.items())
-          + f" (cap {lossvar.engine.SCRATCH_LIMIT >> 20} MiB per thread)")
+          + f" (cap {lossvar.scratch.SCRATCH_LIMIT >> 20} MiB per thread)")
     rss = {}
     for r in (a.replicates // 10, a.replicates):
         out = subprocess.run([sys.executable, __file__, "--n", str(a.n), "--_rss", str(r)],

@@ -122,7 +122,7 @@ def _interleaved_best(fns, repeat):
 def _overhead(losses, r, repeat=25):
     """What a small call pays beyond the floor, and the part that depends on the losses alone."""
     from lossvar import theory
-    from lossvar.engine import scratch_nbytes
+    from lossvar.scratch import SCRATCH_LIMIT, scratch_nbytes
 
     n = losses.size
     rng = np.random.default_rng(5)
@@ -152,7 +152,7 @@ def _overhead(losses, r, repeat=25):
           f"then one fused pass; np.var alone takes {t['var'] * 1e3:.2f} ms)")
     info = scratch_nbytes()
     print(f"  scratch buffers kept by this process: {info['bytes'] / 2**20:.1f} MiB "
-          f"in {info['threads']} thread(s) (cap {lossvar.engine.SCRATCH_LIMIT >> 20} MiB per thread)")
+          f"in {info['threads']} thread(s) (cap {SCRATCH_LIMIT >> 20} MiB per thread)")
 
 
 def _memory(n):

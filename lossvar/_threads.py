@@ -69,7 +69,7 @@ class Later:
         return self.value
 
 
-def run(fn, items) -> None:
+def for_each(fn, items) -> None:
     """``fn(item)`` for every item, the first in this thread and the others at
     the same time in threads; returns when all are done, raising the first error."""
     items = list(items)
@@ -82,3 +82,8 @@ def run(fn, items) -> None:
             job.wait()
     for job in later:
         job.result()
+
+
+#: :func:`for_each` under the name :mod:`lossvar.problems` still calls; it goes when
+#: that call is renamed.
+run = for_each

@@ -10,7 +10,7 @@ unless written into scratch (below); the dtype never changes the set drawn.
 
 ``scratch``: the draws may be written into reusable buffers instead of new
 arrays (``scratch(name, shape, dtype) -> array``, e.g.
-:func:`lossvar.engine.scratch`). The indices then come back as ``np.intp``,
+:func:`lossvar.scratch.scratch`). The indices then come back as ``np.intp``,
 ready for ``np.take`` or fancy indexing: those convert indices of any other
 type into a new intp array first, 8 bytes per index at every call (2 MiB for a
 block of 2**18 indices), and under a low mmap threshold (dask's workers) that

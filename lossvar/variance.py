@@ -11,7 +11,6 @@ exact variance of docs/theory.md, section 1 beside every estimate.
 from __future__ import annotations
 
 import hashlib
-import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -21,11 +20,12 @@ import pandas as pd
 from . import sampling as _sampling
 from . import stats, streams, theory
 from ._validate import as_choice, as_finite_array, as_float, as_int
-from .engine import Condition, Execution, Output, as_execution, block_size, run, scratch
-from .moments import Moments
+from .engine import Condition, Execution, Output, as_execution, block_size, simulate
+from .moments import Moments, MomentsPass
+from .scratch import scratch
 from .stats import INTERVALS, variance_interval
 from .streams import as_seed_sequence
-from .typing import ArrayLike, BatchSizes, DataSource, Executor, PathLikeStr, Problem, Replicates, RNGLike
+from .typing import ArrayLike, BatchSizes, DataSource, Problem, Replicates, RNGLike
 
 COLUMNS = ("batch_size", "estimator", "sampling", "n", "replicates", "mean", "mean_se",
            "variance", "variance_se", "ci_low", "ci_high", "interval", "exact_mean",
@@ -98,7 +98,7 @@ class BatchMeans:
     """Picklable simulator: means of random batches of fixed per-sample losses.
 
     The indices, the gathered losses and the means are written to the worker's
-    scratch buffers (:func:`lossvar.engine.scratch`), reused block after block,
+    scratch buffers (:func:`lossvar.scratch.scratch`), reused block after block,
     without a new array of a few MiB per block. The returned means are a view
     of scratch (``returns_scratch``): the engine copies them when it keeps them.
 
@@ -151,8 +151,6 @@ class _FreshMeans:
 def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Replicates = 10_000,
                   sampling: str = "without_replacement", confidence: float = 0.95,
                   interval: str = "fourth_moment", rng: RNGLike = None, keep_means: bool = False,
-                  chunk_size: int | None = None, progress: bool = False, workers: int = 1,
-                  executor: Executor = None, checkpoint: PathLikeStr | None = None,
                   target_rel_se: float | None = None,
                   execution: Execution | None = None) -> VarianceResult:
     """Monte Carlo variance of the batch-mean loss for each batch size.
@@ -197,38 +195,17 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     rng : int, SeedSequence, Generator or None
         Root of the randomness (SPEC 7). Batch size ``B`` draws from streams
         keyed ``(B, block)``, so a table row depends on the seed and ``B``
-        only, not on the other batch sizes or on ``chunk_size``.
+        only, not on the other batch sizes or on how the call runs.
     keep_means : bool
         Return the raw per-replicate batch means in ``result.means``.
-    chunk_size : int, optional
-        Replicates per unit of work; bounds memory, never changes the result.
-    progress : bool
-        Show a progress bar over chunks.
-    workers : int
-        1 (serial), a number of local processes, or -1 for all cores. A serial
-        call sums the exact moments of the losses partly in one helper thread
-        while it draws the batches (:class:`lossvar.theory.MomentsPass`; the
-        same bits either way); with worker processes or an executor it does
-        not start one.
-    executor : concurrent.futures.Executor, optional
-        Run chunks there instead, e.g. ``dask.distributed.Client(...).get_executor()``.
-        The table is bit-identical for every ``workers``, ``executor`` and
-        ``chunk_size``: streams are keyed by (batch size, block), never by
-        worker or chunk, and blocks are merged in index order.
-    checkpoint : path, optional
-        Folder for finished chunks (written atomically, with checksums). A
-        rerun of the same call resumes from it and gives the table of an
-        uninterrupted run; a folder written with other parameters is refused,
-        and a corrupted chunk is recomputed.
     target_rel_se : float in (0, 1), optional
         With ``replicates="auto"``, the relative standard error planned for.
         With an integer ``replicates``: add blocks to each batch size, in index
         order, until ``variance_se / variance <= target_rel_se`` (judged from
         1000 replicates on), with ``replicates`` as the cap. The columns
         ``target_rel_se`` and ``target_met`` report the outcome.
-    execution : lossvar.Execution, optional
-        How to run, as one object (workers or an executor, chunk size,
-        progress, checkpoint), instead of the five keywords above; not both.
+    execution : Execution, optional
+        How to run; see :class:`lossvar.Execution`.
 
     Returns
     -------
@@ -240,18 +217,18 @@ def loss_variance(losses: ArrayLike, batch_sizes: BatchSizes, *, replicates: Rep
     >>> losses = np.random.default_rng(0).exponential(size=1000)
     >>> res = lossvar.loss_variance(losses, [1, 10, "full"], replicates=2000, rng=1)
     >>> res.table[["batch_size", "estimator", "exact_variance"]].round(5)
-       batch_size estimator  exact_variance
-    0           1    single         0.93653
-    1          10  minibatch         0.08438
-    2        1000      full         0.00000
+       batch_size  estimator  exact_variance
+    0           1     single         1.00340
+    1          10  minibatch         0.09944
+    2        1000       full         0.00000
     """
-    spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
-                        progress=progress, checkpoint=checkpoint)
+    spec = as_execution(execution)
     # What depends on the values alone is validated and computed once per call:
     # the mean now (it checks finiteness), then one fused pass for s2, mu2 and mu4
-    # (theory.MomentsPass), which a serial call shares with a helper thread
-    # while its own thread draws the batches (the draws need only N).
-    pending = theory.MomentsPass(losses)
+    # (MomentsPass, the kernel of theory.population_moments), which a serial call
+    # shares with a helper thread while its own thread draws the batches (the
+    # draws need only N).
+    pending = MomentsPass(losses)
     values, n = pending.x, pending.n
     sampling = as_choice(sampling, "sampling", _sampling.SCHEMES)
     sizes = _sampling.as_batch_sizes(batch_sizes, n, sampling)
@@ -311,8 +288,6 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
                    replicates: Replicates = 10_000, sampling: str | None = None,
                    confidence: float = 0.95, interval: str = "fourth_moment", rng: RNGLike = None,
                    full_size: int | None = None, keep_means: bool = False,
-                   chunk_size: int | None = None, progress: bool = False, workers: int = 1,
-                   executor: Executor = None, checkpoint: PathLikeStr | None = None,
                    target_rel_se: float | None = None,
                    execution: Execution | None = None) -> VarianceResult:
     """The variance of the loss estimator for a model at parameters ``w``.
@@ -337,17 +312,16 @@ def variance_study(problem: Problem, source: DataSource, w: ArrayLike, batch_siz
         Parameters of the problem, of length ``problem.n_params(d)``.
     batch_sizes, replicates, confidence, interval, rng, keep_means, target_rel_se
         As in :func:`loss_variance`.
-    chunk_size, progress, workers, executor, checkpoint, execution
-        How to run, as in :func:`loss_variance`.
     full_size : int, optional
         For a population: the N that ``"full"`` stands for.
+    execution : Execution, optional
+        How to run; see :class:`lossvar.Execution`.
 
     Returns
     -------
     VarianceResult
     """
-    spec = as_execution(execution, workers=workers, executor=executor, chunk_size=chunk_size,
-                        progress=progress, checkpoint=checkpoint)
+    spec = as_execution(execution)
     w = as_finite_array(w, "w", ndim=1)
     if not hasattr(source, "sample"):
         X, y = source.X, source.y
@@ -429,7 +403,7 @@ def _replicates_rule(replicates, target_rel_se, *, planned) -> tuple[int | None,
 
 def _run(conditions, root, keep, options):
     live = [c for c in conditions if c is not None]
-    outs = iter(run(live, root, keep_values=keep, **options))
+    outs = iter(simulate(live, root, keep_values=keep, **options))
     return [None if c is None else next(outs) for c in conditions]
 
 
@@ -445,7 +419,7 @@ def _summary(out, confidence, interval, root, target_rel_se):
     if interval == "bootstrap":
         boot_rng = streams.stream(root, streams.INTERVAL_BOOTSTRAP)
     lo, hi = variance_interval(m, confidence, interval, values=out.values, rng=boot_rng)
-    row = dict(replicates=m.count, mean=m.mean, mean_se=math.sqrt(m.variance / m.count),
+    row = dict(replicates=m.count, mean=m.mean, mean_se=m.mean_se(),
                variance=m.variance, variance_se=m.variance_se(), ci_low=lo, ci_high=hi,
                interval=interval, kurtosis=m.kurtosis)
     if target_rel_se is not None:

@@ -1,4 +1,5 @@
-"""Scale-out: same bits serially, on processes and on dask; checkpoints; precision targets."""
+"""lossvar.engine: same bits serially, on processes and on dask; checkpoints; precision targets;
+progress. The run options themselves: tests/test_engine_execution.py."""
 
 import io
 import os
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 
 import lossvar
-from lossvar import engine
+from lossvar import Execution, engine
 from lossvar.stats import plan_replicates
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,12 +25,19 @@ from bars import bars, full_bars  # noqa: E402
 pytestmark = pytest.mark.reproducibility  # bit-identity across workers, executors, chunks, resume
 
 LOSSES = np.random.default_rng(99).exponential(size=5000)
-KW = dict(batch_sizes=[1, 7, 64, 1000, "full"], replicates=30_000, rng=2024, chunk_size=2000)
+KW = dict(batch_sizes=[1, 7, 64, 1000, "full"], replicates=30_000, rng=2024)
+
+
+def _lv(losses=LOSSES, chunk_size=2000, keep_means=False, **how):
+    """loss_variance of KW in chunks of ``chunk_size``, run as ``how`` says."""
+    call = {k: how.pop(k) for k in list(how) if k in KW}
+    return lossvar.loss_variance(losses, **{**KW, **call}, keep_means=keep_means,
+                                 execution=Execution(chunk_size=chunk_size, **how))
 
 
 @pytest.fixture(scope="module")
 def serial():
-    return lossvar.loss_variance(LOSSES, **KW, keep_means=True)
+    return _lv(keep_means=True)
 
 
 def _same(a, b):
@@ -37,16 +45,15 @@ def _same(a, b):
 
 
 def test_process_pool_bit_identical(serial):
-    _same(serial, lossvar.loss_variance(LOSSES, **KW, keep_means=True, workers=2))
-    _same(serial, lossvar.loss_variance(LOSSES, **{**KW, "chunk_size": None}, workers=-1))
+    _same(serial, _lv(keep_means=True, workers=2))
+    _same(serial, _lv(chunk_size=None, workers=-1))
 
 
 def test_any_executor_and_completion_order_bit_identical(serial):
     # Threads finish chunks in whatever order the scheduler likes; the merge
     # is in block order regardless.
     with ThreadPoolExecutor(4) as ex:
-        other = lossvar.loss_variance(LOSSES, **{**KW, "chunk_size": 512}, executor=ex,
-                                      keep_means=True)
+        other = _lv(chunk_size=512, executor=ex, keep_means=True)
     _same(serial, other)
     for b in serial.means:
         np.testing.assert_array_equal(serial.means[b], other.means[b])
@@ -57,24 +64,26 @@ def test_dask_local_cluster_bit_identical(serial):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        other = lossvar.loss_variance(LOSSES, **KW, executor=client.get_executor())
+        other = _lv(executor=client.get_executor())
         pop = lossvar.GaussianLinearPopulation(np.array([1.0, 2.0]), noise_std=0.5)
-        kw = dict(replicates=5000, rng=1, chunk_size=1000)
+        kw = dict(replicates=5000, rng=1)
         fresh_dask = lossvar.variance_study(pop.problem, pop, np.zeros(2), [1, 16], **kw,
-                                            executor=client.get_executor())
+                                            execution=Execution(executor=client.get_executor(),
+                                                                chunk_size=1000))
         sgd_dask = _sgd(executor=client.get_executor())
     _same(serial, other)
-    _same(lossvar.variance_study(pop.problem, pop, np.zeros(2), [1, 16], **kw), fresh_dask)
+    _same(lossvar.variance_study(pop.problem, pop, np.zeros(2), [1, 16], **kw,
+                                 execution=Execution(chunk_size=1000)), fresh_dask)
     _same(_sgd(), sgd_dask)
 
 
-def _sgd(**kw):
+def _sgd(**how):
     """600 Adam runs on a logistic data set: three blocks of replicates."""
     pop = lossvar.LogisticPopulation(np.array([1.0, -2.0, 0.5]))
     data = pop.sample(300, np.random.default_rng(0))
     opt = lossvar.optim.adam(0.05)
     return lossvar.run_sgd(pop.problem, data, opt, steps=40, batch_size=8, replicates=600,
-                           rng=4, record=[0, 10, 40], **kw)
+                           rng=4, record=[0, 10, 40], execution=Execution(**how))
 
 
 def test_run_sgd_bit_identical_across_workers_and_resumable(tmp_path):
@@ -90,9 +99,11 @@ def test_run_sgd_bit_identical_across_workers_and_resumable(tmp_path):
 
 def test_population_study_bit_identical_across_workers():
     pop = lossvar.GaussianLinearPopulation(np.array([1.0, -1.0, 0.5]))
-    kw = dict(replicates=20_000, rng=3, chunk_size=3000)
-    a = lossvar.variance_study(pop.problem, pop, np.zeros(3), [1, 5, 50], **kw)
-    b = lossvar.variance_study(pop.problem, pop, np.zeros(3), [1, 5, 50], **kw, workers=2)
+    kw = dict(replicates=20_000, rng=3)
+    a = lossvar.variance_study(pop.problem, pop, np.zeros(3), [1, 5, 50], **kw,
+                               execution=Execution(chunk_size=3000))
+    b = lossvar.variance_study(pop.problem, pop, np.zeros(3), [1, 5, 50], **kw,
+                               execution=Execution(chunk_size=3000, workers=2))
     _same(a, b)
 
 
@@ -110,12 +121,13 @@ def test_worker_error_names_condition_and_chunk():
     # the last block has 7 replicates and raises
     for workers in (1, 2):
         with pytest.raises(engine.ChunkError, match=r"batch_size=5 failed in chunk 10 .*boom"):
-            engine.run([cond], np.random.SeedSequence(0), chunk_size=16, workers=workers)
+            engine.simulate([cond], np.random.SeedSequence(0),
+                            execution=Execution(chunk_size=16, workers=workers))
 
 
 def test_checkpoint_resume_identical_and_refuses_other_parameters(tmp_path, serial):
     ck = tmp_path / "ck"
-    first = lossvar.loss_variance(LOSSES, **KW, checkpoint=ck)
+    first = _lv(checkpoint=ck)
     _same(serial, first)
     files = sorted(ck.glob("chunk-*.npz"))
     assert len(files) > 10
@@ -127,16 +139,16 @@ def test_checkpoint_resume_identical_and_refuses_other_parameters(tmp_path, seri
     raw[-20] ^= 0xFF
     victim.write_bytes(bytes(raw))
     with pytest.warns(RuntimeWarning, match=f"{victim.name} is corrupted"):
-        again = lossvar.loss_variance(LOSSES, **KW, checkpoint=ck)
+        again = _lv(checkpoint=ck)
     _same(serial, again)
     with pytest.raises(engine.CheckpointMismatch, match="seed: checkpoint has"):
-        lossvar.loss_variance(LOSSES, **{**KW, "rng": 7}, checkpoint=ck)
+        _lv(rng=7, checkpoint=ck)
     with pytest.raises(engine.CheckpointMismatch, match="batch_sizes"):
-        lossvar.loss_variance(LOSSES, **{**KW, "batch_sizes": [2]}, checkpoint=ck)
+        _lv(batch_sizes=[2], checkpoint=ck)
     with pytest.raises(engine.CheckpointMismatch, match="chunk_size"):
-        lossvar.loss_variance(LOSSES, **{**KW, "chunk_size": 4000}, checkpoint=ck)
+        _lv(chunk_size=4000, checkpoint=ck)
     with pytest.raises(engine.CheckpointMismatch, match="data"):
-        lossvar.loss_variance(LOSSES[:-1], **KW, checkpoint=ck)
+        _lv(LOSSES[:-1], checkpoint=ck)
 
 
 _KILL_SCRIPT = textwrap.dedent("""
@@ -144,8 +156,8 @@ _KILL_SCRIPT = textwrap.dedent("""
     import numpy as np
     import lossvar
     losses = np.random.default_rng(5).exponential(size=20_000)
-    res = lossvar.loss_variance(losses, [1, 200, 1000], replicates=100_000, rng=11,
-                                chunk_size=1024, checkpoint=sys.argv[1])
+    how = lossvar.Execution(chunk_size=1024, checkpoint=sys.argv[1])
+    res = lossvar.loss_variance(losses, [1, 200, 1000], replicates=100_000, rng=11, execution=how)
     res.table.to_csv(sys.argv[2], index=False, float_format="%.17g")
 """)
 
@@ -163,18 +175,18 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path):
     done = len(list(ck.glob("chunk-*.npz")))
     assert not out.exists() and done >= 8, "the job must be killed part-way"
     losses = np.random.default_rng(5).exponential(size=20_000)
-    kw = dict(replicates=100_000, rng=11, chunk_size=1024)
-    resumed = lossvar.loss_variance(losses, [1, 200, 1000], **kw, checkpoint=ck)
-    whole = lossvar.loss_variance(losses, [1, 200, 1000], **kw)
+    kw = dict(replicates=100_000, rng=11)
+    resumed = lossvar.loss_variance(losses, [1, 200, 1000], **kw,
+                                    execution=Execution(chunk_size=1024, checkpoint=ck))
+    whole = lossvar.loss_variance(losses, [1, 200, 1000], **kw, execution=Execution(chunk_size=1024))
     _same(whole, resumed)
     assert (resumed.table.replicates == 100_000).all()
 
 
 def test_target_rel_se_met_and_worker_independent():
-    kw = dict(batch_sizes=[1, 16, 256, "full"], replicates=2_000_000, rng=5,
-              target_rel_se=0.02, chunk_size=1024)
-    a = lossvar.loss_variance(LOSSES, **kw)
-    b = lossvar.loss_variance(LOSSES, **kw, workers=2)
+    kw = dict(batch_sizes=[1, 16, 256, "full"], replicates=2_000_000, rng=5, target_rel_se=0.02)
+    a = lossvar.loss_variance(LOSSES, **kw, execution=Execution(chunk_size=1024))
+    b = lossvar.loss_variance(LOSSES, **kw, execution=Execution(chunk_size=1024, workers=2))
     _same(a, b)
     t = a.table
     assert t.target_met.all()
@@ -199,7 +211,8 @@ def test_plan_replicates_exact_for_normal_kurtosis_and_achieves_target():
 
 
 def test_progress_bar_on_request(capsys):
-    lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0, progress=True, chunk_size=1000)
+    lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0,
+                          execution=Execution(progress=True, chunk_size=1000))
     drawn = bars(capsys.readouterr().err)
     assert len(drawn) == 1 and drawn[0].startswith("lossvar: 100%|"), drawn
     lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=0)
@@ -210,12 +223,12 @@ def test_phase_is_one_labelled_bar_over_its_calls():
     out = io.StringIO()
     with engine.phase("three calls", total=3, file=out) as ph:
         for rng in range(3):  # the calls' own progress=True gives way to the phase's bar
-            lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=rng, chunk_size=1000,
-                                  progress=True)
+            lossvar.loss_variance(LOSSES, [1, 8], replicates=5000, rng=rng,
+                                  execution=Execution(chunk_size=1000, progress=True))
     assert ph.n == ph.total == 3
     assert full_bars(out.getvalue()) == ["three calls"]
     with engine.phase("off", total=1, enabled=False, file=out) as ph:
-        lossvar.loss_variance(LOSSES, [1], replicates=5000, rng=0, progress=True)
+        lossvar.loss_variance(LOSSES, [1], replicates=5000, rng=0, execution=Execution(progress=True))
     assert len(bars(out.getvalue())) == 1 and ph.n == ph.total == 1
 
 
@@ -241,7 +254,7 @@ def test_progress_drops_the_work_a_precision_target_skips():
     conditions = [engine.Condition((k,), 10**6, 1024, _Normal(seen)) for k in range(3)]
     with engine.phase("target", enabled=False) as ph:
         seen.append(ph)
-        quiet = engine.run(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
+        quiet = engine.simulate(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
     assert all(o.target_met and o.moments.count == 1024 for o in quiet)
     blocks = len(seen) - 1  # whole chunks run (the first of each, and any run ahead)
     assert blocks % 64 == 0 and blocks <= 3 * 2 * 64
@@ -250,7 +263,7 @@ def test_progress_drops_the_work_a_precision_target_skips():
     first_stop = [i for i, (n, _) in enumerate(seen[1:], 1) if n > 0][0]  # after the first collect
     assert all(total <= ph.total * (1 + 1e-12) for _, total in seen[first_stop:])
     # progress only observes: the same call without it gives the same numbers
-    plain = engine.run(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
+    plain = engine.simulate(conditions, np.random.SeedSequence(1), target_rel_se=0.05)
     assert [o.moments for o in plain] == [o.moments for o in quiet]
 
 
@@ -269,14 +282,7 @@ def test_phase_parts_weigh_their_calls():
     assert ph.total == pytest.approx(6) and ph.n == ph.total
 
 
-def test_bad_execution_arguments():
-    with pytest.raises(ValueError, match="`workers` must be a positive integer or -1"):
-        lossvar.loss_variance(LOSSES, [1], replicates=10, workers=0)
-    with pytest.raises(TypeError, match="`workers` must be an integer"):
-        lossvar.loss_variance(LOSSES, [1], replicates=10, workers=1.5)
-    with pytest.raises(ValueError, match="not both"):
-        with ThreadPoolExecutor(1) as ex:
-            lossvar.loss_variance(LOSSES, [1], replicates=10, workers=2, executor=ex)
+def test_bad_target_rel_se():
     with pytest.raises(ValueError, match=r"`target_rel_se` must be .* in \(0.0, 1.0\); got 0"):
         lossvar.loss_variance(LOSSES, [1], replicates=10, target_rel_se=0)
 

@@ -1,11 +1,17 @@
-"""Mergeable moments agree with two-pass formulas on the pooled data."""
+"""Mergeable moments agree with two-pass formulas on the pooled data; the summation kernel
+of the exact moments gives the same result whichever thread sums which part."""
+
+import math
+import time
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lossvar.moments import Moments
+from lossvar import stats, theory
+from lossvar.moments import Moments, MomentsPass, block_moments
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)
 
@@ -61,3 +67,78 @@ def test_empty_merge_is_identity():
     m = Moments.of(np.arange(5.0))
     assert Moments.empty().merge(m) == m
     assert m.merge(Moments.empty()) == m
+
+
+def test_mean_se_is_the_monte_carlo_standard_error_of_the_values():
+    x = np.random.default_rng(2).exponential(size=5000)
+    _, se = stats.mean_se(x)
+    # the same formula, sqrt(S2 / n), from the merged sums instead of the values
+    np.testing.assert_allclose(Moments.of(x[:1234]).merge(Moments.of(x[1234:])).mean_se(), se,
+                               rtol=1e-12)
+    assert math.isnan(Moments.of(x[:1]).mean_se())
+
+
+@pytest.mark.parametrize("size", [1, 2, 17, 65536])
+def test_block_moments_with_work_equal_moments_of(size):
+    # With a work buffer the same operations run in the same order into it: the same bits.
+    x = np.random.default_rng(size).pareto(2.5, size)
+    want = Moments.of(x)
+    d = x - float(x.mean())
+    d2 = d * d
+    assert (want.mean, want.m2, want.m3, want.m4) == (float(x.mean()), float(d2.sum()),
+                                                      float((d2 * d).sum()), float((d2 * d2).sum()))
+    assert block_moments(x, np.empty((3, size + 5))) == (want.mean, want.m2, want.m3, want.m4)
+
+
+# -- MomentsPass: the second pass shared with a helper thread ------------------------------
+
+#: Populations of several leaves (the pass is cut into leaves of 2**16 values),
+#: one of them through the centring second pass.
+SHARED = {
+    "exponential": np.random.default_rng(5).exponential(size=300_001),
+    "heavy_tail": np.random.default_rng(6).pareto(2.5, 140_000),
+    "shifted": np.random.default_rng(7).standard_normal(200_000) * 1e-3 + 1e6,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+def test_a_shared_pass_is_the_pass(name):
+    # Which thread sums a leaf never changes the result: each leaf is one reduction
+    # of a fixed slice, added up on a tree fixed by N (a determinism property of
+    # one computation, like workers=1 against workers=2).
+    x = SHARED[name]
+    alone = theory.population_moments(x)
+    for _ in range(3):
+        shared = MomentsPass(x)
+        shared.start_helper()
+        assert shared.result() == alone
+    closed = MomentsPass(x)
+    closed.start_helper()
+    closed.close()  # the helper stops after its leaf; the rest is summed by the caller
+    assert closed.result() == alone
+    assert closed.result() is closed.result()
+    m = MomentsPass(x)
+    assert (m.n, m.mean) == (x.size, alone.mean) and m.x is x
+
+
+def test_a_shared_pass_raises_the_helpers_error_under_the_callers_error_state():
+    x = np.random.default_rng(8).exponential(size=200_000) * 1e200  # d * d overflows
+    with np.errstate(over="raise"):
+        p = MomentsPass(x)
+        p.start_helper()
+        time.sleep(0.2)  # the helper, alone, has most likely summed every leaf by now
+        with pytest.raises(FloatingPointError):
+            p.result()
+    with np.errstate(over="ignore"):
+        p = MomentsPass(x)
+        p.start_helper()
+        m = p.result()
+    assert m.variance == math.inf
+
+
+def test_a_pass_validates_before_any_thread_starts():
+    with pytest.raises(ValueError, match=r"`losses` must be finite; got 1 NaN or inf value"):
+        MomentsPass(np.r_[np.ones(100_000), np.nan])
+    p = MomentsPass(np.full(200_000, 1e308))  # finite values whose sum overflows
+    p.start_helper()  # nothing left to share
+    assert math.isnan(p.result().mu2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossvar import sampling
+from lossvar import sampling, scratch
 
 # Every chi-square uniformity test below fails by chance with probability
 # 1e-4 (the p-value threshold), for a false-failure rate of about 4e-4 for
@@ -86,3 +86,16 @@ def test_scratch_draws_are_intp_and_the_same_numbers(sampling_, n, b, size):
     assert into.dtype == np.intp and plain.dtype == sampling.index_dtype(n)
     np.testing.assert_array_equal(into, plain)
     assert plain_rng.bit_generator.state == scratch_rng.bit_generator.state
+
+
+@pytest.mark.parametrize("sampling_, n, b, size", [
+    ("without_replacement", 1000, 40, 300), ("without_replacement", 10**6, 1024, 256),
+    ("without_replacement", 50, 6, 2000), ("with_replacement", 10**5, 1, 70000),
+    ("with_replacement", 97, 12, 1)])
+def test_draws_into_the_thread_scratch_buffers_are_the_same_numbers(sampling_, n, b, size):
+    # lossvar.scratch reuses one buffer per name: a second draw overwrites the first in
+    # place, and each is the numbers of a plain draw from its stream.
+    for seed in (7, 8):
+        plain = sampling.draw(np.random.default_rng(seed), n, b, size, sampling_)
+        into = sampling.draw(np.random.default_rng(seed), n, b, size, sampling_, scratch=scratch.scratch)
+        np.testing.assert_array_equal(into, plain)

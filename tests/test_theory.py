@@ -1,174 +1,40 @@
-"""The exact SGD recursions of lossvar.theory (docs/theory.md, section 6).
+"""lossvar.theory as a whole: it stands on the moments kernel and the input checks alone.
 
-Everything here is deterministic. Identities that hold exactly are checked to
-rounding (rtol 1e-12); asymptotic forms are checked against the size of their
-first correction term, stated at each test.
+The theory is what the engines are tested against, so it must not depend on
+them: no module of lossvar.theory imports the engine, the sampling, the
+problems, the statistics or anything else above lossvar.moments (read from
+the source, imports inside functions included).
 """
 
-import numpy as np
+import ast
+from pathlib import Path
+
 import pytest
 
-from lossvar import schedules, theory
+import lossvar
 
-MU, S2 = 1.0, 1.0
-
-
-def _brute_force(eta, mu, sigma2, m1, v1):
-    """Moments of every iterate and every average from the explicit linear map.
-
-    w_k - w* = (prod a) m1 + (prod a) z_0 - sum_j (prod_{i>j} a_i) eta_j xi_j, with
-    z_0 the start's randomness (variance v1); coefficients are tracked as a matrix.
-    """
-    n = len(eta)
-    coef = np.zeros((n + 1, n + 1))  # iterate x (start noise, xi_1..xi_n)
-    mean = np.zeros(n + 1)
-    coef[0, 0], mean[0] = 1.0, m1
-    for k in range(n):
-        a = 1.0 - eta[k] * mu
-        coef[k + 1] = a * coef[k]
-        coef[k + 1, k + 1] = -eta[k]
-        mean[k + 1] = a * mean[k]
-    scale = np.concatenate([[v1], np.full(n, sigma2)])
-    var = (coef**2) @ scale
-    cum = np.cumsum(coef, axis=0) / np.arange(1, n + 2)[:, None]
-    avg_mean = np.cumsum(mean) / np.arange(1, n + 2)
-    avg_var = (cum**2) @ scale
-    return mean, var, avg_mean, avg_var
+PKG = Path(lossvar.__file__).parent
+#: What the theory may import: itself, and the bottom of the package.
+ALLOWED = {"theory", "moments", "scratch", "_threads", "_validate", "typing", "streams"}
 
 
-def test_recursion_matches_the_explicit_linear_map():
-    eta = np.random.default_rng(0).uniform(0.0, 1.5, 30)
-    q = theory.quadratic_moments(eta, 1.3, 0.7, m1=2.0, v1=0.4, steps=30)
-    mean, var, avg_mean, avg_var = _brute_force(eta, 1.3, 0.7, 2.0, 0.4)
-    np.testing.assert_allclose(q.mean[:, 0], mean, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(q.var[:, 0], var, rtol=1e-12)
-    np.testing.assert_allclose(q.avg_mean[:, 0], avg_mean, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(q.avg_var[:, 0], avg_var, rtol=1e-12)
-    np.testing.assert_allclose(q.mse, mean**2 + var, rtol=1e-12)
-    np.testing.assert_allclose(q.avg_mse, avg_mean**2 + avg_var, rtol=1e-12)
-    assert q.step.tolist() == list(range(31)) and np.isnan(q.eta[0])
-    np.testing.assert_array_equal(q.eta[1:], eta)
+def _lossvar_imports(path: Path) -> set:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                out.add("theory")  # a sibling in the subpackage
+            elif node.level == 2:
+                out.update(node.module.split(".")[:1] if node.module else
+                           [alias.name for alias in node.names])
+            elif node.module and node.module.split(".")[0] == "lossvar":
+                out.add(node.module.split(".")[1] if "." in node.module else "")
+        elif isinstance(node, ast.Import):
+            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("lossvar."))
+    return out
 
 
-@pytest.mark.parametrize("m1", [0.0, 3.0, -10.0])
-def test_inverse_k_is_exactly_sigma2_over_mu2_n(m1):
-    mu = 2.0
-    q = theory.quadratic_moments(lambda k: 1 / (mu * k), mu, S2, m1=m1, steps=500)
-    k = np.arange(2, 502)  # iterate index; after n = k - 1 updates
-    np.testing.assert_allclose(q.mse[1:], theory.inverse_k_exact(k, mu, S2), rtol=1e-12)
-    np.testing.assert_allclose(q.mse[1:], S2 / (mu**2 * q.step[1:]), rtol=1e-12)
-    with pytest.raises(ValueError, match="`k` must be >= 2"):
-        theory.inverse_k_exact(1, mu, S2)
-
-
-def test_constant_step_transient_and_floor():
-    eta, v1, m1 = 0.3, 0.4, 1.5
-    q = theory.quadratic_moments(eta, MU, S2, m1=m1, v1=v1, steps=200)
-    floor = theory.constant_step_floor(eta, MU, S2)
-    assert floor == pytest.approx(eta * S2 / (MU * (2 - eta * MU)), rel=1e-15)
-    a = 1 - eta * MU
-    n = q.step
-    np.testing.assert_allclose(q.var[:, 0], floor + a ** (2 * n) * (v1 - floor), rtol=1e-12)
-    np.testing.assert_allclose(q.mean[:, 0], a**n * m1, rtol=1e-12)
-    # mini-batch of B fresh noise vectors: sigma^2 / B, the floor scales as eta / B
-    assert theory.constant_step_floor(eta, MU, S2 / 4) == pytest.approx(floor / 4, rel=1e-15)
-    with pytest.raises(ValueError, match=r"`eta` must be in \(0, 2/mu_max\)"):
-        theory.constant_step_floor(2.5, MU, S2)
-
-
-def test_multidimensional_floor_sum_and_lyapunov():
-    h = np.array([0.5, 1.0, 3.0])
-    eta, s2 = 0.2, 0.8
-    floor = theory.constant_step_floor(eta, h, s2)
-    assert floor == pytest.approx(np.sum(eta * s2 / (h * (2 - eta * h))), rel=1e-14)
-    sigma = theory.stationary_covariance(eta, np.diag(h), s2 * np.eye(3))
-    assert np.trace(sigma) == pytest.approx(floor, rel=1e-12)
-    # a rotated H has the same spectrum: the trace is invariant with isotropic noise
-    Q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))
-    sigma_rot = theory.stationary_covariance(eta, Q @ np.diag(h) @ Q.T, s2 * np.eye(3))
-    assert np.trace(sigma_rot) == pytest.approx(floor, rel=1e-12)
-    # and the diagonal recursion sums the independent coordinates
-    q = theory.quadratic_moments(eta, h, s2, m1=[1.0, -1.0, 2.0], steps=400)
-    parts = sum(theory.quadratic_moments(eta, hi, s2, m1=mi, steps=400).mse
-                for hi, mi in zip(h, [1.0, -1.0, 2.0], strict=True))
-    np.testing.assert_allclose(q.mse, parts, rtol=1e-12)
-    assert q.mse[-1] == pytest.approx(floor, rel=1e-12)
-    with pytest.raises(ValueError, match="contraction"):
-        theory.stationary_covariance(11.0, np.diag(h), np.eye(3))
-
-
-def test_c_over_k_above_the_threshold():
-    c = 1.5  # 2 c mu = 3 > 1
-    asym = theory.sgd_asymptote(c, 1.0, MU, S2)
-    assert asym.exponent == 1.0 and asym.constant == pytest.approx(c * c * S2 / (2 * c * MU - 1))
-    q = theory.quadratic_moments(schedules.polynomial(c, 1.0), MU, S2, m1=1.0, steps=10**5)
-    for n in (10**4, 10**5):
-        # the first correction to k E is O(1/k) here (2 c mu - 1 = 2 > 1)
-        assert abs(n * q.mse[n] / asym.constant - 1) <= 1.0 / n
-
-
-def test_c_over_k_at_and_below_the_threshold():
-    q = theory.quadratic_moments(schedules.polynomial(0.5, 1.0), MU, S2, m1=1.0, steps=10**5)
-    asym = theory.sgd_asymptote(0.5, 1.0, MU, S2)
-    assert asym.log_factor and asym.regime == "c/k, 2 c mu = 1"
-    # k E - c^2 sigma^2 ln k converges: it moves far less than c^2 sigma^2 ln(10) per decade
-    drift = [n * q.mse[n] - asym.constant * np.log(n) for n in (10**3, 10**4, 10**5)]
-    assert abs(drift[2] - drift[1]) < 1e-3 * asym.constant * np.log(10)
-    c = 0.2  # 2 c mu = 0.4 < 1: E ~ C k^-0.4, correction relative k^-(1 - 2 c mu)
-    asym = theory.sgd_asymptote(c, 1.0, MU, S2)
-    assert asym.exponent == pytest.approx(0.4) and np.isnan(asym.constant)
-    q = theory.quadratic_moments(schedules.polynomial(c, 1.0), MU, S2, m1=1.0, steps=10**5)
-    slope = -np.log(q.mse[10**5] / q.mse[10**4]) / np.log(10)
-    assert abs(slope - 0.4) <= 10.0 ** (-4 * 0.6)
-
-
-@pytest.mark.parametrize("c, p", [(1.0, 0.75), (2.0, 0.75), (0.5, 0.3), (1.0, 0.5)])
-def test_c_over_k_to_the_p(c, p):
-    asym = theory.sgd_asymptote(c, p, MU, S2)
-    assert asym.exponent == p and asym.constant == c * S2 / (2 * MU)
-    q = theory.quadratic_moments(schedules.polynomial(c, p), MU, S2, m1=1.0, steps=10**5)
-    for n in (10**3, 10**4, 10**5):
-        # twice the first-order correction p/(2 c mu) k^(p-1) + c mu/2 k^-p
-        bound = 2 * (p / (2 * c * MU) * n ** (p - 1) + c * MU / 2 * n**-p)
-        assert abs(q.mse[n] * n**p / asym.constant - 1) <= bound
-    # converges to 0 in mean square, also for p <= 1/2: monotone decrease over the tail
-    assert np.all(np.diff(q.mse[100:]) < 0)
-
-
-def test_stall_for_p_above_one():
-    c = 0.5
-    asym = theory.sgd_asymptote(c, 2.0, MU, S2)
-    assert asym.exponent == 0 and "stall" in asym.regime
-    sf = theory.stall_factor(c, 2.0, MU)
-    assert sf == pytest.approx(np.sin(np.pi * np.sqrt(c)) / (np.pi * np.sqrt(c)), rel=1e-15)
-    q = theory.quadratic_moments(schedules.polynomial(c, 2.0), MU, S2, m1=3.0, steps=10**4)
-    # the tail prod_{k > n} (1 - c mu / k^2) = 1 - c mu / n + O(n^-2)
-    n = 10**4
-    assert abs(q.mean[n, 0] / (3.0 * sf) - 1) <= 2 * c * MU / n
-    assert q.mse[-1] > (3.0 * sf) ** 2  # stalls away from w*: the bias never vanishes
-    # the numeric product (any p > 1) agrees with Euler's formula next to p = 2
-    assert theory.stall_factor(c, 2.0 + 1e-7, MU) == pytest.approx(sf, rel=1e-6)
-    assert theory.stall_factor(1.0, 2.0, MU) == pytest.approx(0.0, abs=1e-16)
-
-
-def test_polyak_ruppert_limit():
-    assert theory.polyak_ruppert_limit(MU, S2) == S2 / MU**2
-    assert theory.polyak_ruppert_limit([1.0, 2.0], S2) == pytest.approx(1.25)
-    q = theory.quadratic_moments(0.1, MU, S2, m1=1.0, steps=10**5)
-    err = {n: abs((n + 1) * q.avg_mse[n] / theory.polyak_ruppert_limit(MU, S2) - 1)
-           for n in (10**4, 10**5)}
-    # n E -> sigma^2 / mu^2 with an O(1/n) correction: ten times smaller per decade
-    assert err[10**5] < 1e-3 and 8 < err[10**4] / err[10**5] < 12
-    # it does not rescue c/k with 2 c mu < 1: E(avg) ~ k^(-2 c mu) = k^-0.4, so n E(avg)
-    # grows like n^0.6 (a factor 10^0.6 = 4 per decade; asked here: at least 2)
-    q = theory.quadratic_moments(schedules.polynomial(0.2, 1.0), MU, S2, m1=1.0, steps=10**4)
-    assert (10**4 + 1) * q.avg_mse[10**4] > 2 * (10**3 + 1) * q.avg_mse[10**3]
-
-
-def test_input_errors():
-    with pytest.raises(ValueError, match="`mu` must be a positive number"):
-        theory.quadratic_moments(0.1, -1.0, S2, m1=0.0, steps=3)
-    with pytest.raises(ValueError, match="length steps=3"):
-        theory.quadratic_moments([0.1, 0.2], MU, S2, m1=0.0, steps=3)
-    with pytest.raises(ValueError, match="`steps` must be an integer >= 1; got 0"):
-        theory.quadratic_moments(0.1, MU, S2, m1=0.0, steps=0)
+@pytest.mark.parametrize("path", sorted((PKG / "theory").glob("*.py")), ids=lambda p: p.name)
+def test_theory_imports_nothing_above_the_moments(path):
+    above = _lossvar_imports(path) - ALLOWED
+    assert not above, f"lossvar/theory/{path.name} imports {sorted(above)}"

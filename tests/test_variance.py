@@ -8,14 +8,20 @@ seeds are fixed, so a given checkout passes or fails deterministically; the
 rate is what a new seed would risk.
 """
 
+import warnings
+from fractions import Fraction
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 import lossvar
-from lossvar import GaussianNoisePopulation, loss_variance, scaling_fit, variance_study
+from lossvar import Execution, GaussianNoisePopulation, loss_variance, scaling_fit, theory, variance_study
+from lossvar import sampling as draws
+from lossvar.moments import Moments
 from lossvar.stats import UnreliableIntervalWarning
+from lossvar.variance import BatchMeans
 
 Z = 4.4
 SCHEMES = ["without_replacement", "with_replacement"]
@@ -203,7 +209,7 @@ def test_same_seed_bit_identical_whatever_chunking(skewed_losses):
     kw = dict(batch_sizes=[1, 3, 50, "full"], replicates=70_000, rng=42)
     base = loss_variance(skewed_losses, **kw, keep_means=True)
     for chunk in [1, 999, 10**6]:
-        other = loss_variance(skewed_losses, **kw, chunk_size=chunk, keep_means=True)
+        other = loss_variance(skewed_losses, **kw, execution=Execution(chunk_size=chunk), keep_means=True)
         pd.testing.assert_frame_equal(base.table, other.table, check_exact=True)
         for b in base.means:
             np.testing.assert_array_equal(base.means[b], other.means[b])
@@ -290,3 +296,123 @@ def test_study_bad_input():
     data = pop.sample(20, np.random.default_rng(0))
     with pytest.raises(ValueError, match="`w` must have length"):
         variance_study(pop.problem, data, np.zeros(2), [1], replicates=10)
+
+
+def test_loose_run_keywords_are_refused():
+    # how to run is one object (lossvar.Execution), documented once
+    for kw in (dict(workers=2), dict(chunk_size=10), dict(progress=True), dict(checkpoint="x")):
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
+            loss_variance([1.0, 2.0, 3.0], [1], replicates=10, **kw)
+    pop = lossvar.GaussianLinearPopulation(np.zeros(2))
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        variance_study(pop.problem, pop, np.zeros(2), [1], replicates=10, workers=2)
+    with pytest.raises(TypeError, match=r"`execution` must be a lossvar.Execution or None; got 2"):
+        loss_variance([1.0, 2.0, 3.0], [1], replicates=10, execution=2)
+
+
+# -- the exact columns: the moments of the losses, once per call ---------------------------
+
+HEAVY = np.random.default_rng(1).pareto(2.5, 9_999)
+
+
+def test_exact_columns_use_the_population_moments():
+    m = theory.population_moments(HEAVY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableIntervalWarning)
+        table = loss_variance(HEAVY, [1, 3], replicates=50, rng=0).table
+    for b, row in zip((1, 3), table.itertuples(), strict=True):
+        fourth = theory.fourth_moment_from_moments(m.mu2, m.mu4, b, n=HEAVY.size,
+                                                   sampling="without_replacement")
+        var = theory.batch_mean_variance(m.variance, b, n=HEAVY.size, sampling="without_replacement")
+        assert row.exact_mean == m.mean and row.exact_variance == var
+        assert row.exact_kurtosis == fourth / var**2
+
+
+def test_a_single_condition_row_is_the_row_of_a_larger_call():
+    # A row depends on the seed and its batch size only, so the one-condition
+    # table (its own columns, dtypes and statistics) is that row of a larger one.
+    x = np.random.default_rng(0).exponential(size=20_001)
+    kw = dict(replicates=3000, rng=7)
+    big = loss_variance(x, [1, 4, 64, "full"], **kw).table
+    for i, b in enumerate((1, 4, 64)):
+        small = loss_variance(x, [b], **kw).table
+        pd.testing.assert_frame_equal(small, big.iloc[[i]].reset_index(drop=True), check_exact=True)
+    for scheme in SCHEMES:
+        t = loss_variance(x, [2], sampling=scheme, target_rel_se=0.5, **kw).table
+        assert list(t.columns)[-2:] == ["target_rel_se", "target_met"]
+        assert t.target_met.dtype == bool and t.interval_reliable.dtype == bool
+
+
+def test_unreliable_intervals_are_named_in_one_warning():
+    with pytest.warns(UnreliableIntervalWarning) as caught:
+        res = loss_variance(HEAVY, [1, 2, HEAVY.size], replicates=100, rng=1)
+    flagged = res.table.loc[~res.table.interval_reliable, "batch_size"].tolist()
+    assert flagged == [1, 2]  # the full batch has no noise: its zero variance is exact
+    assert len(caught) == 1 and f"batch sizes {flagged}" in str(caught[0].message)
+
+
+@pytest.mark.reproducibility
+def test_serial_calls_share_the_pass_and_stay_bit_identical():
+    # N = 200_003 losses make four leaves of the moments' pass: a serial call sums some
+    # of them in a helper thread, a call with worker processes sums all in its own thread.
+    x = np.random.default_rng(5).exponential(size=200_003)
+    kw = dict(replicates=3000, rng=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableIntervalWarning)
+        base = loss_variance(x, [1, 3, 40, "full"], **kw).table
+        for how in (Execution(workers=2), Execution(chunk_size=700)):
+            got = loss_variance(x, [1, 3, 40, "full"], **kw, execution=how).table
+            pd.testing.assert_frame_equal(base, got, check_exact=True)
+        planned = loss_variance(x, [1, 3, 40, "full"], replicates="auto", rng=11).table
+    # planned from the exact moments, which come first
+    pd.testing.assert_series_equal(planned.exact_kurtosis, base.exact_kurtosis, check_exact=True)
+    assert (base.exact_mean == theory.population_moments(x).mean).all()
+
+
+def test_overflowing_losses_are_accepted_and_the_overflow_shown():
+    # finite values whose sum overflows: the moments are NaN (tests/test_theory_batch.py),
+    # and the overflow of the batch means is not hidden
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        loss_variance(np.full(4, 1e308), [1], replicates=10, rng=0)
+
+
+# -- the batch-means simulator ------------------------------------------------------------
+
+
+def test_batch_means_simulator_matches_fancy_indexing():
+    losses = np.random.default_rng(0).exponential(size=20_000)
+    for scheme in SCHEMES:
+        for b in (1, 64, 2000):  # a batch of one is its loss; from 8 on, numpy's own mean
+            sim = BatchMeans(losses, b, scheme)
+            got = sim(np.random.default_rng(b), 512).copy()
+            idx = draws.draw(np.random.default_rng(b), losses.size, b, 512, scheme)
+            np.testing.assert_array_equal(got, losses[idx].mean(axis=1))
+
+
+@pytest.mark.parametrize("b", [2, 3, 5, 7, 8])
+def test_short_batches_are_summed_by_columns_to_rounding(b):
+    # Below variance.COLUMN_SUM_BELOW the batches are summed column by column over
+    # all rows at once: b - 1 additions and a division, as many roundings as
+    # numpy's mean of a short row, so within (b + 1) units in the last place
+    # of the sum of absolute values. Another code path: compared to rounding.
+    rng = np.random.default_rng(b)
+    losses = rng.standard_normal(5000) * 10.0 ** rng.integers(-3, 4, 5000)  # both signs, many scales
+    for scheme in SCHEMES:
+        got = BatchMeans(losses, b, scheme)(np.random.default_rng(9), 4096).copy()
+        idx = draws.draw(np.random.default_rng(9), losses.size, b, 4096, scheme)
+        gathered = losses[idx]
+        bound = (b + 1) * np.finfo(float).eps * np.abs(gathered).sum(axis=1) / b
+        assert np.all(np.abs(got - gathered.mean(axis=1)) <= bound)
+        exact = np.array([float(sum(map(Fraction, row)) / b) for row in gathered[:200].tolist()])
+        assert np.all(np.abs(got[:200] - exact) <= bound[:200])
+
+
+def test_kept_means_survive_scratch_reuse_and_match_the_table():
+    losses = np.random.default_rng(1).exponential(size=5000)
+    res = loss_variance(losses, [1, 8, 100], replicates=3000, rng=2, keep_means=True,
+                        execution=Execution(chunk_size=64))
+    for b, means in res.means.items():
+        row = res.table.set_index("batch_size").loc[b]
+        assert means.size == 3000
+        assert Moments.of(means).variance == pytest.approx(row.variance, rel=1e-12)
+        assert len(np.unique(means[:64])) > 1  # not one reused buffer repeated
