@@ -17,18 +17,18 @@ without replacement.
 The modules, one idea each (every public name is also importable from here
 and from the top level, ``lossvar``):
 
-- :mod:`lossvar.noise.exact`: :class:`GradientNoise` and
-  :func:`gradient_noise`, the exact noise statistics of a data set (simple
+- :mod:`lossvar.noise.exact`: :class:`lossvar.GradientNoise` and
+  :func:`lossvar.gradient_noise`, the exact noise statistics of a data set (simple
   noise scale, noise scale with curvature, GSNR);
-- :mod:`lossvar.noise.montecarlo`: :func:`gradient_variance`, the Monte
+- :mod:`lossvar.noise.montecarlo`: :func:`lossvar.gradient_variance`, the Monte
   Carlo of :math:`E\|g_B - G\|^2` against B beside its exact value;
-- :mod:`lossvar.noise.two_batch`: :func:`two_batch_estimate` and
-  :func:`two_batch_estimate_from_callable`, the unbiased estimates from
+- :mod:`lossvar.noise.two_batch`: :func:`lossvar.two_batch_estimate` and
+  :func:`lossvar.two_batch_estimate_from_callable`, the unbiased estimates from
   batch means at two sizes (McCandlish et al. 2018, appendix A.1);
-- :mod:`lossvar.noise.adaptive`: :func:`norm_test`,
-  :func:`inner_product_test`, :func:`orthogonality_test` (Byrd et al. 2012;
+- :mod:`lossvar.noise.adaptive`: :func:`lossvar.norm_test`,
+  :func:`lossvar.inner_product_test`, :func:`lossvar.orthogonality_test` (Byrd et al. 2012;
   Bollapragada et al. 2018);
-- :mod:`lossvar.noise.monitor`: :class:`GradientNoiseMonitor`, the
+- :mod:`lossvar.noise.monitor`: :class:`lossvar.GradientNoiseMonitor`, the
   two-batch estimate online, during training.
 
 Every function that takes a problem uses only the Problem protocol

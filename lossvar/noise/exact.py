@@ -1,13 +1,14 @@
-r"""Exact gradient-noise statistics of a data set: :class:`GradientNoise`, :func:`gradient_noise`.
+r"""Exact gradient-noise statistics of a data set.
 
-From the per-example gradients :math:`g_i(w)` of N examples: the mean
-gradient :math:`G`, the covariance :math:`\Sigma` (divided by
-:math:`N - \mathrm{ddof}`, by N by default), the simple noise scale, the
-noise scale with curvature and the GSNR per parameter (docs/theory.md,
-section 10). :func:`gradient_noise` computes them in one pass over the data
-in blocks, from any problem that meets the Problem protocol
-(:class:`lossvar.typing.Problem`), its Hessian taken from ``problem.hessian``
-or, without one, from Hessian-vector products ``problem.hvp``.
+:class:`lossvar.GradientNoise` holds, from the per-example gradients
+:math:`g_i(w)` of N examples, the mean gradient :math:`G`, the covariance
+:math:`\Sigma` (divided by :math:`N - \mathrm{ddof}`, by N by default), the
+simple noise scale, the noise scale with curvature and the GSNR per
+parameter (docs/theory.md, section 10). :func:`lossvar.gradient_noise`
+computes them in one pass over the data in blocks, from any problem that
+meets the Problem protocol (:class:`lossvar.typing.Problem`), its Hessian
+taken from ``problem.hessian`` or, without one, from Hessian-vector products
+``problem.hvp``.
 
 References
 ----------

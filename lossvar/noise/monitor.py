@@ -1,4 +1,4 @@
-r"""The gradient noise scale during training: :class:`GradientNoiseMonitor`.
+r"""The gradient noise scale during training: :class:`lossvar.GradientNoiseMonitor`.
 
 An online form of the two-batch estimate (McCandlish et al. 2018, appendix
 A.1): each training step gives the squared norms of the mean gradient at two
@@ -93,7 +93,7 @@ class GradientNoiseMonitor:
 
     Each pair gives unbiased estimates :math:`S` of :math:`\|G\|^2` and
     :math:`T` of :math:`\operatorname{tr}\Sigma`
-    (:meth:`lossvar.noise.TwoBatchDesign.pairs`, the formulas of
+    (:meth:`lossvar.TwoBatchDesign.pairs`, the formulas of
     :func:`lossvar.two_batch_estimate`, with the finite-population
     correction :math:`k_B = (N - B)/(N - 1)` when ``n`` is given and
     ``sampling="without_replacement"``). :meth:`estimate` returns their

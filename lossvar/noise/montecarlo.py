@@ -1,6 +1,6 @@
 r"""Monte Carlo of the gradient noise: :math:`E\|g_B - G\|^2` against the batch size.
 
-:func:`gradient_variance` draws random batches of a fixed data set, records
+:func:`lossvar.gradient_variance` draws random batches of a fixed data set, records
 the squared distance of each batch-mean gradient from the full gradient, and
 reports its mean with a standard error beside the exact value
 (docs/theory.md, section 10), on the engine of :func:`lossvar.loss_variance`.
@@ -43,7 +43,7 @@ GRADIENT_VARIANCE_COLUMNS = (
 
 @dataclass(frozen=True)
 class GradientVarianceResult:
-    r"""The outcome of :func:`gradient_variance`.
+    r"""The outcome of :func:`lossvar.gradient_variance`.
 
     Attributes
     ----------

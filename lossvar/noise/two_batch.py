@@ -4,11 +4,11 @@ For a model whose per-example gradients are too costly, the squared norms of
 batch-mean gradients at two batch sizes :math:`B_s < B_b` give unbiased
 estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma`, with the
 finite-population correction for batches drawn without replacement
-(docs/theory.md, section 10). :class:`TwoBatchDesign` holds the per-pair
-formulas (shared with :class:`lossvar.noise.GradientNoiseMonitor`),
-:class:`TwoBatchEstimate` the averaged estimate with standard errors and
+(docs/theory.md, section 10). :class:`lossvar.TwoBatchDesign` holds the per-pair
+formulas (shared with :class:`lossvar.GradientNoiseMonitor`),
+:class:`lossvar.TwoBatchEstimate` the averaged estimate with standard errors and
 Fieller's interval for :math:`B_\mathrm{simple}`; negative estimates are
-flagged with a :class:`NegativeEstimateWarning`.
+flagged with a :class:`lossvar.NegativeEstimateWarning`.
 
 References
 ----------
