@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import lossvar
-from lossvar.gradient_noise import gradient_variance
-from lossvar.monitor import GradientNoiseMonitor
+from lossvar import GradientNoiseMonitor, gradient_variance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time, machine  # noqa: E402

@@ -24,8 +24,9 @@ from .problems import (  # noqa: E402
 )
 from .mlp import MLP  # noqa: E402
 from .engine import Execution  # noqa: E402
-from .gradient_noise import (  # noqa: E402
+from .noise import (  # noqa: E402
     GradientNoise,
+    GradientNoiseMonitor,
     NegativeEstimateWarning,
     TwoBatchDesign,
     TwoBatchEstimate,
@@ -37,7 +38,6 @@ from .gradient_noise import (  # noqa: E402
     two_batch_estimate,
     two_batch_estimate_from_callable,
 )
-from .monitor import GradientNoiseMonitor  # noqa: E402
 from .rates import RateFit, convergence_rate  # noqa: E402
 from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
 from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
@@ -50,7 +50,7 @@ __all__ = [
     "gradient_noise",
     "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
     "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",
-    "engine", "plan_replicates",
+    "engine", "noise", "plan_replicates",
     "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",

@@ -1,4 +1,4 @@
-r"""The gradient noise scale during training: :class:`GradientNoiseMonitor`.
+r"""The gradient noise scale during training: :class:`lossvar.GradientNoiseMonitor`.
 
 An online form of the two-batch estimate (McCandlish et al. 2018, appendix
 A.1): each training step gives the squared norms of the mean gradient at two
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-from ._validate import as_float
-from .gradient_noise import TwoBatchDesign, TwoBatchEstimate
+from .._validate import as_float
+from .two_batch import TwoBatchDesign, TwoBatchEstimate
 
 __all__ = ["GradientNoiseMonitor"]
 
@@ -93,7 +93,7 @@ class GradientNoiseMonitor:
 
     Each pair gives unbiased estimates :math:`S` of :math:`\|G\|^2` and
     :math:`T` of :math:`\operatorname{tr}\Sigma`
-    (:meth:`lossvar.gradient_noise.TwoBatchDesign.pairs`, the formulas of
+    (:meth:`lossvar.TwoBatchDesign.pairs`, the formulas of
     :func:`lossvar.two_batch_estimate`, with the finite-population
     correction :math:`k_B = (N - B)/(N - 1)` when ``n`` is given and
     ``sampling="without_replacement"``). :meth:`estimate` returns their
@@ -166,7 +166,7 @@ class GradientNoiseMonitor:
     Examples
     --------
     >>> import numpy as np
-    >>> from lossvar.monitor import GradientNoiseMonitor
+    >>> from lossvar import GradientNoiseMonitor
     >>> rng = np.random.default_rng(0)
     >>> G, sigma2, p = np.full(4, 0.5), 1.0, 4  # ||G||^2 = 1, tr Sigma = 4, B_simple = 4
     >>> monitor = GradientNoiseMonitor(8, 64, ema=0.99)
@@ -234,7 +234,7 @@ class GradientNoiseMonitor:
 
         Warns
         -----
-        lossvar.gradient_noise.NegativeEstimateWarning
+        lossvar.NegativeEstimateWarning
             When an estimate is negative (``flags`` says which).
         """
         if weighted is None:

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossvar.gradient_noise import (
+from lossvar import (
+    GradientNoiseMonitor,
     NegativeEstimateWarning,
     TwoBatchDesign,
     TwoBatchEstimate,
     two_batch_estimate,
 )
-from lossvar.monitor import GradientNoiseMonitor
 
 Z = 4.0  # two-sided normal tail 6.3e-5 per check
 EPS = np.finfo(np.float64).eps
