@@ -25,7 +25,7 @@ from .. import theory as _theory
 from .._validate import as_choice, as_finite_array, as_float, as_int
 from ..data import Dataset
 from ..engine import Condition, Execution, block_size
-from ..engine import run as _simulate
+from ..engine import simulate as _simulate
 from ..moments import Moments
 from ..stats import two_sided_z
 from ..streams import as_seed_sequence, describe

@@ -53,10 +53,10 @@ from scipy import stats as _st
 from threadpoolctl import threadpool_limits
 
 import lossvar
-from lossvar import optim, plots, studies, theory
+from lossvar import gradient_noise, gradient_variance, optim, plots, studies, theory
 from lossvar import sampling as _sampling
 from lossvar.engine import Condition, run
-from lossvar.gradient_noise import gradient_noise, gradient_variance
+from lossvar.noise import GRADIENT_VARIANCE_COLUMNS as GV_COLUMNS
 from lossvar.sgd import run_sgd
 from lossvar.streams import as_seed_sequence
 from lossvar.studies import checks
@@ -540,9 +540,13 @@ def _gradient_noise_table(spec, ref, sizes, args, root):
         ladder = sorted({b for b in sizes if b <= ref.data.n} | ({ref.data.n} if full else set()))
         res = gradient_variance(ref.problem, ref.data, ref.w0, ladder, replicates=args.noise_replicates,
                                 sampling=sampling, rng=seed, confidence=args.confidence,
-                                **_engine_options(args))
-        tables.append(res.table.assign(problem=label))
-        fit = lossvar.scaling_fit(res, confidence=args.confidence)
+                                execution=lossvar.Execution(**_engine_options(args)))
+        # E||g_B - G||^2 is the total variance tr Cov(g_B): the 1/B law is fitted as a variance's
+        table = res.table
+        table = table.assign(variance=table["mean"], variance_se=table.mean_se, exact_variance=table.exact)
+        table = table[[*GV_COLUMNS[:-1], "variance", "variance_se", "exact_variance", GV_COLUMNS[-1]]]
+        tables.append(table.assign(problem=label))
+        fit = lossvar.scaling_fit(table, confidence=args.confidence)
         fits.append(dict(problem=label, sampling=sampling, exponent=fit.exponent, se=fit.se,
                          ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue))
     table = pd.concat(tables, ignore_index=True)
