@@ -20,7 +20,7 @@ LAYERS = [
     {"sampling"},
     {"engine"},
     {"stats", "theory", "schedules", "optim"},
-    {"variance", "sgd", "rates", "gradient_noise", "monitor"},
+    {"variance", "sgd", "rates", "critical", "gradient_noise", "monitor"},
     {"results"},
     {"plots"},
     {"", "cli", "__main__", "studies"},

@@ -6,6 +6,7 @@ so a new seed would fail by chance with probability about 6%. The seeds are
 fixed, so a given checkout passes or fails deterministically.
 """
 
+import ast
 import contextlib
 import io
 import json
@@ -20,9 +21,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lossvar import stats, studies
+from lossvar import plots, stats, studies
 from lossvar.results import read_table
-from lossvar.studies import checks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bars import full_bars  # noqa: E402
@@ -407,4 +407,40 @@ def test_figures_name_a_verdict_with_no_tested_row():
     bad = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.5])
     t = stats.study_verdicts([(dict(table=k), a)
                               for k, a in zip("xyz", (none, some, bad), strict=True)], 0.95)
-    assert [checks.verdict_word(r) for r in t.itertuples()] == ["no verdict", "agrees", "DISAGREES"]
+    assert [plots.verdict_word(r) for r in t.itertuples()] == ["no verdict", "agrees", "DISAGREES"]
+
+
+def _lossvar_uses(path):
+    """The dotted lossvar names a module imports or reads (``lossvar.stats.holm``), through
+    absolute imports and the attributes of the names they bind."""
+    tree = ast.parse(path.read_text())
+    bound, uses = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "lossvar":
+                    bound[a.asname or "lossvar"] = a.name if a.asname else "lossvar"
+                    uses.append(a.name)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module \
+                and node.module.split(".")[0] == "lossvar":
+            for a in node.names:
+                bound[a.asname or a.name] = f"{node.module}.{a.name}"
+                uses.append(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, inner = [], node
+            while isinstance(inner, ast.Attribute):
+                chain.append(inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name) and inner.id in bound:
+                uses.append(".".join([bound[inner.id], *reversed(chain)]))
+    return uses
+
+
+@pytest.mark.parametrize("path", sorted((Path(studies.__file__).parent).rglob("*.py")),
+                         ids=lambda p: p.name if p.parent.name == "studies" else f"{p.parent.name}/{p.name}")
+def test_studies_compose_public_names_only(path):
+    # A study composes the public API: no private module or name of lossvar, however reached.
+    private = sorted({u for u in _lossvar_uses(path)
+                      if any(part.startswith("_") and not part.endswith("__") for part in u.split("."))})
+    assert not private, private
