@@ -71,7 +71,7 @@ def variance_scaling_figure(variance, fits, verdicts, *, confidence, titles):
             ax.tick_params(labelbottom=False)
             ax.set_xlabel("")
             ratio_plot(t, ax=rax, palette=colors, confidence=confidence, legend=False,
-                             dodge=0.06)
+                       dodge=0.06)
             rax.set_ylabel("Monte Carlo / exact")
             ratio_axes.append(rax)
         half = max(max(abs(a.get_ylim()[0] - 1), abs(a.get_ylim()[1] - 1)) for a in ratio_axes)
@@ -93,9 +93,9 @@ def variance_scaling_figure(variance, fits, verdicts, *, confidence, titles):
                   "p-value of $a = -1$\n(raw, Holm)", "Monte Carlo against\nexact theory, every $B$",
                   "intervals missing\nexact (expected)"]
         table_panel(tab, header,
-                          rows, colors=row_colors, marks=row_marks, color_col=1, x0=-0.45, pad=0.12)
+                    rows, colors=row_colors, marks=row_marks, color_col=1, x0=-0.45, pad=0.12)
     bars = interval_words(confidence, variance["interval"].iloc[0] if "interval" in variance
-                                else None)
+                          else None)
     reliable = variance.interval_reliable.astype(bool).all() if "interval_reliable" in variance else True
     zero = variance[(variance.exact_variance == 0)]
     caption(fig, (
@@ -151,7 +151,7 @@ def one_step_figure(one, opt, *, confidence):
     colors, marks = palette(names), markers(names)
     best_color = "0.45"  # not one of the batch sizes' colours: every B of the ladder
     fig, axes = subplots(len(labels), 2, width="full", height=0.35 + 2.05 * len(labels),
-                               squeeze=False, gridspec_kw={"width_ratios": [1.3, 1.0]})
+                         squeeze=False, gridspec_kw={"width_ratios": [1.3, 1.0]})
     kinds = set()
     grid = np.sort(one.lr_over_eps_max.unique())
     for (left, right), label in zip(axes, labels, strict=True):
@@ -172,7 +172,7 @@ def one_step_figure(one, opt, *, confidence):
             y = c.improvement.to_numpy(float) / gain_max
             half = z * c.improvement_se.to_numpy(float) / gain_max
             mc_points(left, c.lr_over_eps_max.to_numpy(float) * dodge, y, y - half, y + half,
-                            color=colors[name], marker=marks[name], label=name, ms=3.2)
+                      color=colors[name], marker=marks[name], label=name, ms=3.2)
             left.plot(xx, _model_gain(xx, b, b_noise), **_theory_style(kind))
         top = max(1.12, float((g.improvement / gain_max).max()) * 1.08)
         left.set_ylim(GAIN_FLOOR, top)
@@ -194,8 +194,8 @@ def one_step_figure(one, opt, *, confidence):
         est = o.eps_opt_estimable.astype(bool).to_numpy()
         e = o[est]
         mc_points(right, e.batch_size, e.eps_opt_mc / e_max, e.eps_opt_mc_ci_low / e_max,
-                        e.eps_opt_mc_ci_high / e_max, color=best_color, marker="o",
-                        label="best step, fitted to Monte Carlo")
+                  e.eps_opt_mc_ci_high / e_max, color=best_color, marker="o",
+                  label="best step, fitted to Monte Carlo")
         hi = float((e.eps_opt_mc_ci_high / e_max).max()) if len(e) else 1.0
         right.set_ylim(0.0, max(1.12, 1.06 * hi))
         bad = o[~est]
@@ -210,18 +210,18 @@ def one_step_figure(one, opt, *, confidence):
         log_ticks(right.xaxis)
         right.set_xlabel(r"batch size $B$")
         right.set_ylabel(r"best step $\varepsilon_{\rm opt}\,/\,\varepsilon_{\max}$")
-        right.set_title("best single step against $B$" + ("" if kind == "exact" else
-                        "\nsecond-order model: local at $w_0$, not exact at large steps"), loc="left")
+        local = "\nsecond-order model: local at $w_0$, not exact at large steps"
+        right.set_title("best single step against $B$" + ("" if kind == "exact" else local), loc="left")
     lines = fig.add_axes([0, 0, 0, 0], visible=False)  # the legend's order: B, theory, best step
     for name in names:
         mc_points(lines, [], [], [], [], color=colors[name], marker=marks[name], label=name,
-                        ms=3.2)
+                  ms=3.2)
     for kind, text in (("exact", "exact theory"),
                        ("second-order", "second-order model")):
         if kind in kinds:
             lines.plot([], [], **_theory_style(kind), label=text)
     figure_legend(fig, [lines, *np.ravel(axes)], ncol=max(len(names), 4), first=names,
-                   title=f"Monte Carlo means (markers) with {interval_words(confidence)} (bars)")
+                  title=f"Monte Carlo means (markers) with {interval_words(confidence)} (bars)")
     words = interval_words(confidence)
     caption(fig, (
         "McCandlish et al. (2018), eq. 2.3: one SGD step of size $\\varepsilon$ from $w_0 = 0$ with a "
@@ -295,7 +295,7 @@ def steps_examples_figure(measured, crit, *, confidence):
                 f"{number(c.b_noise_target)} at target",
                 transform=ax.transAxes, ha="right", va="top", fontsize=6.5, linespacing=1.3, zorder=6)
     figure_legend(fig, axes, ncol=3, title="Monte Carlo means (markers) with "
-                   f"{interval_words(confidence)} (bars; numbers: batch size $B$)")
+                  f"{interval_words(confidence)} (bars; numbers: batch size $B$)")
     caption(fig, (
         "McCandlish et al. (2018), section 2.2: steps $S$ and examples $E = BS$ to reach the target "
         "excess loss (a fraction of that at $w_0 = 0$, after each panel's name) with SGD (batches "
@@ -329,19 +329,19 @@ def gradient_noise_figure(gv, fits, *, confidence):
         top = fig.add_subplot(grid[0, j])
         bottom = fig.add_subplot(grid[1, j], sharex=top)
         variance_plot(g, ax=top, confidence=confidence, palette=pal, legend=False, note=False,
-                            title=label)
+                      title=label)
         top.set_ylabel(r"$\mathrm{E}\,|g_B - G|^2$")
         top.set_xlabel("")
         top.tick_params(labelbottom=False)
         _relabel(top, r"$\mathrm{tr}\,\Sigma/B$ (the $1/B$ law)")
         ratio_plot(g[g.exact_variance > 0], ax=bottom, confidence=confidence, palette=pal,
-                         legend=False)
+                   legend=False)
         bottom.set_ylabel("Monte Carlo / exact")
         log_ticks(bottom.xaxis, subs=(1.0,))
         axes += [top, bottom]
     figure_legend(fig, axes, ncol=4, first=[sampling_label(x) for x in pal],
-                   title="Monte Carlo estimates (markers) with "
-                   f"{interval_words(confidence)} (bars)")
+                  title="Monte Carlo estimates (markers) with "
+                  f"{interval_words(confidence)} (bars)")
     table = fig.add_subplot(grid[2, :])
     rows, colors, mk = [], [], []
     for i, f in enumerate(fits.itertuples()):
@@ -352,9 +352,9 @@ def gradient_noise_figure(gv, fits, *, confidence):
         colors.append(pal[f.sampling])
         mk.append(marks[f.sampling])
     table_panel(table, ["problem", "sampling", f"exponent $a$ of $\\mathrm{{E}}|g_B - G|^2 "
-                              f"\\propto B^a$\n({percent(confidence)} CI)",
-                              "p-value of $a = -1$\n(raw, Holm)"],
-                      rows, colors=colors, marks=mk, color_col=1)
+                        f"\\propto B^a$\n({percent(confidence)} CI)",
+                        "p-value of $a = -1$\n(raw, Holm)"],
+                rows, colors=colors, marks=mk, color_col=1)
     ns = ", ".join(f"{int(n)}" for n in dict.fromkeys(gv[gv.exact_variance == 0].n))
     caption(fig, (
         "The gradient noise at $w_0 = 0$: Monte Carlo mean of $|g_B - G|^2$ over random batches "

@@ -93,7 +93,7 @@ def optimizer_convergence_figure(curves, *, curvature, replicates, confidence, d
     # bands drawn with their edges, level stated
     real = data is not None
     fig, axes = subplots(1, 2 if real else 1, width="full" if real else "column",
-                               height=2.7, squeeze=False)
+                         height=2.7, squeeze=False)
     panels = [(axes[0, 0], curves[(curves.problem == "quadratic") & (curves.step > 0)], "step",
                True, r"step $t$", r"excess risk $f(w_t) - f(w^*)$",
                f"Noisy quadratic, condition number {h[1]:g}: {replicates} runs")]
@@ -156,7 +156,7 @@ def update_variance_figure(updates, verdicts, *, steps, replicates, confidence):
                 continue
             xpos = i + (j - (len(coords) - 1) / 2) * width
             mc_points(ax, [xpos], r.mean_sq_update, r.ci_low, r.ci_high,
-                            color=colors[name], marker=coord_marks[coord])
+                      color=colors[name], marker=coord_marks[coord])
             if np.isfinite(r.exact.iloc[0]):
                 ax.plot([xpos - 0.09, xpos + 0.09], [r.exact.iloc[0]] * 2, **EXACT)
     ax.set_yscale("log")
@@ -171,7 +171,7 @@ def update_variance_figure(updates, verdicts, *, steps, replicates, confidence):
         r = sgd[sgd.coordinate == coord]
         e = r.exact.to_numpy(float)
         mc_points(rax, [i], r.mean_sq_update / e, r.ci_low / e, r.ci_high / e,
-                        color=colors[names[0]], marker=coord_marks[coord])
+                  color=colors[names[0]], marker=coord_marks[coord])
     rax.axhline(1.0, **EXACT)
     lo, hi = rax.get_ylim()
     half = max(1 - lo, hi - 1)
@@ -193,7 +193,7 @@ def update_variance_figure(updates, verdicts, *, steps, replicates, confidence):
     handles[f"exact ({names[0]})"] = plt.Line2D([], [], **EXACT)
     fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=len(handles),
                title=f"coordinate (marker); Monte Carlo means with {level} confidence "
-                     "intervals (bars)")
+               "intervals (bars)")
     caption(fig, (
         "Mean squared update per coordinate in the steady state, averaged over the steps and then "
         f"across runs; bars: {interval_words(confidence)} (normal approximation, "

@@ -58,7 +58,7 @@ def schedules_figure(curves, exact, rows, verdicts, *, short, averaged, mu, nois
             ax.plot(e.step, e[exact_col], **EXACT)
             t = t.iloc[skip::2]  # every other recorded step: 5 markers a decade
             mc_points(ax, t.step, t["mean"], t.ci_low, t.ci_high, color=colors[lab],
-                            marker=marks[lab], ms=3.2)
+                      marker=marks[lab], ms=3.2)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(r"step $k$")
@@ -91,7 +91,7 @@ def schedules_figure(curves, exact, rows, verdicts, *, short, averaged, mu, nois
             r = by.loc[lab]
             met = str(r.rm_satisfied).lower() in ("true", "1")
             interval = interval_text(r.fitted_ci_low, r.fitted_ci_high, replicates,
-                                            ".3f").replace("-", "\u2212")
+                                     ".3f").replace("-", "\u2212")
             fit = f"{_three(r.fitted_exponent)} {interval}"
             cells.append([short[lab], "yes" if met else "no", f"{r.theory_exponent:.3g}",
                           _three(r.exact_local_exponent), fit])
@@ -100,7 +100,7 @@ def schedules_figure(curves, exact, rows, verdicts, *, short, averaged, mu, nois
         header = ["schedule $\\eta_k$", "Robbins-\nMonro", "$a$,\ntheory", "$a$, exact,\nsame $k$",
                   f"$a$ fitted, last decade\n({level} CI)"]
         table_panel(tab, header, cells, colors=cols, marks=mks, color_col=0, pad=0.11,
-                          fontsize=6.5)
+                    fontsize=6.5)
         for text in tab.texts:  # colour and marker name the schedule; bold mathtext is uneven
             text.set_fontweight("normal")
     else:

@@ -46,9 +46,9 @@ def erm_spread_figure(spread, fits, verdicts, *, dim, replicates, confidence, ve
         t = spread[spread.noise_std == s]
         ax.plot(n_dense, s**2 * d / (n_dense - d - 1), **EXACT)  # theory.erm_spread(s**2, d, n_dense)
         mc_points(ax, t.n * dodge[s], t.spread, t.ci_low, t.ci_high, color=colors[s],
-                        marker=marks[s], label=rf"$\sigma = {s:g}$")
+                  marker=marks[s], label=rf"$\sigma = {s:g}$")
         mc_points(rax, t.n * dodge[s], t.spread / t.exact, t.ci_low / t.exact,
-                        t.ci_high / t.exact, color=colors[s], marker=marks[s])
+                  t.ci_high / t.exact, color=colors[s], marker=marks[s])
     rax.axhline(1.0, **EXACT)
     for a in (ax, rax):
         a.set_xscale("log")
@@ -72,7 +72,7 @@ def erm_spread_figure(spread, fits, verdicts, *, dim, replicates, confidence, ve
     for s in sigmas:
         t = spread[spread.noise_std == s]
         mc_points(vax, t.var_div, t.spread, t.ci_low, t.ci_high, color=colors[s],
-                        marker=marks[s])
+                  marker=marks[s])
     vax.set_xscale("log")
     vax.set_yscale("log")
     vax.set_xlim(v.min() / 1.6, v.max() * 4.5)
@@ -87,7 +87,7 @@ def erm_spread_figure(spread, fits, verdicts, *, dim, replicates, confidence, ve
     fig.legend(handles.values(), handles.keys(), loc="outside upper center",
                ncol=len(handles), columnspacing=1.6,
                title=f"Monte Carlo means of {replicates} fresh data sets per cell "
-                     f"(markers) with {level} confidence intervals (bars)")
+               f"(markers) with {level} confidence intervals (bars)")
     tab = fig.add_subplot(grid[2, :])
     cells = [[rf"$\sigma = {f.noise_std:g}$", f"{f.var_div:.4g}",
               f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]".replace("-", "\u2212"),
@@ -97,7 +97,7 @@ def erm_spread_figure(spread, fits, verdicts, *, dim, replicates, confidence, ve
               f"({level} CI)", "p-value of $a = -1$\n(raw, Holm)"]
     if rows:
         table_panel(tab, header, cells, colors=[colors[f.noise_std] for f in rows],
-                          marks=[marks[f.noise_std] for f in rows], color_col=0, x0=0.1)
+                    marks=[marks[f.noise_std] for f in rows], color_col=0, x0=0.1)
         for text in tab.texts:
             text.set_fontweight("normal")
     else:
@@ -106,9 +106,9 @@ def erm_spread_figure(spread, fits, verdicts, *, dim, replicates, confidence, ve
         v0 = verdicts.iloc[0]
         below = (len(rows) + 2 + 0.9) * 1.3 * 7 / 72
         verdict = verdict_phrase(v0, f"p = {v0.pvalue:#.2g}; {v0.misses} of "
-                                        f"{v0.intervals} intervals miss the exact value, "
-                                        f"{v0.expected_misses:.2g} expected",
-                                        f"fewer than {verdict_replicates} data sets a cell")
+                                 f"{v0.intervals} intervals miss the exact value, "
+                                 f"{v0.expected_misses:.2g} expected",
+                                 f"fewer than {verdict_replicates} data sets a cell")
         tab.text(0, 1, f"Monte Carlo against exact theory, every ($\\sigma$, $N$): {verdict}",
                  fontsize=7, va="top", ha="left", color="0.05",
                  transform=tab.transAxes + ScaledTranslation(0.1, -below, fig.dpi_scale_trans))

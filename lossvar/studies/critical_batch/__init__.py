@@ -189,12 +189,14 @@ def _compute(args, folder):
     for name, table in t.items():
         folder.table(name, table)
     c = args.confidence
-    if len(t["one_step"]):
-        folder.figure("one_step", plots.one_step_figure(t["one_step"], t["one_step_opt"], confidence=c))
-    folder.figure("steps_examples", plots.steps_examples_figure(t["steps"], t["critical_batch"],
-                                                                confidence=c))
-    folder.figure("gradient_variance", plots.gradient_noise_figure(
-        t["gradient_variance"], t["gradient_scaling"], confidence=c))
+    with plots.style():  # saved in the style too: matplotlib reads the tick sizes when it draws
+        if len(t["one_step"]):
+            folder.figure("one_step", plots.one_step_figure(t["one_step"], t["one_step_opt"],
+                                                            confidence=c))
+        folder.figure("steps_examples", plots.steps_examples_figure(t["steps"], t["critical_batch"],
+                                                                    confidence=c))
+        folder.figure("gradient_variance", plots.gradient_noise_figure(
+            t["gradient_variance"], t["gradient_scaling"], confidence=c))
     return summary(args, t)
 
 

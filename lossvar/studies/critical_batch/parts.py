@@ -51,18 +51,18 @@ def problems(args, seed):
     sizes = args.batch_sizes
     dense = dict(dense=50, points=120)
     out = [Spec("least squares (synthetic)", lossvar.LinearRegression(),
-                 lossvar.Dataset(X, y, name="synthetic", task="regression"), True, args.target,
-                 sizes, args.onestep_replicates, sizes, 4000, dense, True)]
+                lossvar.Dataset(X, y, name="synthetic", task="regression"), True, args.target,
+                sizes, args.onestep_replicates, sizes, 4000, dense, True)]
     if args.data != "none":
         data = lossvar.datasets.load(args.data)
         out.append(Spec(f"logistic ({args.data})", lossvar.datasets.problem_for(data), data, False,
-                         args.target, sizes, args.onestep_replicates, sizes, 4000, dense, True))
+                        args.target, sizes, args.onestep_replicates, sizes, 4000, dense, True))
     if args.softmax_data != "none":
         data = lossvar.datasets.load(args.softmax_data)
         out.append(Spec(f"softmax ({args.softmax_data})", lossvar.datasets.problem_for(data), data,
-                         False, args.softmax_target, args.softmax_batch_sizes,
-                         args.softmax_onestep_replicates, args.softmax_batch_sizes[::2], 4000,
-                         dict(dense=20, points=50), False))
+                        False, args.softmax_target, args.softmax_batch_sizes,
+                        args.softmax_onestep_replicates, args.softmax_batch_sizes[::2], 4000,
+                        dict(dense=20, points=50), False))
     return out
 
 
