@@ -173,3 +173,17 @@ def test_best_step_table_flags_estimability(quick):
     assert opt.eps_opt_estimable.dtype == bool and opt.eps_opt_estimable.all()  # quick: all estimable
     assert ((opt.eps_opt_mc_ci_low < opt.eps_opt_mc) & (opt.eps_opt_mc < opt.eps_opt_mc_ci_high)).all()
     assert "where it is estimable" in (quick / "summary.md").read_text()
+
+
+def test_figures_redraw_from_the_tables_alone(quick):
+    # lossvar.plots draws the study's figures from its CSV tables: no rerun needed
+    from lossvar import plots
+
+    crit = _csv(quick, "critical_batch")
+    fig = plots.steps_examples_figure(_csv(quick, "steps"), crit, confidence=0.95)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    for c in crit.itertuples():
+        assert any(f"= {plots.number(c.b_crit)}\n" in t for t in texts), (c.b_crit, texts)
+    fig = plots.gradient_noise_figure(_csv(quick, "gradient_variance"), _csv(quick, "gradient_scaling"),
+                                      confidence=0.95)
+    assert len(fig.axes) == 2 * len(PROBLEMS) + 1  # the panels of each problem and the table
