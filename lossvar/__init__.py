@@ -6,6 +6,7 @@ one.
 """
 
 from . import datasets, engine, moments, optim, rates, sampling, schedules, sgd, stats, streams, theory  # noqa: E402,I001
+from . import critical  # noqa: E402
 # lossvar.plots costs little to import: matplotlib is imported inside its functions.
 from . import plots  # noqa: E402
 from ._build_revision import version as __version__  # noqa: E402
@@ -50,7 +51,7 @@ __all__ = [
     "gradient_noise",
     "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
     "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",
-    "engine", "noise", "plan_replicates",
+    "critical", "engine", "noise", "plan_replicates",
     "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
     "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",

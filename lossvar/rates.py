@@ -18,7 +18,7 @@ import numpy as np
 
 from . import streams
 from ._validate import as_choice, as_float, as_int
-from .stats import line_fit, mean_interval, mean_se
+from .stats import bootstrap, line_fit, mean_interval, mean_se
 from .typing import RNGLike
 
 if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
@@ -27,10 +27,6 @@ if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
 __all__ = ["METRICS", "RateFit", "convergence_rate"]
 
 METRICS = ("dist2", "loss", "excess_loss", "avg_dist2", "avg_loss", "avg_excess_loss")
-
-#: Bootstrap resamples are drawn in batches of about this many counts.
-_BATCH_ELEMENTS = 2**22
-
 
 @dataclass(frozen=True)
 class RateFit:
@@ -171,16 +167,17 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
     slope, intercept = line.slope, line.intercept
     gen = (streams.stream(streams.as_seed_sequence(rng)) if rng is not None
            else streams.stream(trajectories.seed, streams.RATE_BOOTSTRAP))
-    boot = []
-    batch = max(1, _BATCH_ELEMENTS // R)
-    for start in range(0, n_resamples, batch):
-        counts = gen.multinomial(R, np.full(R, 1.0 / R), size=min(batch, n_resamples - start))
-        means = counts @ V / R
-        # A resampled mean can only be 0 if every picked replicate is 0 there.
-        boot.append(line_fit(x, np.log(np.maximum(means, np.finfo(float).tiny)), weights).slope)
-    boot_slopes = np.concatenate(boot)
+
+    def slope_of_means(v, axis=-1):
+        # v: (tail steps, [resamples,] replicates); a resampled mean can only be 0 if
+        # every picked replicate is 0 there
+        means = np.moveaxis(v.mean(axis=axis), 0, -1)
+        return line_fit(x, np.log(np.maximum(means, np.finfo(float).tiny)), weights).slope
+
+    boot = bootstrap((V.T,), slope_of_means, confidence=confidence, n_resamples=n_resamples,
+                     rng=gen)
     exponent = -float(slope)
-    boot_se = float(np.std(boot_slopes, ddof=1))
+    boot_se = float(boot.standard_error)
     lo, hi = (float(v) for v in mean_interval(exponent, boot_se, confidence))
     level, level_se = (float(v) for v in mean_se(V.mean(axis=1)))
     level_low, level_high = (float(v) for v in mean_interval(level, level_se, confidence))

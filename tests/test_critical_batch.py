@@ -168,25 +168,22 @@ def test_verify_reproduces_the_folder(quick):
     assert report.ok, report
 
 
-def test_fitted_best_step_is_flagged_where_not_estimable():
-    from lossvar.studies.critical_batch import fitted_optimum
-
-    rng = np.random.default_rng(0)
-    eps = np.geomspace(0.03, 2.0, 11)
-    noise = 0.01 * rng.standard_normal((500, eps.size))
-    ok = fitted_optimum(eps - 0.5 * eps**2 + noise, eps, 0.95)  # maximum at eps = 1
-    assert ok["eps_opt_estimable"] and abs(ok["eps_opt_mc"] - 1) < 0.05
-    assert ok["eps_opt_mc_ci_low"] < ok["eps_opt_mc"] < ok["eps_opt_mc_ci_high"]
-    for gains in (-eps + 0.2 * eps**2 + noise,  # a < 0, c < 0: a "maximum" at a negative step
-                  -eps - 0.5 * eps**2 + noise,  # a < 0: the best step would be negative
-                  eps + 0.1 * eps**2 + noise,  # c < 0: no maximum
-                  eps + 50 * noise):  # c = 0: Fieller's interval is unbounded
-        out = fitted_optimum(gains, eps, 0.95)
-        assert not out["eps_opt_estimable"], out
-
-
 def test_best_step_table_flags_estimability(quick):
     opt = _csv(quick, "one_step_opt")
     assert opt.eps_opt_estimable.dtype == bool and opt.eps_opt_estimable.all()  # quick: all estimable
     assert ((opt.eps_opt_mc_ci_low < opt.eps_opt_mc) & (opt.eps_opt_mc < opt.eps_opt_mc_ci_high)).all()
     assert "where it is estimable" in (quick / "summary.md").read_text()
+
+
+def test_figures_redraw_from_the_tables_alone(quick):
+    # lossvar.plots draws the study's figures from its CSV tables: no rerun needed
+    from lossvar import plots
+
+    crit = _csv(quick, "critical_batch")
+    fig = plots.steps_examples_figure(_csv(quick, "steps"), crit, confidence=0.95)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    for c in crit.itertuples():
+        assert any(f"= {plots.number(c.b_crit)}\n" in t for t in texts), (c.b_crit, texts)
+    fig = plots.gradient_noise_figure(_csv(quick, "gradient_variance"), _csv(quick, "gradient_scaling"),
+                                      confidence=0.95)
+    assert len(fig.axes) == 2 * len(PROBLEMS) + 1  # the panels of each problem and the table

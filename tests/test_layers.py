@@ -20,7 +20,7 @@ LAYERS = [
     {"sampling"},
     {"engine"},
     {"stats", "theory", "schedules", "optim"},
-    {"variance", "sgd", "rates", "noise"},
+    {"variance", "sgd", "rates", "critical", "noise"},
     {"results"},
     {"plots"},
     {"", "cli", "__main__", "studies"},

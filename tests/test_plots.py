@@ -309,3 +309,67 @@ def test_plots_is_there_after_import_lossvar():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # and importing lossvar still does not import matplotlib (its cost is paid on first plot)
     assert out.stdout.strip() == "False"
+
+
+def test_interval_text_prints_ends_that_differ_or_says_why_none():
+    assert plots.interval_text(1.0, 2.0) == "[1, 2]"
+    assert plots.interval_text(1.00001, 1.00002) == "[1.00001, 1.00002]"  # digits until they differ
+    assert plots.interval_text(np.nan, 1.0, 1) == "no interval (only 1 replicate)"
+    assert plots.interval_text(1.0, 1.0, 50) == "no interval (no spread across replicates)"
+    assert plots.interval_text(1.0, 1.0) == "no interval (no standard error)"
+
+
+def test_numbers_minus_signs_and_verdict_words():
+    assert [plots.number(v) for v in (0.01234, 12.34, 4321.0, 123456.0)] == ["0.0123", "12.3", "4321",
+                                                                           "1.23e+05"]
+    assert plots.minus("-0.5 [-1, 0]") == "\u22120.5 [\u22121, 0]"
+    assert plots.percent(0.95) == "95%" and plots.percent(0.999) == "99.9%"
+    rows = pd.DataFrame({"tested": [0, 3, 3], "agrees": [False, True, "False"]})
+    assert [plots.verdict_word(r) for r in rows.itertuples()] == ["no verdict", "agrees", "DISAGREES"]
+    assert plots.verdict_phrase(rows.iloc[1], "p = 0.5") == "agrees (p = 0.5)"
+    assert plots.verdict_phrase(rows.iloc[0], "p = 0.5", "why") == "no verdict (why)"
+    assert plots.sampling_label("fresh", short=True) == "fresh data"
+
+
+def test_band_draws_the_mean_and_the_edges_and_masks_a_log_axis():
+    _, ax = plt.subplots()
+    x = np.arange(4.0)
+    out = plots.band(ax, x, [1, 2, 3, 4], [-1, 1, 2, 3], [2, 3, 4, 5], color="#0072B2", label="m",
+                     positive=True)
+    assert out is ax and len(ax.collections) == 1
+    low, high, mean = ax.lines
+    assert np.isnan(low.get_ydata()[0]) and list(high.get_ydata()) == [2, 3, 4, 5]
+    assert mean.get_label() == "m" and list(mean.get_ydata()) == [1, 2, 3, 4]
+
+
+def test_figure_legend_leads_with_the_given_labels_row_by_row():
+    fig, (a, b) = plt.subplots(1, 2)
+    for name in ("x", "y", "z"):
+        a.plot([], [], label=name)
+    b.plot([], [], label="w")
+    b.plot([], [], label="x")  # drawn twice: one entry
+    legend = plots.figure_legend(fig, [a, b], ncol=2, title="t", first=["w"])
+    # w, x, y, z read row by row in two columns: the columns hold (w, y) and (x, z)
+    assert [t.get_text() for t in legend.get_texts()] == ["w", "y", "x", "z"]
+    assert legend.get_title().get_text() == "t"
+
+
+def test_log_ticks_are_plain_numbers():
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(1, 300)
+    plots.log_ticks(ax.xaxis, subs=None)  # 2.5 decades: 1 and 3 per decade
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if 1 <= t.get_position()[0] <= 300]
+    assert shown == ["1", "3", "10", "30", "100", "300"]
+
+
+def test_styled_draws_inside_the_style_and_restores_it():
+    import matplotlib as mpl
+
+    @plots.styled
+    def size():
+        return mpl.rcParams["font.size"]
+
+    before = mpl.rcParams["font.size"]
+    assert size() == plots.RC["font.size"] and mpl.rcParams["font.size"] == before

@@ -6,6 +6,7 @@ so a new seed would fail by chance with probability about 6%. The seeds are
 fixed, so a given checkout passes or fails deterministically.
 """
 
+import ast
 import contextlib
 import io
 import json
@@ -20,9 +21,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lossvar import stats, studies
+from lossvar import plots, stats, studies
 from lossvar.results import read_table
-from lossvar.studies import checks
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bars import full_bars  # noqa: E402
@@ -123,7 +123,7 @@ def test_verified_under_another_cpu_dispatch(fixture, request):
 
 @pytest.mark.parametrize("fixture", ["erm_spread", "trend_optimizers"])
 def test_same_tables_with_two_workers(fixture, request, tmp_path):
-    # Both run on the engine (run_sgd, engine.run): two worker processes give the same bits.
+    # Both run on the engine (run_sgd, engine.simulate): two worker processes give the same bits.
     folder = request.getfixturevalue(fixture)
     out = tmp_path / "two"
     assert studies.run(fixture, ["--quick", "--seed", "1", "--dpi", "72", "--workers", "2",
@@ -295,18 +295,6 @@ def test_estimate_agreement_is_calibrated(independent):
         assert st.binomtest(hits, CAL_SEEDS, 0.05, alternative="greater").pvalue > BINOM_LEVEL, hits
 
 
-def test_robbins_monro_exact_reference_is_calibrated():
-    # The study's p-value for a mean of (w - w*)^2 with w - w* ~ N(m, v): noncentral chi-square.
-    from lossvar.studies.robbins_monro import exact_pvalues
-
-    rng = np.random.default_rng(5)
-    m, v, r = np.array([0.0, 0.3, 2.0]), np.array([1.0, 0.5, 0.01]), 200
-    p = np.array([exact_pvalues(((m + np.sqrt(v) * rng.standard_normal((r, 3))) ** 2).mean(axis=0),
-                                 r, m, v) for _ in range(CAL_SEEDS)])
-    for col in p.T:
-        assert st.binomtest(int(np.sum(col < 0.05)), CAL_SEEDS, 0.05).pvalue > BINOM_LEVEL
-
-
 @pytest.mark.parametrize("independent", [True, False])
 def test_estimate_agreement_rejects_a_wrong_exact_value(independent):
     # One row's exact value off by 5 standard errors (0.158 at R = 1000): per seed the
@@ -407,4 +395,40 @@ def test_figures_name_a_verdict_with_no_tested_row():
     bad = stats.estimate_agreement([1.0, 2.0], [0.1, 0.1], [1.0, 2.5])
     t = stats.study_verdicts([(dict(table=k), a)
                               for k, a in zip("xyz", (none, some, bad), strict=True)], 0.95)
-    assert [checks.verdict_word(r) for r in t.itertuples()] == ["no verdict", "agrees", "DISAGREES"]
+    assert [plots.verdict_word(r) for r in t.itertuples()] == ["no verdict", "agrees", "DISAGREES"]
+
+
+def _lossvar_uses(path):
+    """The dotted lossvar names a module imports or reads (``lossvar.stats.holm``), through
+    absolute imports and the attributes of the names they bind."""
+    tree = ast.parse(path.read_text())
+    bound, uses = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "lossvar":
+                    bound[a.asname or "lossvar"] = a.name if a.asname else "lossvar"
+                    uses.append(a.name)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module \
+                and node.module.split(".")[0] == "lossvar":
+            for a in node.names:
+                bound[a.asname or a.name] = f"{node.module}.{a.name}"
+                uses.append(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, inner = [], node
+            while isinstance(inner, ast.Attribute):
+                chain.append(inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name) and inner.id in bound:
+                uses.append(".".join([bound[inner.id], *reversed(chain)]))
+    return uses
+
+
+@pytest.mark.parametrize("path", sorted((Path(studies.__file__).parent).rglob("*.py")),
+                         ids=lambda p: p.name if p.parent.name == "studies" else f"{p.parent.name}/{p.name}")
+def test_studies_compose_public_names_only(path):
+    # A study composes the public API: no private module or name of lossvar, however reached.
+    private = sorted({u for u in _lossvar_uses(path)
+                      if any(part.startswith("_") and not part.endswith("__") for part in u.split("."))})
+    assert not private, private

@@ -78,6 +78,9 @@ def verify(folder) -> results.VerifyReport:
                 status = run(study, [*argv, "--out", str(out), "--no-progress"])
             except SystemExit as exc:  # argparse refused the manifest's arguments
                 status = exc.code if isinstance(exc.code, int) else 2
+            except Exception as exc:  # the study itself failed: say how, in one line
+                raise results.RerunError(f"{study} raised {type(exc).__name__}: "
+                                         f"{' '.join(str(exc).split())[:500]}") from exc
         if status:
             lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
             why = lines[-1] if lines else f"exit status {status}"

@@ -13,8 +13,6 @@ import argparse
 import math
 import os
 
-import numpy as np
-
 #: The largest count (replicates, steps, epochs, sizes) a study accepts: a
 #: Monte Carlo standard error at 10^9 replicates is 3e-5 of a standard
 #: deviation, beyond anything these studies are built to show.
@@ -135,37 +133,6 @@ def ladder(sizes, n: int, flag: str, where: str, *, least: int = 3) -> list:
         raise ValueError(f"{flag} must hold at least {least} sizes below N = {n} of {where} (sizes "
                          f"above N are skipped there); got {','.join(map(str, sizes))}")
     return fit
-
-
-def verdict_word(row) -> str:
-    """'agrees', 'DISAGREES' or 'no verdict' (no row tested) for a row of a study's
-    agreement table (:func:`lossvar.stats.study_verdicts`), for its figures."""
-    if getattr(row, "tested", 1) == 0:
-        return "no verdict"
-    return "agrees" if str(row.agrees).lower() in ("true", "1") else "DISAGREES"
-
-
-def verdict_phrase(row, detail: str, why: str = "no row tested") -> str:
-    """A verdict for a figure: ``agrees (DETAIL)`` or ``DISAGREES (DETAIL)``, or, with no
-    row tested (its p-values are NaN), ``no verdict (WHY)``."""
-    word = verdict_word(row)
-    return f"no verdict ({why})" if word == "no verdict" else f"{word} ({detail})"
-
-
-def interval_text(low, high, replicates=None, fmt: str = ".4g") -> str:
-    """``[low, high]`` with ``fmt``, more digits where ``fmt`` would print both ends
-    alike; or why there is no interval: fewer than 2 replicates, no spread across
-    them, or (``replicates`` unknown) no standard error."""
-    if np.isnan(low) or np.isnan(high) or low == high:
-        why = ("no standard error" if replicates is None else f"only {int(replicates)} replicate"
-               if replicates < 2 else "no spread across replicates")
-        return f"no interval ({why})"
-    digits, kind = int(fmt[1:-1]), fmt[-1]
-    for extra in range(8):
-        a, b = f"{low:.{digits + extra}{kind}}", f"{high:.{digits + extra}{kind}}"
-        if a != b:
-            break
-    return f"[{a}, {b}]"
 
 
 def phase(args, label: str, total: float = 1):

@@ -27,12 +27,10 @@ exactly (docs/theory.md, section 6), for each schedule:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 import lossvar
 from lossvar import optim, plots, schedules, studies, theory
@@ -179,7 +177,7 @@ def compute(args, folder):
                                         "mean": m, "se": se, "ci_low": low,
                                         "ci_high": high, "exact": ex_values,
                                         "replicates": s.n,
-                                        "pvalue": exact_pvalues(m, s.n, mean, var)}))
+                                        "pvalue": theory.mean_square_pvalues(m, s.n, mean, var)}))
         exact_curves.append(pd.DataFrame({"schedule": label, "step": ex.step[1:],
                                           "exact": ex.mse[1:], "exact_avg": ex.avg_mse[1:]}))
         fit = convergence_rate(tr, "dist2", tail=tail, confidence=args.confidence,
@@ -207,35 +205,13 @@ def compute(args, folder):
     verdicts = _verdicts(curves, args.confidence)
     folder.table("curves", curves)
     folder.table("agreement", verdicts)
-    _figures(folder, curves, pd.concat(exact_curves, ignore_index=True), args, mu, sigma2,
-             rows=pd.DataFrame(rows), verdicts=verdicts)
+    kinds = _schedules(args)
+    folder.figure("convergence", plots.schedules_figure(
+        curves, pd.concat(exact_curves, ignore_index=True), pd.DataFrame(rows), verdicts,
+        short={k.label: k.short for k in kinds}, averaged=[k.label for k in kinds if k.shown_averaged],
+        mu=mu, noise_std=args.noise_std, w0=args.w0, c_scale=args.c, replicates=args.replicates,
+        steps=args.steps, confidence=args.confidence))
     return _summary(args, pd.DataFrame(rows), verdicts)
-
-
-def exact_pvalues(mc_mean, replicates, mean, var):
-    """Two-sided p-values of Monte Carlo means of (w - w*)^2 over ``replicates`` runs
-    with w - w* ~ N(mean, var) exactly: the sum over runs divided by ``var`` is
-    noncentral chi-square (df = replicates, noncentrality replicates mean^2 / var).
-    NaN where var = 0 (a deterministic row); where scipy's series fails, or the
-    noncentrality exceeds NCX2_LIMIT, the normal law with the exact SD
-    sqrt((2 var^2 + 4 mean^2 var) / R)."""
-    x, r, m, v = np.broadcast_arrays(*(np.asarray(a, dtype=float)
-                                       for a in (mc_mean, replicates, mean, var)))
-    ok = v > 0
-    safe_v = np.where(ok, v, 1.0)
-    df, nc = r, r * m**2 / safe_v
-    cdf, sf = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
-    series = ok & (nc <= NCX2_LIMIT)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        q = (r * x / safe_v)[series]
-        cdf[series] = st.ncx2.cdf(q, df[series], nc[series])
-        sf[series] = st.ncx2.sf(q, df[series], nc[series])
-        p = np.minimum(1.0, 2.0 * np.minimum(cdf, sf))
-        z = (x - m**2 - v) / np.sqrt((2.0 * v**2 + 4.0 * m**2 * v) / r)
-        normal = 2.0 * st.norm.sf(np.abs(z))
-    p = np.where(np.isfinite(p) & np.isfinite(cdf) & np.isfinite(sf), p, normal)
-    return np.where(ok, p, np.nan)
 
 
 def _verdicts(curves, confidence):
@@ -251,125 +227,6 @@ def _verdicts(curves, confidence):
         rows.append((dict(table="curves", metric=what), a))
     return lossvar.stats.study_verdicts(rows, confidence, row_label="schedule @ step",
                                         untested_reason="zero variance")
-
-
-def _num(x):
-    """Three decimals with a true minus sign and no negative zero."""
-    s = f"{x:.3f}"
-    return "0.000" if float(s) == 0 else s.replace("-", "\u2212")
-
-
-def _figures(folder, curves, exact, args, mu, sigma2, rows=None, verdicts=None):
-    """Panels of E(w_k - w*)^2 (decaying steps; the others) and of the Polyak-Ruppert
-    average, Monte Carlo markers under the exact recursion, and a table of the
-    Robbins-Monro verdicts, the fitted exponents and the agreement verdicts
-    (``rows``: the schedules table, ``verdicts``: the agreement table)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.transforms import ScaledTranslation
-
-    table = curves[(curves.iterate == "iterate") & (curves.step > 0)]
-    labels = list(dict.fromkeys(table.schedule))
-    kinds = {s.label: s for s in _schedules(args)}
-    decaying = [lab for lab in labels if kinds[lab].decaying]
-    others = [lab for lab in labels if lab not in decaying]
-    order = decaying + others
-    colors, marks = plots.palette(order), plots.markers(order)
-    avg = curves[(curves.iterate == "average") & (curves.step > 0)]
-    pick = [lab for lab in labels if kinds[lab].shown_averaged]
-    level = f"{100 * args.confidence:.4g}%"
-
-    def panel(ax, data, group, exact_col, skip):
-        for lab in group:
-            t = data[data.schedule == lab].sort_values("step")
-            e = exact[exact.schedule == lab]
-            ax.plot(e.step, e[exact_col], **EXACT)
-            t = t.iloc[skip::2]  # every other recorded step: 5 markers a decade
-            plots.mc_points(ax, t.step, t["mean"], t.ci_low, t.ci_high, color=colors[lab],
-                            marker=marks[lab], ms=3.2)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"step $k$")
-
-    EXACT = plots.EXACT
-    with plots.style():
-        n_rows = len(labels)
-        table_h = (n_rows + 2.4) * 1.3 * 7 / 72
-        fig = plt.figure(figsize=(plots.FULL_WIDTH, 2.3 + 2.3 + 0.5), layout="constrained")
-        grid = fig.add_gridspec(2, 2, height_ratios=[2.3, max(2.3, table_h)])
-        a, b = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-        c, tab = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
-        for ax, group, skip in ((a, decaying, 0), (b, others, 1)):
-            panel(ax, table, group, "exact", skip)
-            ax.set_ylabel(r"$\mathbb{E}\,(w_k - w^*)^2$")
-        a.set_title(r"Decaying steps, $\sum \eta_k = \infty$: $\mathbb{E}\,(w_k - w^*)^2 \to 0$")
-        b.set_title(r"Constant step plateaus; $\sum \eta_k < \infty$ stalls")
-        panel(c, avg, pick, "exact_avg", 0)
-        k = np.geomspace(1, args.steps, 50)
-        limit = theory.polyak_ruppert_limit(mu, sigma2)
-        c.plot(k, limit / k, **plots.REFERENCE)
-        c.set_ylabel(r"$\mathbb{E}\,(\bar w_k - w^*)^2$")
-        c.set_title(r"Polyak-Ruppert average $\bar w_k$ reaches $\sigma^2/(\mu^2 k)$" "\n"
-                    r"(not $c/k$ with $2c\mu < 1$)", fontsize=8)
-        for ax in (a, b, c):
-            ax.grid(True, which="major", axis="y")
-        # the table: the schedules (coloured, with their markers: the legend) and the headline
-        if rows is not None:
-            by = rows.set_index("schedule")
-            cells, cols, mks = [], [], []
-            for lab in order:
-                r = by.loc[lab]
-                met = str(r.rm_satisfied).lower() in ("true", "1")
-                interval = checks.interval_text(r.fitted_ci_low, r.fitted_ci_high, args.replicates,
-                                                ".3f").replace("-", "\u2212")
-                fit = f"{_num(r.fitted_exponent)} {interval}"
-                cells.append([kinds[lab].short, "yes" if met else "no", f"{r.theory_exponent:.3g}",
-                              _num(r.exact_local_exponent), fit])
-                cols.append(colors[lab])
-                mks.append(marks[lab])
-            header = ["schedule $\\eta_k$", "Robbins-\nMonro", "$a$,\ntheory", "$a$, exact,\nsame $k$",
-                      f"$a$ fitted, last decade\n({level} CI)"]
-            plots.table_panel(tab, header, cells, colors=cols, marks=mks, color_col=0, pad=0.11,
-                              fontsize=6.5)
-            for text in tab.texts:  # colour and marker name the schedule; bold mathtext is uneven
-                text.set_fontweight("normal")
-        else:
-            tab.set_axis_off()
-        if verdicts is not None:
-            words = {"E(w_k - w*)^2": "iterates", "E(w_bar_k - w*)^2": "averages"}
-            lines = []
-            for v in verdicts.itertuples():
-                word = {"agrees": "agree", "DISAGREES": "DISAGREE"}.get(checks.verdict_word(v))
-                lines.append(f"{words.get(v.metric, v.metric)}: " + (
-                    "no verdict (no step tested)" if word is None else
-                    f"{word} (p = {v.pvalue:#.2g}, Holm {v.holm_pvalue:#.2g}; {v.misses} of "
-                    f"{v.intervals} intervals miss, {v.expected_misses:.3g} expected)"))
-            below = (n_rows + 2 + 0.9) * 1.3 * 6.5 / 72  # under the table's header and rows
-            tab.text(0, 1, "Monte Carlo against the exact recursion, every recorded step:\n"
-                     + "\n".join(lines), fontsize=6.5, va="top", ha="left", color="0.05",
-                     linespacing=1.3, transform=tab.transAxes + ScaledTranslation(
-                         0, -below, fig.dpi_scale_trans))
-        handles = {f"Monte Carlo, {args.replicates} runs; bars: {level} confidence intervals":
-                   plt.Line2D([], [], ls="none", marker="o", mfc="0.35", mec="0.35", ms=3.2),
-                   "exact recursion (docs/theory.md, section 6)": plt.Line2D([], [], **EXACT),
-                   r"$\sigma^2/(\mu^2 k)$, the Polyak-Ruppert limit":
-                   plt.Line2D([], [], **{k: v for k, v in plots.REFERENCE.items() if k != "zorder"})}
-        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=3,
-                   columnspacing=1.4, handlelength=2.2)
-    plots.caption(fig, (
-        f"1-D quadratic $f(w) = \\mu (w - w^*)^2/2$, $\\mu = {mu:g}$, gradient noise $\\sigma = "
-        f"{math.sqrt(sigma2):g}$, start $w_1 - w^* = {args.w0:g}$, $c = {args.c:g}$. Markers: Monte "
-        f"Carlo means over {args.replicates} runs at every other recorded step, one colour and "
-        f"marker per schedule in every panel (table); bars: {level} confidence intervals (normal "
-        "approximation, Monte Carlo standard error), on the log scale mostly shorter than the "
-        "markers. Dark lines: the exact recursion, drawn over the markers. Table: whether the "
-        "schedule meets the Robbins-Monro conditions $\\sum \\eta_k = \\infty$, $\\sum \\eta_k^2 "
-        "< \\infty$ (sufficient, not necessary: $p \\leq 1/2$ fails them and still converges); "
-        "the exponent $a$ of $\\mathbb{E}\\,(w_k - w^*)^2 \\propto k^{-a}$: asymptotic theory, the "
-        "exact curve's local slope over the fitted steps, and the Monte Carlo fit over the last "
-        f"decade with its {level} bootstrap interval. Verdicts: exact noncentral chi-square "
-        "p-values per step, combined by Holm's test, at level "
-        f"{1 - args.confidence:.2g} for the study."))
-    folder.figure("convergence", fig)
 
 
 def _summary(args, rows, verdicts):
@@ -393,7 +250,7 @@ def _summary(args, rows, verdicts):
         lines.append(f"| {r.schedule} | {r.rm_satisfied} | {r.theory_satisfied} | {r.regime} | "
                      f"{r.theory_exponent:.3g} | {r.exact_local_exponent:.3f} | "
                      f"{r.fitted_exponent:.3f} | "
-                     f"{checks.interval_text(r.fitted_ci_low, r.fitted_ci_high, args.replicates, '.3f')} | "
+                     f"{plots.interval_text(r.fitted_ci_low, r.fitted_ci_high, args.replicates, '.3f')} | "
                      f"{r.mc_final:.4g} +- {r.mc_final_se:.2g} | {r.exact_final:.4g} |")
     lines += ["", "All verdicts match the theory (docs/theory.md, section 5): "
               f"{bool(rows.verdict_matches.all())}. The "

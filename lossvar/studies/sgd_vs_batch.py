@@ -100,10 +100,6 @@ def _steps(data, batch, epochs):
     return per_epoch, epochs * per_epoch
 
 
-def _z(args):
-    return lossvar.stats.two_sided_z(args.confidence)
-
-
 def _dataset(base, r, s, rng):
     """r copies of the base set; each copy's targets get independent N(0, s^2) noise."""
     X = np.tile(base.X, (r, 1))
@@ -156,12 +152,13 @@ def _noise_at_minimum(problem, d):
                                                       axis=1))))
 
 
-def _advantage(gd, sgd, z):
-    """GD's excess loss over SGD's at the last epoch, with an interval at z SE (GD is exact)."""
+def _advantage(gd, sgd, confidence):
+    """GD's excess loss over SGD's at the last epoch, with the interval that SGD's gives (GD
+    is exact) and the delta-method standard error."""
     g, m, se = gd.excess_loss.iloc[-1], sgd.excess_loss.iloc[-1], sgd.excess_loss_se.iloc[-1]
+    low, high = lossvar.stats.mean_interval(m, se, confidence)
     return dict(gd_excess=g, sgd_excess=m, sgd_excess_se=se, advantage=g / m,
-                advantage_se=g * se / m**2, ci_low=g / (m + z * se),
-                ci_high=g / (m - z * se) if m > z * se else np.inf)
+                advantage_se=g * se / m**2, ci_low=g / high, ci_high=g / low if low > 0 else np.inf)
 
 
 def compute(args, folder):
@@ -205,121 +202,16 @@ def compute(args, folder):
             with ph.part(args.epochs * d.n):
                 sgd = _run(problem, d, 1, args.epochs, args.replicates, sgd_seed, args)
             sweep.append(dict(sweep=kind, copies=r, diversity=s, n=d.n, epochs=args.epochs,
-                              **_noise_at_minimum(problem, d), **_advantage(gd, sgd, _z(args)),
+                              **_noise_at_minimum(problem, d), **_advantage(gd, sgd, args.confidence),
                               replicates=args.replicates))
     sweep = pd.DataFrame(sweep)
     folder.table("curves", curves)
     folder.table("sweep", sweep)
-    _figures(folder, curves, sweep, args, r_main)
+    sizes = dict(copies=r_main, epochs=args.epochs, replicates=args.replicates,
+                 confidence=args.confidence)
+    folder.figure("curves", plots.equal_computation_figure(curves, base_size=args.base_size, **sizes))
+    folder.figure("sweep", plots.advantage_sweep_figure(sweep, method=methods[0][1], **sizes))
     return _summary(args, curves, sweep, r_main, data)
-
-
-def _figures(folder, curves, sweep, args, r_main):
-    """The comparison at equal computation (SGD and mini-batch: mean curves with bands;
-    GD: deterministic, a staircase, as it updates once per epoch) and the two sweeps
-    of the advantage GD / SGD, each with its headline numbers."""
-    import matplotlib.pyplot as plt
-
-    methods = list(dict.fromkeys(curves.method))
-    full_batch = set(curves.method[curves.full_batch])  # GD: deterministic, once per epoch
-    colors, marks = plots.palette(methods), plots.markers(methods)
-    level = f"{100 * args.confidence:.4g}%"
-    bands = (f"{level} confidence bands across {args.replicates} replicates (normal approximation, "
-             "Monte Carlo standard error)")
-    n = r_main * args.base_size
-    with plots.style():
-        fig, ax = plots.subplots(width="column", height=3.3)
-        for m in methods:
-            t = curves[curves.method == m].sort_values("epoch")
-            if m in full_batch:
-                # GD updates once per epoch: its parameters (and loss) stay put in between
-                ax.step(t.epoch, t.excess_loss, where="post", color=colors[m], lw=1.1, zorder=3)
-                ax.plot(t.epoch, t.excess_loss, ls="none", marker=marks[m], color=colors[m],
-                        ms=plots.MONTE_CARLO["ms"], zorder=3)
-                ax.plot([], [], marker=marks[m], color=colors[m], lw=1.1, ms=plots.MONTE_CARLO["ms"],
-                        label=f"{m}: one update per epoch, deterministic")
-                continue
-            ax.fill_between(t.epoch, t.ci_low, t.ci_high, color=colors[m], alpha=0.35, lw=0,
-                            zorder=2)
-            ax.plot(t.epoch, t.excess_loss, color=colors[m], lw=0.9, zorder=3, label=m)
-            ax.plot(t.epoch, t.ci_low, color=colors[m], lw=0.35, zorder=3)
-            ax.plot(t.epoch, t.ci_high, color=colors[m], lw=0.35, zorder=3)
-        ax.set_yscale("log")
-        ax.set_xlabel(r"epochs (examples processed / $N$)")
-        ax.set_ylabel(r"excess loss $f(w) - f(\hat w_N)$")
-        ax.set_xticks(range(int(curves.epoch.max()) + 1))
-        ax.set_title(f"Equal computation: {r_main} copies of {args.base_size} examples ($N = {n}$)",
-                     fontsize=7.5)
-        last = curves[curves.epoch == curves.epoch.max()].set_index("method")
-        gd = last.loc[[m for m in methods if m in full_batch][0]]
-        lines = [f"after {args.epochs} epochs, GD / method:"]
-        for m in methods:
-            if m in full_batch:
-                continue
-            r = last.loc[m]
-            lo = gd.excess_loss / r.ci_high
-            hi = gd.excess_loss / r.ci_low if r.ci_low > 0 else np.inf
-            lines.append(f"{m.split(' (')[0]}: {gd.excess_loss / r.excess_loss:.3g} [{lo:.3g}, {hi:.3g}]")
-        ax.text(0.98, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top",
-                fontsize=6.5, color="0.1", linespacing=1.3)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", handlelength=1.6)
-    plots.caption(fig, (
-        f"Least squares, {r_main} exact copies of a base set of {args.base_size} examples. SGD "
-        "and mini-batch: mean excess loss over the data set's minimizer $\\hat w_N$ (lines, "
-        f"recorded four times per epoch) with {bands} (shaded, edges drawn). "
-        "GD: exact, one full-gradient step per epoch, so its loss is constant between the "
-        "markers. Top right: GD's excess loss divided by the method's after the last epoch, with "
-        f"its {level} interval."), width=plots.COLUMN_WIDTH)
-    folder.figure("curves", fig)
-
-    color = colors[methods[0]]
-    with plots.style():
-        fig, axes = plots.subplots(1, 2, width="full", height=2.6, sharey=True)
-        red = sweep[sweep.sweep == "redundancy"]
-        div = sweep[sweep.sweep == "diversity"]
-        for ax, t, corner, xlabel, ticks in (
-                (axes[0], red, (0.03, 0.96, "left", "top"), "copies $r$ of the base set (redundancy)",
-                 [f"{r}" for r in red.copies]),
-                (axes[1], div, (0.97, 0.04, "right", "bottom"),
-                 f"target noise $s$ added to each copy ({r_main} copies)"
-                 "\nbelow: Var(div) at $\\hat w_N$",
-                 [f"{s:g}\n{v:.2g}" for s, v in zip(div.diversity, div.var_div, strict=True)])):
-            pos = np.arange(len(t))
-            ax.axhline(1.0, **{**plots.REFERENCE, "lw": 2.0})
-            plots.mc_points(ax, pos, t.advantage, t.ci_low, t.ci_high, color=color,
-                            marker=marks[methods[0]])
-            ax.set_xticks(pos)
-            ax.set_xticklabels(ticks)
-            ax.set_xlabel(xlabel)
-            ax.set_yscale("log")
-            ax.set_xlim(-0.5, len(t) - 0.5)
-            first, final = t.iloc[0], t.iloc[-1]
-            ax.text(corner[0], corner[1], f"advantage {first.advantage:.3g} [{first.ci_low:.3g}, "
-                    f"{first.ci_high:.3g}]\n\u2192 {final.advantage:.3g} [{final.ci_low:.3g}, "
-                    f"{final.ci_high:.3g}]", transform=ax.transAxes, ha=corner[2], va=corner[3],
-                    fontsize=7, color="0.1", linespacing=1.3)
-        axes[0].set_ylabel("advantage of SGD:\nGD excess loss / SGD excess loss")
-        axes[0].set_title(f"After {args.epochs} epochs the advantage grows with redundancy")
-        axes[1].set_title("...and shrinks, without vanishing, with diversity")
-        lo = min(axes[0].get_ylim()[0], 0.6)
-        axes[0].set_ylim(lo, axes[0].get_ylim()[1])
-        h = [plt.Line2D([], [], ls="none", marker=marks[methods[0]], color=color),
-             plt.Line2D([], [], **{k: v for k, v in plots.REFERENCE.items() if k != "zorder"})]
-        fig.legend(h, [f"{methods[0]} against GD, {args.replicates} replicates; bars: "
-                       f"{level} confidence intervals", "ratio 1: equal excess loss, no advantage"],
-                   loc="outside upper center", ncol=2)
-    plots.caption(fig, (
-        f"Advantage: GD's excess loss divided by SGD's (B = 1, mean over {args.replicates} "
-        f"replicates) after {args.epochs} epochs, at equal examples processed. Bars: "
-        f"{level} confidence intervals from SGD's Monte Carlo standard error (normal "
-        "approximation; GD is deterministic), mostly shorter than the markers on the log scale; "
-        "the first and last values are printed with their intervals. Grey line at 1: equal "
-        "excess loss, no advantage. "
-        "Left: $r$ exact copies of the base set, so GD's progress per epoch is the same for "
-        "every $r$ while SGD makes $r$ times more updates. Right: each copy's targets get "
-        "independent noise of standard deviation $s$, so the copies disagree and Var(div), the "
-        "variance of the per-example loss at the minimizer (second tick line), grows."))
-    folder.figure("sweep", fig)
 
 
 def _summary(args, curves, sweep, r_main, data):
@@ -344,14 +236,14 @@ def _summary(args, curves, sweep, r_main, data):
              "", f"| method | excess loss | {level} interval |", "|---|---|---|"]
     for r in last.itertuples():
         interval = ("exact (deterministic)" if r.full_batch else
-                    checks.interval_text(r.ci_low, r.ci_high, r.replicates))
+                    plots.interval_text(r.ci_low, r.ci_high, r.replicates))
         lines.append(f"| {r.method} | {r.excess_loss:.4g} | {interval} |")
     lines += ["", "## Sweeps: advantage = GD excess loss / SGD excess loss", "",
               f"| sweep | copies r | diversity s | Var(div) at w_N | advantage | {level} interval |",
               "|---|---|---|---|---|---|"]
     for r in sweep.itertuples():
         lines.append(f"| {r.sweep} | {r.copies} | {r.diversity:g} | {r.var_div:.4g} | "
-                     f"{r.advantage:.4g} | {checks.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
+                     f"{r.advantage:.4g} | {plots.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
     return "\n".join(lines)
 
 

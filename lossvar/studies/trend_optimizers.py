@@ -39,7 +39,6 @@ NAME = "trend_optimizers"
 FULL = {"replicates": 400, "steps": 400, "real_replicates": 40, "epochs": 20}
 QUICK = {"replicates": 64, "steps": 200, "real_replicates": 8, "epochs": 4}
 W0 = (-4.0, 1.5)
-W0_START, W1_START = W0
 #: The most by which the start's transient, left in the steady-state window, may move
 #: SGD's exact mean squared update (relatively): far below any Monte Carlo SE here.
 TRANSIENT = 1e-6
@@ -152,8 +151,7 @@ def compute(args, folder):
             exact = np.nan
             if name == "SGD":
                 eta = opt.hyperparams["lr"]
-                vstar = theory.constant_step_floor(eta, h[i], args.noise_std**2)
-                exact = eta**2 * (h[i] ** 2 * vstar + args.noise_std**2)
+                exact = theory.sgd_update_floor(eta, h[i], args.noise_std**2)
             updates.append(dict(optimizer=name, coordinate=coord, mean_sq_update=m,
                                 se=se, ci_low=low, ci_high=high, exact=exact,
                                 steps_averaged=steady.shape[1], replicates=v.size))
@@ -172,7 +170,14 @@ def compute(args, folder):
     folder.table("update_variance", updates)
     folder.table("curves", curves)
     folder.table("agreement", verdicts)
-    _figures(folder, q, paths, updates, curves, args, verdicts=verdicts)
+    folder.figure("trajectories", plots.trajectories_figure(
+        paths, curvature=h, start=W0, steps=args.steps, noise_std=args.noise_std))
+    real = {} if args.data == "none" else dict(data=args.data, batch_size=args.batch_size,
+                                                real_replicates=args.real_replicates)
+    folder.figure("convergence", plots.optimizer_convergence_figure(
+        curves, curvature=h, replicates=args.replicates, confidence=args.confidence, **real))
+    folder.figure("update_variance", plots.update_variance_figure(
+        updates, verdicts, steps=args.steps, replicates=args.replicates, confidence=args.confidence))
     return _summary(args, updates, curves, verdicts)
 
 
@@ -211,175 +216,6 @@ def _real(args, seed, kw):
     return out
 
 
-def _figures(folder, q, paths, updates, curves, args, verdicts=None):
-    """Trajectories (one small panel per optimizer, equal aspect), the convergence curves
-    with their bands, and the mean squared updates with SGD's exact values and verdict."""
-    import matplotlib.pyplot as plt
-
-    h = q.curvature
-    names = list(dict.fromkeys(paths.optimizer))
-    colors, marks = plots.palette(names), plots.markers(names)
-    level = f"{100 * args.confidence:.4g}%"
-
-    # 1. trajectories: small multiples on equal axes, start and end marked
-    pad = 0.3
-    x_lo, x_hi = min(paths.w0.min(), 0) - pad, max(paths.w0.max(), 0) + pad
-    y_lo, y_hi = min(paths.w1.min(), 0) - pad, max(paths.w1.max(), 0) + pad
-    W0, W1 = np.meshgrid(np.linspace(x_lo, x_hi, 300), np.linspace(y_lo, y_hi, 200))
-    loss = 0.5 * (h[0] * W0**2 + h[1] * W1**2)
-    f0 = 0.5 * (h[0] * W0_START**2 + h[1] * W1_START**2)
-    contour_levels = f0 * np.geomspace(1e-3, 1, 7)
-    with plots.style():
-        fig, axes = plots.subplots(2, 3, width="full", height=3.6, sharex=True, sharey=True)
-        for ax, name in zip(axes.flat, names, strict=False):
-            t = paths[paths.optimizer == name].sort_values("step")
-            ax.contour(W0, W1, loss, levels=contour_levels, colors="0.82", linewidths=0.5,
-                       zorder=1)
-            ax.plot(t.w0, t.w1, "-", color=colors[name], lw=0.6, zorder=2)
-            ax.plot(t.w0.iloc[0], t.w1.iloc[0], "o", mfc="white", mec="0.1", ms=4, mew=0.8,
-                    zorder=4)
-            ax.plot(t.w0.iloc[-1], t.w1.iloc[-1], marks[name], color=colors[name], mec="0.1",
-                    ms=5, mew=0.6, zorder=5)
-            ax.plot(0, 0, "*", color=plots.EXACT["color"], ms=6, zorder=4)
-            ax.set_aspect("equal")
-            ax.set_title(name, color=colors[name], fontsize=8)
-            ax.set_xlim(x_lo, x_hi)
-            ax.set_ylim(y_lo, y_hi)
-        for ax in axes[-1]:
-            ax.set_xlabel(r"$w_0$ (flat, $h = 1$)")
-        for ax in axes[:, 0]:
-            ax.set_ylabel(rf"$w_1$ (steep, $h = {h[1]:g}$)")
-        key = axes.flat[-1]
-        key.set_axis_off()
-        handles = [plt.Line2D([], [], marker="o", ls="none", mfc="white", mec="0.1", ms=4),
-                   plt.Line2D([], [], marker="o", ls="none", color="0.5", mec="0.1", ms=5),
-                   plt.Line2D([], [], marker="*", ls="none", color=plots.EXACT["color"], ms=6),
-                   plt.Line2D([], [], color="0.82", lw=0.5)]
-        key.legend(handles, [f"start $w = ({W0_START:g}, {W1_START:g})$",
-                             f"after {args.steps} steps (marker of the optimizer)",
-                             r"minimum $w^*$", r"level sets of $f$, each $10^{-1/2}\times$ the last"],
-                   loc="center left", borderaxespad=0, handlelength=1.4)
-        fig.suptitle(rf"One run per optimizer, every step, the same gradient noise: "
-                     rf"$f(w) = (w_0^2 + {h[1]:g}\,w_1^2)/2$, noise sd ${args.noise_std:g}$",
-                     fontsize=8)
-    plots.caption(fig, (
-        f"Each panel: the parameters of one run over its {args.steps} steps (all optimizers "
-        "driven by the same noise sequence), on equal axes so the contours keep their shape. "
-        "SGD's step 1.75/25 makes it bounce across the steep direction; the averaging of "
-        "momentum and Nesterov makes wide loops; RMSProp and Adam scale each coordinate by its "
-        "root mean squared gradient and move straight at first. Near the minimum every path "
-        "ends in a cloud of the noise's size: the steady state measured in the update-variance "
-        "figure."))
-    folder.figure("trajectories", fig)
-
-    # 2. convergence: bands drawn with their edges, level stated
-    real = args.data != "none"
-    with plots.style():
-        fig, axes = plots.subplots(1, 2 if real else 1, width="full" if real else "column",
-                                   height=2.7, squeeze=False)
-        panels = [(axes[0, 0], curves[(curves.problem == "quadratic") & (curves.step > 0)], "step",
-                   True, r"step $t$", r"excess risk $f(w_t) - f(w^*)$",
-                   f"Noisy quadratic, condition number {h[1]:g}: {args.replicates} runs")]
-        if real:
-            panels.append((axes[0, 1], curves[curves.problem == args.data], "epoch", False,
-                           "epoch", r"excess training loss $L(w) - L(\hat w)$",
-                           f"{args.data}, mini-batch {args.batch_size}, reshuffled: "
-                           f"{args.real_replicates} runs"))
-        for ax, t, x, logx, xlabel, ylabel, title in panels:
-            for name in names:
-                c = t[t.optimizer == name].sort_values(x)
-                low = np.where(c.ci_low > 0, c.ci_low, np.nan)
-                ax.fill_between(c[x], low, c.ci_high, color=colors[name], alpha=0.3, lw=0,
-                                zorder=2)
-                for edge in (low, c.ci_high):
-                    ax.plot(c[x], edge, color=colors[name], lw=0.3, zorder=2)
-                ax.plot(c[x], c.excess_loss, color=colors[name], lw=0.9, zorder=3, label=name)
-                if not logx:
-                    ax.plot(c[x].iloc[-1], c.excess_loss.iloc[-1], marks[name],
-                            color=colors[name], ms=3.5, zorder=4)
-            ax.set_yscale("log")
-            if logx:
-                ax.set_xscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.set_title(title)
-        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center",
-                   ncol=len(names), title=f"mean across runs (lines) with {level} confidence "
-                   "bands (shaded, edges drawn; normal approximation)")
-    plots.caption(fig, (
-        "Left: the expected excess risk on the noisy quadratic (population loss, exact for "
-        "the mean over the noise). Right" + (
-            f": the training loss $L$ on {args.data} (mean softmax cross-entropy over all "
-            "examples plus the ridge $(\\lambda/2)\\|w\\|^2$, $\\lambda = 0.01$) minus its "
-            "minimum $L(\\hat w)$, at each quarter epoch." if real else ": none.")
-        + " Where a band is narrower than its line it is hidden by it."))
-    folder.figure("convergence", fig)
-
-    # 3. the steady-state mean squared update, SGD's exact values drawn over its markers
-    coords = list(dict.fromkeys(updates.coordinate))
-    coord_marks = dict(zip(coords, ["o", "^"], strict=False))
-    sgd = updates[np.isfinite(updates.exact)]
-    with plots.style():
-        fig = plt.figure(figsize=(plots.FULL_WIDTH, 2.7), layout="constrained")
-        grid = fig.add_gridspec(1, 2, width_ratios=[3.2, 1])
-        ax, rax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-        width = 0.22
-        for j, coord in enumerate(coords):
-            for i, name in enumerate(names):
-                r = updates[(updates.optimizer == name) & (updates.coordinate == coord)]
-                if r.empty:
-                    continue
-                xpos = i + (j - (len(coords) - 1) / 2) * width
-                plots.mc_points(ax, [xpos], r.mean_sq_update, r.ci_low, r.ci_high,
-                                color=colors[name], marker=coord_marks[coord])
-                if np.isfinite(r.exact.iloc[0]):
-                    ax.plot([xpos - 0.09, xpos + 0.09], [r.exact.iloc[0]] * 2, **plots.EXACT)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names)
-        for tick, name in zip(ax.get_xticklabels(), names, strict=True):
-            tick.set_color(colors[name])
-        ax.set_ylabel(r"$\mathbb{E}\,(w_t - w_{t-1})^2$, steady state")
-        ax.set_title(f"Volatility of the updates, last {args.steps - args.steps // 2} of "
-                     f"{args.steps} steps, {args.replicates} runs")
-        for i, coord in enumerate(sgd.coordinate):
-            r = sgd[sgd.coordinate == coord]
-            e = r.exact.to_numpy(float)
-            plots.mc_points(rax, [i], r.mean_sq_update / e, r.ci_low / e, r.ci_high / e,
-                            color=colors[names[0]], marker=coord_marks[coord])
-        rax.axhline(1.0, **plots.EXACT)
-        lo, hi = rax.get_ylim()
-        half = max(1 - lo, hi - 1)
-        rax.set_ylim(1 - half * 1.1, 1 + half * 1.6)
-        rax.set_xlim(-0.6, len(sgd) - 0.4)
-        rax.set_xticks(range(len(sgd)))
-        rax.set_xticklabels([c.split(" (")[0] for c in sgd.coordinate])
-        rax.set_ylabel("Monte Carlo / exact")
-        rax.set_title(f"{names[0]}: against exact theory")
-        if verdicts is not None and len(verdicts):
-            v = verdicts.iloc[0]
-            word = checks.verdict_word(v)
-            rax.text(0.5, 0.97, "no verdict:\nno row tested" if word == "no verdict" else
-                     f"{word} (p = {v.pvalue:#.2g})\n{v.misses} of {v.intervals} intervals miss",
-                     transform=rax.transAxes,
-                     ha="center", va="top", fontsize=6.5, color="0.1")
-        handles = {coord: plt.Line2D([], [], ls="none", marker=coord_marks[coord], color="0.4")
-                   for coord in coords}
-        handles[f"exact ({names[0]})"] = plt.Line2D([], [], **plots.EXACT)
-        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=len(handles),
-                   title=f"coordinate (marker); Monte Carlo means with {level} confidence "
-                         "intervals (bars)")
-    plots.caption(fig, (
-        "Mean squared update per coordinate in the steady state, averaged over the steps and then "
-        f"across runs; bars: {plots.interval_words(args.confidence)} (normal approximation, "
-        "Monte Carlo standard error), on the log scale mostly shorter than the markers. Dark "
-        "dashes: SGD's exact value $\\eta^2 (h^2 v^* + \\sigma^2)$, $v^*$ the constant-step "
-        "variance floor. Right: SGD's Monte Carlo divided by the exact value; verdict: a Student t "
-        "test per coordinate combined by Holm's test, at level "
-        f"{1 - args.confidence:.2g} for the study."))
-    folder.figure("update_variance", fig)
-
-
 def _summary(args, updates, curves, verdicts):
     level = f"{args.confidence:.0%}"
     lines = [f"# trend_optimizers (seed {args.seed}, {args.replicates} runs of {args.steps} "
@@ -399,13 +235,13 @@ def _summary(args, updates, curves, verdicts):
     for r in updates.itertuples():
         exact = "" if np.isnan(r.exact) else f"{r.exact:.4g}"
         lines.append(f"| {r.optimizer} | {r.coordinate} | {r.mean_sq_update:.4g} | "
-                     f"{checks.interval_text(r.ci_low, r.ci_high, r.replicates)} | {exact} |")
+                     f"{plots.interval_text(r.ci_low, r.ci_high, r.replicates)} | {exact} |")
     lines += ["", f"Final excess loss (mean across runs, {level} interval):", "",
               "| problem | optimizer | excess loss | interval |", "|---|---|---|---|"]
     for (prob, name), t in curves.groupby(["problem", "optimizer"], sort=False):
         r = t.iloc[-1]
         lines.append(f"| {prob} | {name} | {r.excess_loss:.4g} | "
-                     f"{checks.interval_text(r.ci_low, r.ci_high, None)} |")
+                     f"{plots.interval_text(r.ci_low, r.ci_high, None)} |")
     return "\n".join(lines)
 
 

@@ -81,7 +81,8 @@ def compute(args, folder):
         runs = [("synthetic", lossvar.variance_study(pop.problem, pop, w, sizes, full_size=args.n,
                                                      rng=seeds[1], **common))]
     for i, sampling in enumerate(("without_replacement", "with_replacement")):
-        with checks.phase(args, f"variance, synthetic, fixed data, {_NAMES[sampling]}"):
+        how = plots.sampling_label(sampling, short=True)
+        with checks.phase(args, f"variance, synthetic, fixed data, {how}"):
             runs.append(("synthetic", lossvar.variance_study(pop.problem, fixed, w, sizes,
                                                              sampling=sampling, rng=seeds[2 + i],
                                                              **common)))
@@ -91,7 +92,7 @@ def compute(args, folder):
         problem = lossvar.datasets.problem_for(real)
         w_ref = lossvar.datasets.reference_params(real, problem)
         for i, sampling in enumerate(("without_replacement", "with_replacement")):
-            with checks.phase(args, f"variance, {args.data}, {_NAMES[sampling]}"):
+            with checks.phase(args, f"variance, {args.data}, {plots.sampling_label(sampling, short=True)}"):
                 runs.append((args.data, lossvar.variance_study(
                     problem, real, w_ref, checks.ladder(args.batch_sizes, real.n, "--batch-sizes",
                                                         args.data),
@@ -111,12 +112,13 @@ def compute(args, folder):
     folder.table("variance", variance)
     folder.table("scaling_fit", fit_table)
     folder.table("agreement", verdicts)
-    _figure(folder, variance, args, real)
+    titles = {"synthetic": f"synthetic: Gaussian linear model at $w = 0$, $N = {args.n}$"}
+    if real is not None:
+        titles[args.data] = (f"{args.data}: {lossvar.datasets.problem_for(real).name} model at its "
+                             f"fit, $N = {real.n}$")
+    folder.figure("variance", plots.variance_scaling_figure(
+        variance, fit_table, verdicts, confidence=args.confidence, titles=titles))
     return _summary(args, variance, fit_table, verdicts)
-
-
-_NAMES = {"without_replacement": "without replacement", "with_replacement": "with replacement",
-          "fresh": "fresh data"}
 
 
 def _verdicts(runs, confidence):
@@ -132,113 +134,6 @@ def _holm(fits):
     """The fits with ``holm_pvalue``: the exponent tests of a = -1 are a family, judged like
     the verdicts beside them, after Holm's adjustment across the study's fits."""
     return fits.assign(holm_pvalue=lossvar.stats.holm(fits.pvalue.to_numpy(float)))
-
-
-def _figure(folder, variance, args, real, fits=None, verdicts=None):
-    """Per source a log-log panel of Var(B) and a panel of Monte Carlo / exact, and below
-    them the fitted exponents and the verdicts of the summary: ``fits`` and ``verdicts``
-    as computed by :func:`compute`, or (if not given) the same computed again from the
-    table, one run per (source, sampling), by ``lossvar.scaling_fit`` and :func:`_verdicts`."""
-    from types import SimpleNamespace
-
-    import matplotlib.pyplot as plt
-
-    runs = [(src, SimpleNamespace(table=t.drop(columns="source"), confidence=args.confidence))
-            for (src, _), t in variance.groupby(["source", "sampling"], sort=False)]
-    if fits is None:
-        fits = _holm(pd.DataFrame([dict(source=src, sampling=r.table.sampling.iloc[0],
-                                        exponent=f.exponent, ci_low=f.ci_low, ci_high=f.ci_high,
-                                        pvalue=f.pvalue) for src, r in runs
-                                   for f in [lossvar.scaling_fit(r.table, confidence=args.confidence)]]))
-    if verdicts is None:
-        verdicts = _verdicts(runs, args.confidence)
-    sources = list(dict.fromkeys(variance.source))
-    schemes = list(dict.fromkeys(variance.sampling))
-    colors, marks = plots.palette(schemes), plots.markers(schemes)
-    names = _NAMES
-    level = f"{100 * args.confidence:.4g}%"
-    rows, row_colors, row_marks, seen = [], [], [], set()
-    ver_by = {} if verdicts is None else {(v.source, v.sampling): v for v in verdicts.itertuples()}
-    for f in ([] if fits is None else fits.itertuples()):
-        v = ver_by.get((f.source, f.sampling))
-        verdict, missed = "", ""
-        if v is not None:
-            holm = getattr(v, "holm_pvalue", float("nan"))
-            verdict = checks.verdict_word(v)
-            if verdict != "no verdict":
-                verdict += f" (p = {v.pvalue:#.2g}, Holm {holm:#.2g})"
-            missed = f"{v.misses} of {v.intervals} ({v.expected_misses:.2g})"
-        rows.append(["" if f.source in seen else f.source, names.get(f.sampling, f.sampling),
-                     f"{f.exponent:.4f}  [{f.ci_low:.4f}, {f.ci_high:.4f}]".replace("-", "\u2212"),
-                     f"{f.pvalue:#.2g}, Holm {f.holm_pvalue:#.2g}", verdict, missed])
-        row_colors.append(colors.get(f.sampling, "0.1"))
-        row_marks.append(marks.get(f.sampling, "o"))
-        seen.add(f.source)
-    with plots.style():
-        table_height = (len(rows) + 2.6) * 1.3 * 7 / 72
-        fig = plt.figure(figsize=(plots.FULL_WIDTH, 3.9 + table_height), layout="constrained")
-        grid = fig.add_gridspec(3, len(sources), height_ratios=[2.5, 1.3, table_height])
-        ratio_axes = []
-        for j, src in enumerate(sources):
-            t = variance[variance.source == src]
-            ax = fig.add_subplot(grid[0, j])
-            rax = fig.add_subplot(grid[1, j], sharex=ax)
-            if src == "synthetic":
-                what = f"synthetic: Gaussian linear model at $w = 0$, $N = {args.n}$"
-            else:
-                what = (f"{src}: {lossvar.datasets.problem_for(real).name} model at its fit, "
-                        f"$N = {real.n}$")
-            plots.variance_plot(t, ax=ax, palette=colors, confidence=args.confidence, legend=False,
-                                note=False, title=what, dodge=0.06)
-            ax.set_ylabel(r"$\mathrm{Var}(\bar\ell_B)$")
-            ax.tick_params(labelbottom=False)
-            ax.set_xlabel("")
-            plots.ratio_plot(t, ax=rax, palette=colors, confidence=args.confidence, legend=False,
-                             dodge=0.06)
-            rax.set_ylabel("Monte Carlo / exact")
-            ratio_axes.append(rax)
-        half = max(max(abs(a.get_ylim()[0] - 1), abs(a.get_ylim()[1] - 1)) for a in ratio_axes)
-        for a in ratio_axes:
-            a.set_ylim(1 - half, 1 + half)
-        found = {}
-        for a in fig.axes:
-            for h, lab in zip(*a.get_legend_handles_labels(), strict=True):
-                found.setdefault(lab, h)
-        order = [plots.sampling_label(s) for s in schemes]
-        handles = {lab: found[lab] for lab in order + [lab for lab in found if lab not in order]}
-        ncol = max(len(schemes), len(handles) - len(schemes))
-        handles = plots.legend_order(handles, ncol)
-        fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=ncol,
-                   title=f"Monte Carlo estimates (markers) with {level} confidence intervals (bars)",
-                   columnspacing=1.6)
-        tab = fig.add_subplot(grid[2, :])
-        header = ["source", "sampling", f"exponent $a$ of $\\mathrm{{Var}} \\propto B^a$\n({level} CI)",
-                  "p-value of $a = -1$\n(raw, Holm)", "Monte Carlo against\nexact theory, every $B$",
-                  "intervals missing\nexact (expected)"]
-        plots.table_panel(tab, header,
-                          rows, colors=row_colors, marks=row_marks, color_col=1, x0=-0.45, pad=0.12)
-    bars = plots.interval_words(args.confidence, variance["interval"].iloc[0] if "interval" in variance
-                                else None)
-    reliable = variance.interval_reliable.astype(bool).all() if "interval_reliable" in variance else True
-    zero = variance[(variance.exact_variance == 0)]
-    plots.caption(fig, (
-        "Markers: Monte Carlo estimates of the variance of the batch-mean loss, offset slightly "
-        f"in B so the sampling schemes do not hide one another; bars: {bars}"
-        + ("; open markers: intervals that may under-cover (too few replicates for the tails)"
-           if not reliable else "")
-        + "; on the log scale most bars are shorter than the markers, the middle row shows them. "
-        "Dark line: exact theory (docs/theory.md, section 1), drawn over the markers; wide "
-        "grey line: $s^2/B$, the 1/B law. Without replacement the exact variance falls below 1/B by "
-        "the factor $(N - B)/(N - 1)$"
-        + ("; the full batch B = N of a fixed data set has variance exactly 0 and is not drawn"
-           if len(zero) else "")
-        + ". Middle: Monte Carlo divided by exact, with its interval; the theory holds where the "
-        "bars cross 1. Table: exponent $a$ fitted by weighted least squares after dividing by the "
-        f"finite-population factor, its {level} interval and the p-value of $a = -1$, raw and "
-        f"after Holm's correction across the study's {len(rows)} fits; verdict of "
-        "the calibrated test of every batch size against its exact sampling distribution, at level "
-        f"{1 - args.confidence:.2g} after Holm's correction across the study's {len(rows)} tables."))
-    folder.figure("variance", fig)
 
 
 def _summary(args, variance, fits, verdicts):
@@ -277,7 +172,7 @@ def _summary(args, variance, fits, verdicts):
               "with fresh data it is Var(div)/N:", ""]
     for r in full.itertuples():
         measured = ("exactly 0 (the whole data set: nothing drawn)" if r.exact_variance == 0
-                    else f"{r.variance:.4g} {checks.interval_text(r.ci_low, r.ci_high, r.replicates)}")
+                    else f"{r.variance:.4g} {plots.interval_text(r.ci_low, r.ci_high, r.replicates)}")
         lines.append(f"- {r.source}, {r.sampling}, B = N = {r.batch_size}: variance {measured}, "
                      f"exact {r.exact_variance:.4g}")
     return "\n".join(lines)

@@ -1,347 +1,16 @@
-"""Figures: one style for the package, and plot functions that only draw.
-
-Every plot function takes a tidy table and an optional Axes and returns the
-Axes; none shows or saves (seaborn's habit): the caller decides where a
-figure goes. Statistics are computed elsewhere: intervals come from the
-table's columns (``ci_low``, ``ci_high``) and exact curves from the table's
-exact columns and :mod:`lossvar.theory`.
-
-The style
----------
-- sizes for print: :data:`COLUMN_WIDTH` (3.5 in, one journal column) and
-  :data:`FULL_WIDTH` (7.2 in, a page), fonts of 7-8 pt, PNG at :data:`DPI`
-  (300) plus SVG;
-- one colour (and marker) per entity across all panels of a figure, from
-  the colour-blind-safe Okabe-Ito palette: :func:`palette`, :func:`markers`;
-- Monte Carlo as markers with interval bars (dense curves: a line with a
-  band), the interval level stated in the legend or caption;
-- exact theory always a thin dark line (:data:`EXACT`) drawn above the
-  Monte Carlo markers;
-- reference laws (such as ``s^2/B``) as a wide light-grey line beneath
-  everything (:data:`REFERENCE`), so they stay visible where curves coincide.
-
-Use it for your own figures::
-
-    from lossvar import plots
-    with plots.style():
-        fig, ax = plots.subplots(width="column")
-        plots.variance_plot(result.table, ax=ax, confidence=result.confidence)
-        fig.savefig("variance.png")   # 300 dpi, tight bounding box
-        fig.savefig("variance.svg")
-"""
+"""Plot functions that only draw: each takes a tidy table and an optional Axes and
+returns the Axes (Monte Carlo markers with interval bars, exact curves, bands)."""
 
 from __future__ import annotations
 
 import contextlib
-import textwrap
 
 import numpy as np
 import pandas as pd
 
-__all__ = [
-    "COLUMN_WIDTH", "DPI", "EXACT", "FULL_WIDTH", "REFERENCE", "RC", "caption", "convergence_plot",
-    "interval_plot", "interval_words", "legend_order", "loss_curves", "markers", "mc_points", "palette",
-    "ratio_plot", "sampling_label", "spread_plot", "style", "subplots", "table_panel",
-    "trajectories_plot", "use_style", "variance_plot",
-]
-
-#: Width in inches of one journal column and of a full page.
-COLUMN_WIDTH = 3.5
-FULL_WIDTH = 7.2
-#: Resolution of every PNG (the vector SVG is written alongside).
-DPI = 300
-
-#: Okabe & Ito (2008), "Color universal design": distinguishable with every common
-#: colour-vision deficiency. Black is kept for exact theory, so series use the others;
-#: yellow comes last (weak on white).
-OKABE_ITO = {"blue": "#0072B2", "vermillion": "#D55E00", "green": "#009E73",
-             "purple": "#CC79A7", "orange": "#E69F00", "sky": "#56B4E9", "yellow": "#F0E442"}
-_CYCLE = list(OKABE_ITO.values())
-_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
-#: Colours beyond the seven of Okabe-Ito, for figures with more entities (Tol's "muted"
-#: scheme, also colour-blind safe); with more than seven names the weak yellow moves last.
-EXTRA_COLORS = ["#882255", "#44AA99", "#999933", "#332288", "#AA4499"]
-_EXTRA_MARKERS = ["<", ">", "p", "h", "d"]
-
-#: Entities with a fixed colour and marker in every figure of the package.
-KNOWN = {
-    "without_replacement": ("#0072B2", "o"),
-    "with_replacement": ("#D55E00", "s"),
-    "fresh": ("#009E73", "^"),
-}
-
-#: Exact theory: a thin dark line above the Monte Carlo markers.
-EXACT = {"color": "#1a1a1a", "lw": 0.9, "ls": "-", "zorder": 4}
-#: A reference law: a wide light-grey line beneath everything.
-REFERENCE = {"color": "0.80", "lw": 3.2, "ls": "-", "zorder": 1, "solid_capstyle": "butt"}
-#: Monte Carlo markers and their interval bars.
-MONTE_CARLO = {"ms": 4.0, "capsize": 1.8, "elinewidth": 0.9, "capthick": 0.9, "mew": 0.8,
-               "zorder": 3}
-
-#: rcParams of the style (see :func:`style`).
-RC = {
-    "figure.figsize": (COLUMN_WIDTH, 2.6),
-    "figure.dpi": 100,
-    "savefig.dpi": DPI,
-    "savefig.bbox": "tight",
-    "savefig.pad_inches": 0.03,
-    "svg.hashsalt": "lossvar",
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "legend.title_fontsize": 7,
-    "legend.frameon": False,
-    "legend.handlelength": 1.8,
-    "legend.borderaxespad": 0.3,
-    "mathtext.fontset": "dejavusans",
-    "axes.linewidth": 0.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.titlepad": 4.0,
-    "axes.labelpad": 2.5,
-    "xtick.major.width": 0.6,
-    "ytick.major.width": 0.6,
-    "xtick.minor.width": 0.4,
-    "ytick.minor.width": 0.4,
-    "xtick.major.size": 3.0,
-    "ytick.major.size": 3.0,
-    "xtick.minor.size": 1.6,
-    "ytick.minor.size": 1.6,
-    "lines.linewidth": 1.2,
-    "lines.markersize": 4.0,
-    "errorbar.capsize": 1.8,
-    "grid.linewidth": 0.4,
-    "grid.color": "0.9",
-}
-
-_SAMPLING_LABELS = {
-    "without_replacement": "fixed data, without replacement",
-    "with_replacement": "fixed data, with replacement",
-    "fresh": "fresh data each batch",
-}
-_INTERVAL_WORDS = {
-    "fourth_moment": "normal approximation with the sample kurtosis",
-    "chi2": "chi-square, assuming normal losses",
-    "bootstrap": "percentile bootstrap",
-}
-
-
-# -- the style -----------------------------------------------------------------------
-
-
-def _rc():
-    from cycler import cycler
-
-    return {**RC, "axes.prop_cycle": cycler(color=_CYCLE)}
-
-
-def style():
-    """Context manager applying the lossvar figure style; rcParams are restored on exit.
-
-    Create the figure inside it (tick and font sizes are read when the Axes
-    are made)::
-
-        with plots.style():
-            fig, ax = plots.subplots()
-            ...
-    """
-    import matplotlib as mpl
-
-    return mpl.rc_context(_rc())
-
-
-def use_style() -> None:
-    """Apply the lossvar figure style globally (for a notebook or a script)."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update(_rc())
-
-
-def subplots(nrows: int = 1, ncols: int = 1, *, width="column", height: float | None = None,
-             **kwargs):
-    """``plt.subplots`` at print size: ``width`` "column" (3.5 in), "full" (7.2 in) or inches.
-
-    ``height`` defaults to 0.75 of the width per row for one column, 0.42 for
-    the full width. Constrained layout unless ``layout`` is given.
-    """
-    import matplotlib.pyplot as plt
-
-    w = {"column": COLUMN_WIDTH, "full": FULL_WIDTH}.get(width, width)
-    w = float(w)
-    if height is None:
-        height = nrows * w * (0.75 if w <= COLUMN_WIDTH else 0.42)
-    kwargs.setdefault("layout", "constrained")
-    return plt.subplots(nrows, ncols, figsize=(w, height), **kwargs)
-
-
-def palette(names) -> dict:
-    """One colour per entity: ``{name: colour}``, colour-blind safe (Okabe-Ito).
-
-    Sampling schemes have fixed colours in every figure; other names take the
-    remaining colours in the order given (up to twelve distinct colours: beyond
-    Okabe-Ito's seven, Tol's muted ones). Call it once per figure with every
-    name that appears in any panel, and pass the dict to each plot function
-    (``palette=``), so an entity keeps its colour across panels.
-    """
-    names = list(dict.fromkeys(names))
-    cycle = _CYCLE if len(names) <= len(_CYCLE) else _CYCLE[:-1] + EXTRA_COLORS + _CYCLE[-1:]
-    return _assign(names, 0, cycle)
-
-
-_palette_of = palette
-
-
-def markers(names) -> dict:
-    """One marker per entity, assigned like :func:`palette` (a second cue besides colour)."""
-    names = list(dict.fromkeys(names))
-    cycle = _MARKERS if len(names) <= len(_MARKERS) else _MARKERS + _EXTRA_MARKERS
-    return _assign(names, 1, cycle)
-
-
-def _assign(names, slot, cycle) -> dict:
-    """Known entities keep their style (slot 0 colour, 1 marker); the others take the
-    free entries of ``cycle`` in order."""
-    taken = {KNOWN[n][slot] for n in names if n in KNOWN}
-    free = [c for c in cycle if c not in taken] or cycle
-    out, i = {}, 0
-    for n in names:
-        if n in KNOWN:
-            out[n] = KNOWN[n][slot]
-        else:
-            out[n] = free[i % len(free)]
-            i += 1
-    return out
-
-
-def interval_words(confidence: float | None, method: str | None = None) -> str:
-    """The interval in words: ``"95% confidence intervals (percentile bootstrap)"``."""
-    head = "confidence intervals" if confidence is None else f"{_percent(confidence)} confidence intervals"
-    how = None if method is None else _INTERVAL_WORDS.get(method, method.replace("_", " "))
-    return f"{head} ({how})" if how else head
-
-
-def _percent(confidence: float) -> str:
-    return f"{100 * float(confidence):.4g}%"
-
-
-def caption(fig, text: str, *, width: float | None = None, fontsize: float = 7.0):
-    """Write a caption under a figure, wrapped to the figure's width. Returns the Text.
-
-    Lines are filled by measured width, so mathtext (``$...$``, never split)
-    counts as wide as it is drawn; paragraphs are separated by newlines.
-    """
-    w = fig.get_figwidth() if width is None else width
-    gap = 0.06 / fig.get_figheight()
-    wrapped = "\n".join(_fill(fig, p, w, fontsize) for p in text.split("\n"))
-    return fig.text(0.0, -gap, wrapped, ha="left", va="top", fontsize=fontsize, color="0.1",
-                    transform=fig.transFigure)
-
-
-def _words(paragraph: str) -> list[str]:
-    """Split at spaces outside ``$...$``: a math expression stays in one word."""
-    words, cur, math = [], "", False
-    for ch in paragraph:
-        if ch == "$":
-            math = not math
-        if ch == " " and not math:
-            words.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    words.append(cur)
-    return [x for x in words if x]
-
-
-def _fill(fig, paragraph: str, width: float, fontsize: float) -> str:
-    try:
-        renderer = fig.canvas.get_renderer()
-    except AttributeError:  # a backend without a renderer: count characters
-        return textwrap.fill(paragraph, max(40, int(width * 72 / (0.52 * fontsize))))
-    probe = fig.text(0, 0, "", fontsize=fontsize)
-
-    def size(t):
-        probe.set_text(t)
-        return probe.get_window_extent(renderer).width / fig.dpi
-
-    lines, cur = [], ""
-    for word in _words(paragraph):
-        trial = f"{cur} {word}" if cur else word
-        if cur and size(trial) > width:
-            lines.append(cur)
-            cur = word
-        else:
-            cur = trial
-    lines.append(cur)
-    probe.remove()
-    return "\n".join(lines)
-
-
-def table_panel(ax, header, rows, *, colors=None, marks=None, color_col: int = 0,
-                fontsize: float = 7.0, pad: float = 0.16, x0: float = 0.0):
-    """Draw a small text table on ``ax`` (its axis turned off); returns ``ax``.
-
-    ``header`` and each of ``rows`` are sequences of strings, one per column
-    (a header may have two lines). Columns are as wide as their widest cell
-    plus ``pad`` inches, starting ``x0`` inches right of the Axes' left edge
-    (negative: left of it). ``colors`` and ``marks`` (one per row, from
-    :func:`palette` and :func:`markers`) colour the cells of column
-    ``color_col`` and put the entity's marker left of them, so the table
-    reads like a legend. Give the Axes a height of about
-    ``lines * 1.3 * fontsize / 72`` inches.
-    """
-    from matplotlib.transforms import ScaledTranslation
-
-    fig = ax.figure
-    ax.set_axis_off()
-    renderer = fig.canvas.get_renderer()
-    mark_w = 0.14 if marks is not None else 0.0
-
-    def width(text, bold):
-        t = fig.text(0, 0, text, fontsize=fontsize, fontweight="bold" if bold else "normal")
-        w = t.get_window_extent(renderer).width / fig.dpi
-        t.remove()
-        return w
-
-    k = len(header)
-    widths = [max([width(header[j], False)] + [width(r[j], colors is not None and j == color_col)
-                                               for r in rows]) for j in range(k)]
-    xs, x = [], x0
-    for j in range(k):
-        if j == color_col:
-            x += mark_w
-        xs.append(x)
-        x += widths[j] + pad
-    line = 1.3 * fontsize / 72
-    head_lines = max(h.count("\n") + 1 for h in header)
-
-    def at(xi, yi):
-        return ax.transAxes + ScaledTranslation(xi, -yi, fig.dpi_scale_trans)
-
-    for j, h in enumerate(header):
-        ax.text(0, 1, h, transform=at(xs[j], 0), ha="left", va="top", fontsize=fontsize,
-                color="0.3", linespacing=1.15)
-    for i, row in enumerate(rows):
-        y = (head_lines + i) * line + 0.3 * line
-        for j, cell in enumerate(row):
-            mine = colors is not None and j == color_col
-            ax.text(0, 1, cell, transform=at(xs[j], y), ha="left", va="top", fontsize=fontsize,
-                    color=colors[i] if mine else "0.05", fontweight="bold" if mine else "normal")
-        if marks is not None and colors is not None:
-            ax.plot([0], [1], transform=at(xs[color_col] - mark_w / 2, y + 0.42 * line),
-                    marker=marks[i], ls="none", ms=MONTE_CARLO["ms"], color=colors[i],
-                    clip_on=False)
-    return ax
-
-
-def legend_order(handles: dict, ncol: int) -> dict:
-    """Reorder ``{label: handle}`` so a legend of ``ncol`` columns reads row by row."""
-    items = list(handles.items())
-    rows = -(-len(items) // ncol)
-    out = [items[r * ncol + c] for c in range(ncol) for r in range(rows) if r * ncol + c < len(items)]
-    return dict(out)
+from .style import COLUMN_WIDTH, EXACT, MONTE_CARLO, OKABE_ITO, REFERENCE, markers, style, subplots
+from .style import palette as _palette_of  # the plot functions' argument `palette` hides the name
+from .text import interval_words, sampling_label
 
 
 @contextlib.contextmanager
@@ -368,6 +37,7 @@ def _dodge(levels, dodge):
     return {lv: 10 ** ((i - (k - 1) / 2) * dodge) for i, lv in enumerate(levels)}
 
 
+
 # -- the variance of the batch-mean loss ------------------------------------------------
 
 
@@ -386,18 +56,13 @@ def _legend(ax, first, *, own=False, inside="best", **kwargs):
     return ax.legend(handles, labels, alignment="left", loc=inside, **kwargs)
 
 
-def sampling_label(sampling) -> str:
-    """The words for a sampling scheme, e.g. "fixed data, without replacement"."""
-    return _SAMPLING_LABELS.get(sampling, str(sampling))
-
-
 def _exact_line(t, sampling):
     """The exact curve of docs/theory.md, section 1 on a dense grid of B, from lossvar.theory.
 
     ``s^2`` is read off the table's exact variance at its smallest batch size
     (the exact variance divided by theory's factor for that B).
     """
-    from . import theory
+    from .. import theory
 
     ok = t[np.isfinite(t.exact_variance) & (t.exact_variance > 0)]
     if ok.empty:
@@ -604,7 +269,7 @@ def _colors(levels, given):
     if given is not None:
         return given
     if levels == [None]:
-        return {None: _CYCLE[0]}
+        return {None: OKABE_ITO["blue"]}
     return _palette_of(levels)
 
 
@@ -831,3 +496,19 @@ def trajectories_plot(paths: pd.DataFrame, contour, *, hue: str = "optimizer", x
         ax.plot(*optimum, "*", color=EXACT["color"], ms=8, label=r"minimum $w^*$", zorder=5)
         return _finish(ax, logx=False, logy=False, xlabel=f"{x} (flat direction)",
                        ylabel=f"{y} (steep direction)", title=title, legend_title=hue)
+
+
+def band(ax, x, y, lo, hi, *, color, label=None, alpha: float = 0.3, edges: float = 0.3,
+         positive: bool = False, zorder: int = 2):
+    """A Monte Carlo mean curve ``y`` with its interval band ``lo`` to ``hi``, the band's
+    edges drawn (a band narrower than the line stays visible at its edges). ``positive``:
+    leave out non-positive lower ends (a log axis). Returns ``ax``."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if positive:
+        lo = np.where(lo > 0, lo, np.nan)
+    ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0, zorder=2)
+    for edge in (lo, hi):
+        ax.plot(x, edge, color=color, lw=edges, zorder=zorder)
+    ax.plot(x, y, color=color, lw=0.9, zorder=3, label=label)
+    return ax
