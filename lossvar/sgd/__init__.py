@@ -33,6 +33,14 @@ unit of randomness: block j (replicates ``j*BLOCK_SIZE`` onwards) is one
 
 So a result depends only on the seed and the arguments: not on the engine's
 chunking, workers or executor.
+
+Arithmetic. A block's parameters are one C-contiguous (R_b, p) array. Each
+step is ``problem.mean_grad(w, X_b, y_b, out=g)`` into one array per block,
+then the optimizer's in-place form (:func:`lossvar.optim.in_place`: the bits
+of its ``update`` and :func:`~lossvar.optim.apply_updates`). A record's loss is
+``problem.mean_loss`` on parts of the stack (on threads when large; each
+row's value is its own). Only the protocol :class:`lossvar.typing.Problem` is
+used, so a problem class from elsewhere gets the same calls as a built-in.
 """
 
 from __future__ import annotations
@@ -86,9 +94,11 @@ class Trajectories:
         its recorded loss or distance were seen to be non-finite); empty if
         none diverged.
     w_star : ndarray, shape (p,)
-        The minimizer the distances are measured to.
+        The minimizer the distances are measured to (NaN for a problem
+        without ``minimize``, whose ``dist2`` is then NaN).
     loss_star : float
-        The loss at ``w_star`` (NaN where the loss is not recorded).
+        The loss at ``w_star`` (NaN where the loss is not recorded or
+        ``w_star`` is unknown).
     final_params : ndarray, shape (R, p)
         Parameters after the last step (NaN rows for diverged replicates).
     params : ndarray, shape (k, n_records, p)
