@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import array_api_compat
-
 from lossvar._validate import as_float
 from lossvar.schedules import Constant, as_schedule
 
-from .base import EmptyState, GradientTransformation, as_array, transformation
+from .base import EmptyState, GradientTransformation, as_array, namespace, transformation
 
 __all__ = [
     "ScaleByAdamState",
@@ -48,7 +46,7 @@ def _eps(value) -> float:
 
 def _zeros(params):
     params = as_array(params)
-    return array_api_compat.array_namespace(params).zeros_like(params)
+    return namespace(params).zeros_like(params)
 
 
 def _denominator(ops, second_moment, eps: float, eps_in_sqrt: bool):
@@ -240,8 +238,7 @@ def scale_by_rss(initial_accumulator: float = 0.1, eps: float = 1e-7,
 
     def init(params):
         params = as_array(params)
-        xp = array_api_compat.array_namespace(params)
-        return ScaleByRssState(xp.full_like(params, initial_accumulator))
+        return ScaleByRssState(namespace(params).full_like(params, initial_accumulator))
 
     def arithmetic(ops, g, state, params):
         total = ops.add(state.sum_of_squares, ops.mul(g, g, "tmp"), "sum_of_squares")

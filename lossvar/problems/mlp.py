@@ -129,7 +129,7 @@ class MLP(Curvature):
     Examples
     --------
     >>> import numpy as np
-    >>> from lossvar.mlp import MLP
+    >>> from lossvar import MLP
     >>> net = MLP((4, 8, 3), activation="tanh", l2=1e-2)
     >>> net.n_params(4)
     67
