@@ -187,7 +187,15 @@ def test_a_transformation_from_elsewhere_chains_and_runs_in_place():
     w, state = _step(tx, np.ones(3), np.full(3, 0.5), tx.init(np.ones(3)))
     np.testing.assert_array_equal(w, 1.0 - 0.1 * (2.0 * 0.5))
     assert state[0] == 1
-    for opt in (tx, optim.chain(double)):
+    kept = []
+
+    def keep(updates, state, params=None):
+        kept.append(updates)
+        return updates, state
+
+    keeper = optim.GradientTransformation(init, keep)
+    for opt in (tx, optim.chain(double), optim.chain(optim.scale_by_adam(), keeper,
+                                                    optim.scale_by_learning_rate(0.1))):
         fast = np.ones(3)
         advance = optim.in_place(opt, fast)
         pure, st = np.ones(3), opt.init(np.ones(3))
@@ -195,6 +203,8 @@ def test_a_transformation_from_elsewhere_chains_and_runs_in_place():
             pure, st = _step(opt, pure, g, st)
             advance(fast, g)
         _assert_same_bits(fast, pure)
+    # what it keeps stays as it was given: the pure step's and the in-place step's alike
+    _assert_same_bits(np.stack(kept[0::2]), np.stack(kept[1::2]))
 
 
 # -- convergence ---------------------------------------------------------------------

@@ -126,6 +126,11 @@ class Ops:
         out = self._to(into)
         return self.xp.sqrt(a) if out is None else self.xp.sqrt(a, out=out)
 
+    def owned(self, a):
+        """``a`` for a caller that may keep it: ``a`` itself on fresh arrays, a copy when
+        ``a`` may be a buffer that the next step overwrites."""
+        return a if self.buffers is None or a is None else self.xp.asarray(a, copy=True)
+
     def copy(self, a, into: str):
         """``a`` itself, as ``a * 1.0`` (exact, the sign of a zero included)."""
         return self.mul(a, 1.0, into)
@@ -246,8 +251,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         new = []
         for i, (t, s) in enumerate(zip(transforms, state, strict=True)):
             own = getattr(t, "arithmetic", None)
-            if own is None:
-                updates, s = t.update(updates, s, params)
+            if own is None:  # a transformation from elsewhere may keep what it is given
+                updates, s = t.update(ops.owned(updates), s, ops.owned(params))
             else:
                 updates, s = own(ops.child(i, s), updates, s, params)
             new.append(s)
