@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from _common import CpuMeter, best_time, machine  # noqa: E402
-from bench_sgd import B, B1, B2, EPS, LR, R, STEPS, dataset  # noqa: E402
+from bench_sgd import B1, B2, EPS, LR, STEPS, B, R, dataset  # noqa: E402
 from protocol_problems import Delegating, NumpyLogistic  # noqa: E402
 
 
@@ -84,7 +84,10 @@ def main(argv=None):
         for engine in legs["built-in"]:
             for name in legs:
                 times[name][engine] = min(times[name][engine], best_time(legs[name][engine], 1))
-    print(meter.report() if hasattr(meter, "report") else "")
+    load = meter.others()
+    if load is not None:
+        print(f"CPU time of other processes during the timing: {load['others']:.1f} s "
+              f"(this one: {load['own']:.1f} s)")
     print()
     print(f"{'engine':<18} {'built-in':>9} {'NumpyLogistic':>14} {'Delegating':>11}   ratios (target <= 1.1)")
     for engine in legs["built-in"]:

@@ -5,7 +5,8 @@
   the operations in the order lossvar's LogisticRegression documents (scores by
   matmul, the stable loss max(z, 0) - y z + log(1 + e^{-|z|}), the residual
   expit(z) - y, X^T r / n, the ridge term l2 w when l2 > 0), with per-thread scratch
-  for ``mean_grad(out=...)``, and no ``minimize`` (optional in the protocol);
+  for ``mean_grad(out=...)``, a stack's mean loss by chunks of rows, and no
+  ``minimize`` (optional in the protocol);
 - ``Delegating``: a wrapper that hands every call to another problem.
 
 Neither inherits from lossvar nor is named anywhere in lossvar.
@@ -58,6 +59,15 @@ class NumpyLogistic:
 
     def mean_loss(self, w, X, y):
         w, X, y = (np.asarray(a, dtype=np.float64) for a in (w, X, y))
+        if w.ndim == 2 and X.ndim == 2 and len(w) > 1:
+            # A stack on shared data by chunks of rows, whose temporaries stay in cache:
+            # each row's value is the same, computed alone or with others.
+            rows = max(1, 2**15 // max(X.shape[0], 1))
+            return np.concatenate([self._mean_loss(w[i:i + rows], X, y)
+                                   for i in range(0, len(w), rows)])
+        return self._mean_loss(w, X, y)
+
+    def _mean_loss(self, w, X, y):
         return np.mean(self._phi(self._scores(w, X), y), axis=-1) + self._penalty(w)
 
     def grad(self, w, X, y):
