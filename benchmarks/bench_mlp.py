@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 import lossvar.datasets
-from lossvar.mlp import MLP
+from lossvar.problems import MLP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, best_time, machine  # noqa: E402

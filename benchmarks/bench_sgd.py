@@ -99,7 +99,8 @@ def lossvar_loop(problem, X, y, runs, rng):
         state = opt.init(w)
         for _ in range(STEPS):
             idx = rng.integers(0, n, B)
-            w, state = opt.step(w, problem.mean_grad(w, X[idx], y[idx]), state)
+            updates, state = opt.update(problem.mean_grad(w, X[idx], y[idx]), state, w)
+            w = optim.apply_updates(w, updates)
 
 
 def torch_loop(X, y, runs, rng):

@@ -18,12 +18,12 @@ from .data import (  # noqa: E402
     Population,
 )
 from .problems import (  # noqa: E402
+    MLP,
     LinearRegression,
     LogisticRegression,
     NoisyQuadratic,
     SoftmaxRegression,
 )
-from .mlp import MLP  # noqa: E402
 from .engine import Execution  # noqa: E402
 from .noise import (  # noqa: E402
     GradientNoise,

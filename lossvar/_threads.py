@@ -82,8 +82,3 @@ def for_each(fn, items) -> None:
             job.wait()
     for job in later:
         job.result()
-
-
-#: :func:`for_each` under the name :mod:`lossvar.problems` still calls; it goes when
-#: that call is renamed.
-run = for_each

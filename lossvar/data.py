@@ -343,8 +343,10 @@ class GaussianNoisePopulation(Population):
     name = "quadratic"
 
     def __init__(self, problem: NoisyQuadratic):
-        if not isinstance(problem, NoisyQuadratic):
-            raise TypeError(f"`problem` must be a NoisyQuadratic; got {problem!r}")
+        needed = ("noise_std", "dim", "minimizer", "loss_moments")
+        if not all(hasattr(problem, name) for name in needed):
+            raise TypeError(f"`problem` must be a NoisyQuadratic (with {', '.join(needed)}); "
+                            f"got {problem!r}")
         self.problem = problem
         self.w_star = problem.minimizer()
         self.w_star.flags.writeable = False

@@ -105,10 +105,10 @@ def reference_params(dataset: Dataset, problem=None) -> np.ndarray:
     """The reference parameter vector: the minimizer of the mean loss on the full data.
 
     Computed by ``problem.minimize(dataset.X, dataset.y)`` (gradient norm
-    below 1e-12), deterministic. For a network (:class:`lossvar.mlp.MLP`,
+    below 1e-12), deterministic. For a network (:class:`lossvar.MLP`,
     whose loss is not convex) it is a local minimum: the one that full-batch
     L-BFGS reaches from the network's fixed default start, to gradient norm
-    1e-10 (:meth:`lossvar.mlp.MLP.minimize`).
+    1e-10 (:meth:`lossvar.MLP.minimize`).
 
     Parameters
     ----------

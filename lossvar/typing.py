@@ -32,13 +32,74 @@ Executor = Any
 
 
 class Problem(Protocol):
-    """What lossvar needs of a model: per-example losses and gradients."""
+    """What lossvar's engines need of a model: per-example losses and gradients.
 
-    def loss(self, w: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray: ...
+    :func:`lossvar.run_sgd`, :func:`lossvar.variance_study`,
+    :func:`lossvar.gradient_variance` and the other engines use a problem
+    through these methods and nothing else: any class that has them (no
+    base class to inherit) runs at the built-ins' speed, with their bits when
+    it does their arithmetic. The built-ins (:class:`~lossvar.LinearRegression`,
+    :class:`~lossvar.LogisticRegression`, :class:`~lossvar.SoftmaxRegression`,
+    :class:`~lossvar.NoisyQuadratic`, :class:`~lossvar.MLP`) meet it; see
+    docs/guide/problems.md.
 
-    def grad(self, w: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray: ...
+    Shapes: ``w`` is ``(..., p)``, a stack of parameter vectors; ``X`` is
+    ``(..., n, d)`` and ``y`` ``(..., n)`` or ``(n,)``; leading dimensions
+    broadcast (``w`` (R, p) with ``X`` (R, B, d): replicate r on its own
+    batch; with ``X`` (n, d): every replicate on the same data). With ``lead``
+    the broadcast leading shape, ``loss`` returns ``lead + (n,)``, ``grad``
+    ``lead + (n, p)``, ``mean_loss`` ``lead`` and ``mean_grad``
+    ``lead + (p,)``, all float64. Row independence: the value for one
+    parameter vector of a stack does not depend on the other rows (the same
+    bits as that row alone), so engines may cut a stack into parts, and one
+    diverged (NaN or inf) row leaves the others' values alone.
 
-    def check_params(self, w: ArrayLike, X: ArrayLike) -> None: ...
+    Optional members, used where present: ``hvp(w, X, y, v)`` (the Hessian of
+    the mean loss times ``v`` of shape (p,) or (m, p)) and ``hessian(w, X, y)``
+    (p, p), for the one-step theory and B_noise; ``minimize(X, y)`` (the
+    minimizer, for :func:`lossvar.run_sgd`'s distance ``dist2``; without it
+    the distance is NaN); ``init(rng, size=None)`` (a random start);
+    attributes ``name`` and ``l2`` (for tables).
+    """
+
+    def n_params(self, d: int) -> int:
+        """Length p of the parameter vector for data of ``d`` features."""
+        ...
+
+    def check_params(self, w: ArrayLike, X: ArrayLike) -> None:
+        """Raise ValueError, naming the argument, unless ``w`` fits data shaped like ``X``."""
+        ...
+
+    def loss(self, w: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """Per-example losses l_i(w), shape ``lead + (n,)``."""
+        ...
+
+    def grad(self, w: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """Per-example gradients, shape ``lead + (n, p)``."""
+        ...
+
+    def mean_loss(self, w: ArrayLike, X: ArrayLike, y: ArrayLike) -> np.ndarray:
+        """The mean of the per-example losses over the n rows, shape ``lead``.
+
+        :func:`lossvar.run_sgd` computes the loss of a record by calling it on
+        parts of the replicates' stack at once, from several threads when it
+        runs the blocks in this process: it must be safe to call from several
+        threads (numpy releases the GIL in its loops).
+        """
+        ...
+
+    def mean_grad(self, w: ArrayLike, X: ArrayLike, y: ArrayLike, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
+        """The gradient of the mean loss over the n rows, shape ``lead + (p,)``: the hot path.
+
+        With ``out`` (a writeable C-contiguous float64 array of that shape)
+        the gradient is written into it and ``out`` is returned, with the same
+        bits as without. :func:`lossvar.run_sgd` calls it so, once per step,
+        with float64 arrays of checked shapes: a problem may then skip its
+        input checks and keep its intermediate arrays between calls (per
+        thread and shape), and must not raise on a non-finite row of ``w``.
+        """
+        ...
 
 
 #: A fixed :class:`~lossvar.Dataset`, or a population with ``sample(n, rng)``.

@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parent.parent / "lossvar"
 #: Lowest first; a module may import its own layer or lower ones.
 LAYERS = [
     {"_version", "_build_revision", "streams", "typing", "scratch", "moments", "_validate", "_threads"},
-    {"problems", "mlp"},
+    {"problems"},
     {"data", "datasets"},
     {"sampling"},
     {"engine"},

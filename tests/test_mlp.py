@@ -13,8 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from threadpoolctl import threadpool_limits
 
 import lossvar.datasets
-from lossvar.mlp import MLP
-from lossvar.problems import LinearRegression, SoftmaxRegression
+from lossvar.problems import MLP, LinearRegression, SoftmaxRegression
 
 EPS = np.finfo(np.float64).eps
 

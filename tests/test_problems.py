@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from lossvar.data import GaussianNoisePopulation
-from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic, SoftmaxRegression
+from lossvar.problems import MLP, LinearRegression, LogisticRegression, NoisyQuadratic, SoftmaxRegression
 
 PROBLEMS = {
     "linear": LinearRegression(),
@@ -123,6 +123,105 @@ def test_one_batch_per_replicate_is_bit_identical_to_a_loop(key, seed, r, b):
         assert_array_equal(grad[i], problem.grad(w[i], X[i], yi))
         assert_array_equal(mean_loss[i], problem.mean_loss(w[i], X[i], yi))
         assert_array_equal(mean_grad[i], problem.mean_grad(w[i], X[i], yi))
+
+
+ALL_PROBLEMS = {**PROBLEMS, "mlp": MLP((3, 4, 3), l2=0.1), "mlp-squared": MLP((3, 2, 1), "relu", "squared")}
+
+
+def _mlp_case(problem, rng, *, n, w_lead=(), x_lead=()):
+    X = rng.standard_normal(x_lead + (n, 3))
+    k = problem.sizes[-1]
+    y = rng.standard_normal(x_lead + (n,)) if k == 1 else rng.integers(0, k, x_lead + (n,))
+    return rng.standard_normal(w_lead + (problem.p,)), X, y
+
+
+@pytest.mark.parametrize("key", ALL_PROBLEMS)
+@pytest.mark.parametrize("w_lead, x_lead", [((), ()), ((5,), ()), ((5,), (5,)), ((2, 3), (3,))])
+def test_mean_grad_into_out_gives_the_same_bits(key, w_lead, x_lead):
+    # The hot path: the gradient written into the caller's array, the intermediate
+    # arrays kept between calls; the same operations as without ``out``.
+    problem = ALL_PROBLEMS[key]
+    rng = np.random.default_rng(11)
+    for n in (1, 6, 6):  # the second call of a shape reuses its scratch
+        if isinstance(problem, MLP):
+            w, X, y = _mlp_case(problem, rng, n=n, w_lead=w_lead, x_lead=x_lead)
+        else:
+            w, X, y = _case(problem, rng, n=n, d=3, w_lead=w_lead, x_lead=x_lead)
+        if isinstance(problem, (LinearRegression, LogisticRegression, MLP)) and y is not None:
+            y = np.asarray(y, dtype=np.float64)  # as run_sgd passes them
+        want = problem.mean_grad(w, X, y)
+        out = np.full(want.shape, np.nan)
+        got = problem.mean_grad(w, X, y, out=out)
+        assert got is out
+        assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("key", ["linear", "logistic-l2", "softmax", "quadratic"])
+def test_mean_grad_out_of_the_wrong_kind_is_named(key):
+    problem = PROBLEMS[key]
+    w, X, y = _case(problem, np.random.default_rng(12), n=4, d=3, w_lead=(2,))
+    for bad in (np.empty((2, w.shape[-1] + 1)), np.empty((2, w.shape[-1]), np.float32),
+                np.empty((w.shape[-1], 2)).T, [[0.0] * w.shape[-1]] * 2):
+        with pytest.raises(ValueError, match=r"`out` must be a writeable C-contiguous float64 "
+                                             r"array of shape \(2, \d+\); got a"):
+            problem.mean_grad(w, X, y, out=bad)
+
+
+@pytest.mark.parametrize("key", ["linear", "logistic-l2", "mlp"])
+def test_a_non_finite_row_leaves_the_other_rows_alone(key):
+    # run_sgd's diverged replicates: NaN rows of w give NaN gradients, the others theirs.
+    problem = ALL_PROBLEMS[key]
+    rng = np.random.default_rng(14)
+    if isinstance(problem, MLP):
+        w, X, y = _mlp_case(problem, rng, n=4, w_lead=(3,), x_lead=(3,))
+    else:
+        w, X, y = _case(problem, rng, n=4, d=3, w_lead=(3,), x_lead=(3,))
+    y = np.asarray(y, dtype=np.float64)
+    want = problem.mean_grad(w, X, y)
+    w[1] = np.nan
+    with np.errstate(invalid="ignore"):
+        got = problem.mean_grad(w, X, y, out=np.empty(want.shape))
+    assert np.isnan(got[1]).all()
+    assert_array_equal(got[[0, 2]], want[[0, 2]])
+
+
+def _awkward_stack(rng, R, d):
+    """Parameters with the awkward values: equal rows, zeros of both signs, NaN, inf, huge."""
+    w = rng.standard_normal((max(R, 8), d)) * 0.5
+    w[1] = w[0]
+    w[2] = -0.0
+    w[3, 0] = np.nan
+    w[4, 1] = np.inf
+    w[5, 2] = -np.inf
+    w[6] = 1e200
+    w[7, ::2] = 5e-324
+    return w[:R]
+
+
+@pytest.mark.parametrize("n, R", [(37, 29), (5003, 29), (40_000, 3), (3001, 400)],
+                         ids=["one chunk", "chunks of 6 rows", "one row per chunk", "many chunks"])
+@pytest.mark.parametrize("key", ["linear", "linear-l2", "logistic", "logistic-l2", "softmax-l2"])
+def test_mean_loss_of_a_stack_is_each_rows_own(key, n, R):
+    # A stack on shared data is computed by chunks of rows (one row when all rows are
+    # equal), and run_sgd cuts it into parts: each row's value is that row's alone.
+    problem = PROBLEMS[key]
+    rng = np.random.default_rng(0)
+    w, X, y = _case(problem, rng, n=n, d=4)
+    X[:, 1] = -0.0
+    X[::5, 2] = 0.0
+    d = X.shape[1]
+    with np.errstate(all="ignore"):
+        for stack in (rng.standard_normal((2, problem.n_params(d))),
+                      _awkward_stack(rng, R, problem.n_params(d)),
+                      np.tile(rng.standard_normal(problem.n_params(d)), (R, 1))):
+            got = problem.mean_loss(stack, X, y)
+            assert got.shape == (len(stack),)
+            assert_array_equal(got.view(np.int64),
+                               np.array([problem.mean_loss(row, X, y) for row in stack]).view(np.int64))
+            half = len(stack) // 2
+            parts = np.concatenate([problem.mean_loss(stack[:half], X, y),
+                                    problem.mean_loss(stack[half:], X, y)])
+            assert_array_equal(got.view(np.int64), parts.view(np.int64))
 
 
 def test_data_leading_dims_broadcast_against_w():

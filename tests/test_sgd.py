@@ -15,10 +15,10 @@ import pytest
 from scipy import stats
 
 import lossvar
-from lossvar import GaussianNoisePopulation, optim, schedules, theory
+from lossvar import GaussianNoisePopulation, optim, sampling, schedules, theory
 from lossvar.sampling import epoch_batches
-from lossvar.sgd import DivergenceWarning, run_sgd
-from lossvar.streams import stream
+from lossvar.sgd import BLOCK_SIZE, DivergenceWarning, run_sgd
+from lossvar.streams import as_seed_sequence, stream
 
 ALPHA = 1e-4
 R = 4096
@@ -193,7 +193,8 @@ def test_stacked_replicates_equal_one_at_a_time_with_the_same_batches(sampling, 
         state = opt.init(w)
         for t in range(steps):
             i = idx[t][r]
-            w, state = opt.step(w, problem.mean_grad(w, X[i], y[i]), state)
+            updates, state = opt.update(problem.mean_grad(w, X[i], y[i]), state, w)
+            w = optim.apply_updates(w, updates)
         np.testing.assert_array_equal(tr.final_params[r], w)
 
 
@@ -209,7 +210,8 @@ def test_same_seed_same_bits_whatever_the_chunking():
     data = _linear_dataset()
     kw = dict(steps=40, batch_size=5, replicates=300, rng=9, average=True)
     a = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **kw)
-    b = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), chunk_size=1000, **kw)
+    b = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02),
+                execution=lossvar.Execution(chunk_size=1000), **kw)
     pd.testing.assert_frame_equal(a.table, b.table)
     pd.testing.assert_frame_equal(a.summary, b.summary)
     c = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **(kw | {"rng": a.seed}))
@@ -241,7 +243,7 @@ def test_recorded_parameters_are_the_runs_own_whatever_the_workers(tmp_path):
     for other in (dict(workers=2), dict(chunk_size=1), dict(checkpoint=tmp_path / "c"),
                   dict(checkpoint=tmp_path / "c")):
         b = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05),
-                    record_params=[0, 5, 300], **kw, **other)
+                    record_params=[0, 5, 300], execution=lossvar.Execution(**other), **kw)
         np.testing.assert_array_equal(a.params, b.params)
     every = run_sgd(lossvar.LinearRegression(), data, optim.adam(0.05), record_params="all", **kw)
     np.testing.assert_array_equal(every.params[[0, 5, 300]], a.params)
@@ -340,3 +342,201 @@ def test_bad_input(small):
         run_sgd(q, data, opt, steps=5, batch_size=5, replicates=0)
     with pytest.raises(ValueError, match=r"`w0` must be finite"):
         run_sgd(q, data, opt, steps=5, batch_size=5, replicates=2, w0=[np.nan, 0.0])
+
+
+# -- run_sgd is the public pieces in a loop: mean_grad, update, apply_updates ------------------
+
+
+def _bits(a):
+    """int64 bit patterns, NaN as one pattern whatever its payload."""
+    a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    b = a.view(np.int64).copy()
+    b[np.isnan(a)] = 0x7FF8000000000000
+    return b
+
+
+def _assert_same_bits(a, b):
+    np.testing.assert_array_equal(_bits(a), _bits(b))
+
+
+def _plain_run(problem, X, y, opt, steps, B, w0, seed):
+    """run_sgd's computation written with the public API, block by block: per-step draws
+    of the documented stream, mean_grad without ``out``, the pure update, an np.isfinite
+    check every step and the records at the start and the end."""
+    w_star = problem.minimize(X, y)
+    finals, firsts = [], []
+    for j, start in enumerate(range(0, len(w0), BLOCK_SIZE)):
+        rng = stream(as_seed_sequence(seed), 0, j, 0)
+        w = np.array(w0[start:start + BLOCK_SIZE], dtype=np.float64)
+        state = opt.init(w)
+        first_bad = np.full(len(w), -1)
+
+        def mark(bad, t, w=w, first_bad=first_bad):
+            first_bad[bad & (first_bad < 0)] = t
+            w[bad] = np.nan
+
+        def record(t, w):
+            values = np.stack([problem.mean_loss(w, X, y), np.sum((w - w_star) ** 2, axis=1)], 1)
+            return ~np.isfinite(values).all(axis=1), t
+
+        with np.errstate(all="ignore"):
+            mark(*record(0, w))
+            for t in range(1, steps + 1):
+                idx = sampling.with_replacement(rng, X.shape[0], B, len(w))
+                updates, state = opt.update(problem.mean_grad(w, X[idx], y[idx]), state, w)
+                w[...] = optim.apply_updates(w, updates)
+                mark(~np.isfinite(w).all(axis=1), t)
+            mark(*record(steps, w))
+        finals.append(w)
+        firsts.append(first_bad)
+    return np.concatenate(finals), np.concatenate(firsts)
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("problem", [lossvar.LogisticRegression(), lossvar.LogisticRegression(l2=0.05),
+                                     lossvar.LinearRegression(l2=0.1)], ids=repr)
+@pytest.mark.parametrize("opt", [optim.adam(1e-2), optim.rmsprop(1e-2), optim.nesterov(0.05, 0.5),
+                                 optim.adamw(0.02, weight_decay=0.3)], ids=lambda o: o.name)
+def test_run_sgd_equals_the_public_pieces_in_a_loop(problem, opt):
+    # Two blocks (300 replicates), indices of several steps in one draw (2**18 // (R_b B)
+    # steps a draw): the numbers of one draw per step, the arithmetic of update.
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((400, 6))
+    if isinstance(problem, lossvar.LogisticRegression):
+        y = (rng.random(400) < 1 / (1 + np.exp(-X[:, 0]))).astype(np.int64)
+        data = lossvar.Dataset(X, y, name="t", task="classification")
+    else:
+        y = X[:, 0] + rng.standard_normal(400)
+        data = lossvar.Dataset(X, y, name="t", task="regression")
+    tr = run_sgd(problem, data, opt, steps=40, batch_size=8, replicates=300,
+                 sampling="with_replacement", rng=9, record=[0, 40])
+    w, _ = _plain_run(problem, data.X, np.asarray(data.y, np.float64), opt, 40, 8, np.zeros((300, 6)), 9)
+    _assert_same_bits(tr.final_params, w)
+
+
+@pytest.mark.parametrize("R, B, steps", [(100, 1000, 5), (300, 1100, 4), (256, 32, 45)],
+                         ids=["2 steps a draw, the last draw of 1", "1 step a draw in block 0, "
+                              "5 in block 1", "32 steps a draw"])
+def test_bulk_draws_give_the_per_step_batches(R, B, steps):
+    # run_sgd draws the indices of 2**18 // (R_b B) steps at once; a plain loop drawing
+    # each step's (R_b, B) indices on its own gives the same trajectories.
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((5000, 3))
+    y = X @ np.array([0.5, -1.0, 2.0]) + rng.standard_normal(5000)
+    data = lossvar.Dataset(X, y, name="t", task="regression")
+    tr = run_sgd(lossvar.LinearRegression(), data, optim.sgd(0.05), steps=steps,
+                 batch_size=B, replicates=R, sampling="with_replacement", rng=11,
+                 record=[0, steps])
+    w, _ = _plain_run(lossvar.LinearRegression(), X, y, optim.sgd(0.05), steps, B,
+                      np.zeros((R, 3)), 11)
+    _assert_same_bits(tr.final_params, w)
+
+
+def test_one_draw_of_many_steps_equals_the_draws_of_each():
+    # The properties the bulk draw rests on: one draw of many steps gives the numbers of
+    # the draws of each step (sampling.with_replacement's, of sampling.index_dtype), in
+    # intp as in that dtype, and leaves the generator in the same state.
+    for n in (10_000, 3, 2**31 - 1, 2**31 + 5, 2**32, 2**40):
+        a, b = np.random.default_rng(9), np.random.default_rng(9)
+        bulk = a.integers(0, n, (7, 13, 5), dtype=np.intp)
+        each = np.stack([sampling.with_replacement(b, n, 5, 13) for _ in range(7)])
+        assert each.dtype == sampling.index_dtype(n)
+        np.testing.assert_array_equal(bulk, each)
+        assert a.integers(0, 2**62) == b.integers(0, 2**62)
+
+
+@pytest.mark.parametrize("opt", [optim.sgd(20.0), optim.nesterov(20.0, 0.5), optim.adam(1e307)],
+                         ids=lambda o: o.name)
+def test_divergence_steps_equal_a_plain_loop(opt):
+    # Starting points from 1 to 1e150 and huge steps: the parameters overflow at many
+    # different steps between the two records.
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((300, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + rng.standard_normal(300)
+    data = lossvar.Dataset(X, y, name="t", task="regression")
+    w0 = rng.standard_normal((24, 3)) * np.logspace(0, 150, 24)[:, None]
+    with pytest.warns(lossvar.DivergenceWarning):
+        tr = run_sgd(lossvar.LinearRegression(), data, opt, steps=300, batch_size=1,
+                     replicates=24, sampling="with_replacement", w0=w0, rng=3, record=[0, 300])
+    w, first_bad = _plain_run(lossvar.LinearRegression(), X, y, opt, 300, 1, w0, 3)
+    bad = np.flatnonzero(first_bad >= 0)
+    assert len(set(first_bad[bad].tolist())) > 3  # the steps do vary
+    np.testing.assert_array_equal(tr.diverged.replicate, bad)
+    np.testing.assert_array_equal(tr.diverged.step, first_bad[bad])
+    _assert_same_bits(tr.final_params, w)
+
+
+def test_the_dot_with_zeros_is_zero_iff_every_entry_is_finite():
+    # run_sgd's check for non-finite parameters after each step
+    values = np.array([0.0, -0.0, 5e-324, -5e-324, 1e-310, 1.0, -3.5, 1e308, -1.7976931348623157e308])
+    rng = np.random.default_rng(7)
+    with np.errstate(invalid="ignore"):
+        for _ in range(200):
+            w = rng.choice(values, (int(rng.integers(1, 9)), int(rng.integers(1, 6))))
+            assert np.dot(w.reshape(-1), np.zeros(w.size)) == 0.0
+            bad = rng.choice([np.nan, np.inf, -np.inf, -np.nan])
+            w.flat[rng.integers(w.size)] = bad
+            assert np.dot(w.reshape(-1), np.zeros(w.size)) != 0.0
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("problem", [lossvar.LogisticRegression(l2=0.01), lossvar.SoftmaxRegression(3),
+                                     lossvar.MLP((3, 4, 3), l2=0.01)], ids=repr)
+def test_recorded_loss_is_the_mean_loss_of_each_run_whatever_the_workers(problem):
+    # A record's loss is problem.mean_loss on parts of the replicates: 64 replicates on
+    # 8192 examples are 2 parts of 2**18 losses, each computed in its own thread on a
+    # machine of 2 cores or more. Each row's value is that row's alone, however the
+    # rows are cut, and whether the blocks run here or in worker processes.
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((8192, 3))
+    y = rng.integers(0, 2 if isinstance(problem, lossvar.LogisticRegression) else 3, 8192)
+    data = lossvar.Dataset(X, y, name="t", task="classification")
+    kw = dict(steps=20, batch_size=4, replicates=64, sampling="with_replacement", rng=0,
+              record=[0, 11, 20], record_params="all", w0=rng.standard_normal((64, problem.n_params(3))))
+    here = run_sgd(problem, data, optim.adam(0.05), **kw)
+    elsewhere = run_sgd(problem, data, optim.adam(0.05), execution=lossvar.Execution(workers=2), **kw)
+    for j in range(len(here.steps)):
+        want = [problem.mean_loss(here.params[r, j], X, y) for r in range(64)]
+        _assert_same_bits(here.values("loss")[:, j], want)
+        _assert_same_bits(elsewhere.values("loss")[:, j], want)
+
+
+def test_a_transformation_from_elsewhere_gets_its_own_gradient_arrays():
+    kept = []
+
+    def init(params):
+        return 0
+
+    def update(grads, state, params=None):
+        kept.append(grads)
+        return -0.1 * grads, state + 1
+
+    opt = optim.GradientTransformation(init, update, "keeper")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    data = lossvar.Dataset(X, X[:, 0] + rng.standard_normal(200), name="t", task="regression")
+    tr = run_sgd(lossvar.LinearRegression(), data, opt, steps=5, batch_size=4, replicates=3,
+                 sampling="with_replacement", rng=0, record=[0, 5])
+    assert len({id(g) for g in kept}) == len(kept)
+    assert not all(np.array_equal(kept[0], g) for g in kept[1:])
+    assert tr.info["optimizer"] == "keeper" and tr.summary.lr.isna().all()
+
+
+def test_a_problem_without_minimize_has_no_distance():
+    class NoMinimize:
+        def __init__(self):
+            self.inner = lossvar.LinearRegression()
+
+        def __getattr__(self, name):
+            if name == "minimize":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    data = _linear_dataset()
+    tr = run_sgd(NoMinimize(), data, optim.sgd(0.05), steps=20, batch_size=5, replicates=4, rng=0)
+    want = run_sgd(lossvar.LinearRegression(), data, optim.sgd(0.05), steps=20, batch_size=5,
+                   replicates=4, rng=0)
+    assert tr.table.dist2.isna().all() and np.isnan(tr.w_star).all() and np.isnan(tr.loss_star)
+    assert len(tr.diverged) == 0
+    np.testing.assert_array_equal(tr.table.loss, want.table.loss)
+

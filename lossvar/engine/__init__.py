@@ -32,19 +32,12 @@ from .executor import (
     Output,
     Shipment,
     block_size,
-    run_chunk,
     simulate,
+    simulate_chunk,
 )
 from .progress import Phase, phase
 
 __all__ = ["BLOCK_ELEMENTS", "DEFAULT_CHUNK_BLOCKS", "MIN_REPLICATES_FOR_TARGET", "CheckpointMismatch",
            "ChunkError", "Condition", "Execution", "Output", "Phase", "Shipment", "as_execution",
-           "block_size", "phase", "resolve_workers", "run_chunk", "simulate"]
+           "block_size", "phase", "resolve_workers", "simulate", "simulate_chunk"]
 
-
-def run(conditions, root, *, execution=None, **options):
-    """:func:`simulate` for the callers not yet renamed, with the loose run keywords
-    (see :func:`as_execution`); not part of the API, and gone when they are."""
-    return simulate(conditions, root, execution=as_execution(execution, **{
-        k: options.pop(k) for k in ("workers", "executor", "chunk_size", "progress", "checkpoint")
-        if k in options}), **options)

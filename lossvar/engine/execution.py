@@ -104,22 +104,11 @@ class Execution:
 _DEFAULTS = Execution()
 
 
-def as_execution(execution: Execution | None = None, **options) -> Execution:
+def as_execution(execution: Execution | None = None) -> Execution:
     """The :class:`Execution` an entry point runs with: ``execution`` itself, or
-    ``Execution()`` for None; anything else is refused, naming ``execution``.
-
-    ``**options`` serves only the entry points that still take the loose run
-    keywords (``workers``, ``executor``, ``chunk_size``, ``progress``,
-    ``checkpoint``; those at their defaults are ignored): it builds the
-    Execution from them, and refuses them beside ``execution``. It goes when
-    those entry points take ``execution=`` alone.
-    """
-    given = {k: v for k, v in options.items() if v is not None and v != getattr(_DEFAULTS, k)}
+    ``Execution()`` for None; anything else is refused, naming ``execution``."""
     if execution is None:
-        return Execution(**given) if given else _DEFAULTS  # frozen: the defaults can be shared
+        return _DEFAULTS  # frozen: the defaults can be shared
     if not isinstance(execution, Execution):
         raise TypeError(f"`execution` must be a lossvar.Execution or None; got {execution!r}")
-    if given:
-        raise ValueError("give `execution` or the keywords " + ", ".join(f"`{k}`" for k in given)
-                         + ", not both")
     return execution

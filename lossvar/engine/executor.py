@@ -24,7 +24,7 @@ from .execution import Execution, as_execution, resolve_workers
 from .progress import call_progress
 
 __all__ = ["BLOCK_ELEMENTS", "DEFAULT_CHUNK_BLOCKS", "MIN_REPLICATES_FOR_TARGET", "ChunkError",
-           "Condition", "Output", "Shipment", "block_size", "run_chunk", "simulate"]
+           "Condition", "Output", "Shipment", "block_size", "simulate", "simulate_chunk"]
 
 #: Blocks per chunk when ``chunk_size`` is None. Blocks hold about 2**18
 #: per-sample elements, so a chunk is about 2**24 of them (tens of ms of work):
@@ -113,7 +113,7 @@ class ChunkError(RuntimeError):
     """A chunk of a condition failed; no result of the call is returned."""
 
 
-def run_chunk(condition: Condition, root: np.random.SeedSequence, start: int, stop: int,
+def simulate_chunk(condition: Condition, root: np.random.SeedSequence, start: int, stop: int,
               keep: bool):
     """Compute blocks ``start..stop-1`` of a condition (the unit a worker runs).
 
@@ -188,11 +188,11 @@ def _install(conditions, root):
 
 def _run_installed(index, start, stop, keep):
     conditions, root = _INSTALLED
-    return run_chunk(conditions[index], root, start, stop, keep)
+    return simulate_chunk(conditions[index], root, start, stop, keep)
 
 
 def _run_shared(shared, index, start, stop, keep):
-    return run_chunk(shared.conditions[index], shared.root, start, stop, keep)
+    return simulate_chunk(shared.conditions[index], shared.root, start, stop, keep)
 
 
 class Shipment:

@@ -1,0 +1,332 @@
+"""Ensembles of SGD runs: R independent replicates advanced together.
+
+:func:`run_sgd` runs ``replicates`` independent copies of an optimizer on one
+problem and one data source, stacked along a leading replicate axis, and
+records at chosen steps the full-data loss, the squared distance to the
+minimizer and the step size (and, on request, the same for the Polyak-Ruppert
+average). The result, :class:`Trajectories`, holds a tidy per-replicate table
+and a per-step summary with standard errors, which the exact recursions of
+:mod:`lossvar.theory` (docs/theory.md, section 6) are compared against.
+
+Randomness. Replicates are processed in blocks of :data:`BLOCK_SIZE`, the
+unit of randomness: block j (replicates ``j*BLOCK_SIZE`` onwards) is one
+:class:`~lossvar.engine.Condition` with key ``(0, j)`` and draws from
+``stream(root, 0, j, 0)``, in this order, one step after another:
+
+- ``"with_replacement"``: the values of ``rng.integers(0, N, (R_b, B))`` per
+  step (:func:`lossvar.sampling.with_replacement`), the (R_b, B) indices of
+  step t after those of step t - 1. They are drawn for several steps at once,
+  ``rng.integers(0, N, (k, R_b, B))``, which gives the same numbers: each
+  value is drawn from the bit generator's stream in turn (32 bits a value
+  while N <= 2**32, whatever the integer dtype, the unused half of a 64-bit
+  output kept in the generator's state between calls);
+- ``"reshuffle"``: at the start of each epoch, one ``rng.permuted`` of
+  ``range(N)`` per replicate (:func:`lossvar.sampling.epoch_batches`), cut in order into
+  ``N // B`` batches; the last ``N % B`` examples of each permutation are
+  not used in that epoch, so every update averages exactly B examples and an
+  epoch is ``N // B`` updates;
+- ``"fresh"`` (a population): ``population.sample(T * R_b * B, rng)`` once
+  every T steps, with T = min(64, max(1, 2**16 // (R_b * B * d))) (fewer at
+  the end), read as an array of shape ``(T, R_b, B, d)``: step t of the group,
+  replicate r;
+- ``"full"``: no randomness.
+
+So a result depends only on the seed and the arguments: not on the engine's
+chunking, workers or executor.
+
+Arithmetic. A block's parameters are one C-contiguous (R_b, p) array. Each
+step is ``problem.mean_grad(w, X_b, y_b, out=g)`` into one array per block,
+then the optimizer's in-place form (:func:`lossvar.optim.in_place`: the bits
+of its ``update`` and :func:`~lossvar.optim.apply_updates`). A record's loss is
+``problem.mean_loss`` on parts of the stack (on threads when large; each
+row's value is its own). Only the protocol :class:`lossvar.typing.Problem` is
+used, so a problem class from elsewhere gets the same calls as a built-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import _threads
+from .._validate import as_choice
+from ..engine import Condition, Execution, as_execution, simulate
+from ..optim import GradientTransformation
+from ..schedules import as_schedule
+from ..stats import mean_se
+from ..streams import as_seed_sequence, describe
+from ..typing import ArrayLike, DataSource, Problem, RNGLike
+from ._block import Block
+from ._inputs import BLOCK_SIZE, Spec, check_inputs
+
+__all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "run_sgd"]
+
+class DivergenceWarning(RuntimeWarning):
+    """Some replicates went to inf or NaN and were left out of the summary."""
+
+
+@dataclass(frozen=True, repr=False)
+class Trajectories:
+    """The records of an ensemble of SGD runs (:func:`run_sgd`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Tidy, one row per replicate and recorded step: ``replicate``,
+        ``step`` (the number of updates made; 0 is the start), ``loss`` (the
+        full-data mean loss, or for a population the expected risk; see
+        :func:`run_sgd`), ``dist2`` (``||w - w*||^2``), ``lr`` (the step size
+        eta_step of the update that produced this iterate; NaN at step 0) and,
+        with ``average=True``, ``avg_loss`` and ``avg_dist2`` for the
+        Polyak-Ruppert average of the iterates after 0, 1, ..., step updates.
+        Rows of a diverged replicate are NaN from the step it diverged.
+    summary : pandas.DataFrame
+        One row per recorded step: ``step``, ``lr``, ``n`` (replicates used:
+        the diverged ones are excluded at every step, so every row averages
+        the same replicates), and ``<metric>_mean``, ``<metric>_se`` (the
+        standard error of the mean across replicates, ddof = 1) for each metric.
+    diverged : pandas.DataFrame
+        ``replicate`` and ``step`` (the first step at which its parameters or
+        its recorded loss or distance were seen to be non-finite); empty if
+        none diverged.
+    w_star : ndarray, shape (p,)
+        The minimizer the distances are measured to (NaN for a problem
+        without ``minimize``, whose ``dist2`` is then NaN).
+    loss_star : float
+        The loss at ``w_star`` (NaN where the loss is not recorded or
+        ``w_star`` is unknown).
+    final_params : ndarray, shape (R, p)
+        Parameters after the last step (NaN rows for diverged replicates).
+    params : ndarray, shape (k, n_records, p)
+        The parameters of the replicates chosen by ``run_sgd(record_params=...)``
+        at every recorded step (``params[i, j]`` is replicate
+        ``params_replicates[i]`` after ``steps[j]`` updates; NaN from the step a
+        replicate diverged); k = 0 when none were chosen.
+    params_replicates : ndarray of int, shape (k,)
+        Which replicates ``params`` holds, in increasing order.
+    seed : numpy.random.SeedSequence
+        The root of all streams: passing it back as ``rng`` reproduces the
+        result bit for bit.
+    info : dict
+        The problem, optimizer, source, sampling, batch size, steps and
+        replicates of the call.
+    """
+
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    diverged: pd.DataFrame
+    w_star: np.ndarray
+    loss_star: float
+    final_params: np.ndarray
+    seed: np.random.SeedSequence
+    info: dict = field(default_factory=dict)
+    params: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
+    params_replicates: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    @property
+    def steps(self) -> np.ndarray:
+        """The recorded steps."""
+        return self.summary["step"].to_numpy()
+
+    @property
+    def metrics(self) -> tuple:
+        """The recorded metric columns of ``table``."""
+        return tuple(c for c in self.table.columns if c not in ("replicate", "step", "lr"))
+
+    def values(self, metric: str, *, used_only: bool = True) -> np.ndarray:
+        """The ``(replicates, records)`` array of a metric (the diverged rows left out)."""
+        metric = as_choice(metric, "metric", self.metrics)
+        n_rec = len(self.summary)
+        v = self.table[metric].to_numpy().reshape(-1, n_rec)
+        if used_only and len(self.diverged):
+            keep = np.ones(v.shape[0], dtype=bool)
+            keep[self.diverged["replicate"].to_numpy()] = False
+            v = v[keep]
+        return v
+
+    def __repr__(self) -> str:
+        i = self.info
+        head = (f"Trajectories({i.get('optimizer')}, sampling={i.get('sampling')!r}, "
+                f"batch_size={i.get('batch_size')}, steps={i.get('steps')}, "
+                f"replicates={i.get('replicates')}, diverged={len(self.diverged)})")
+        return f"{head}\n{self.summary.to_string(index=False)}"
+
+
+def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformation, *,
+            steps: int, batch_size: int | str | None = None, replicates: int,
+            sampling: str | None = None, w0: ArrayLike | None = None, rng: RNGLike = None,
+            record: ArrayLike | None = None, average: bool = False,
+            record_params: ArrayLike | str | None = None,
+            execution: Execution | None = None) -> Trajectories:
+    """Run ``replicates`` independent SGD runs together and record their trajectories.
+
+    Replicate r starts at ``w0`` (or ``w0[r]``) and makes ``steps`` updates
+
+    .. math::
+
+        g_t = \\frac1B \\sum_{i \\in \\mathcal B_t} \\nabla \\ell_i(w_{t-1}), \\qquad
+        (u_t, s_t) = \\text{optimizer.update}(g_t, s_{t-1}, w_{t-1}), \\qquad
+        w_t = w_{t-1} + u_t,
+
+    with its own batches :math:`\\mathcal B_t`: the lecture's SGD and
+    mini-batch algorithms (a new random permutation each epoch, cut into
+    batches), batches drawn with replacement, the full batch (gradient
+    descent), or fresh examples from a population. All replicates of a block
+    advance in one vectorized call (w has shape ``(R_b, p)``), bit-identical
+    to running them one at a time on the same batches: ``problem.mean_grad``
+    writes into one array per block and the optimizer runs in its in-place
+    form (:func:`lossvar.optim.in_place`), with the bits of its ``update``.
+
+    Parameters
+    ----------
+    problem : Problem
+        Any object meeting :class:`lossvar.typing.Problem` (the built-ins, an
+        :class:`~lossvar.MLP`, a class of your own): only its protocol is used.
+    source : Dataset or population
+        A :class:`~lossvar.Dataset` (fixed data of N examples) or a population
+        (anything with ``sample(n, rng)``, ``w_star`` and ``n_features``). For
+        ``GaussianNoisePopulation(NoisyQuadratic(...))`` with batch size B, the gradient is
+        :math:`H(w - w^*)` plus the mean of B fresh N(0, sigma^2 I) vectors:
+        docs/theory.md's additive-noise model with sigma^2 / B.
+    optimizer : lossvar.optim.GradientTransformation
+        E.g. ``lossvar.optim.sgd(lossvar.schedules.polynomial(1.0, 0.75))``, or a chain.
+    steps : int
+        Updates per replicate, >= 1.
+    batch_size : int
+        B >= 1; at most N with ``"reshuffle"``; with ``"full"`` it may be
+        omitted (it is N).
+    replicates : int
+        R >= 1 independent runs.
+    sampling : str, optional
+        For a Dataset: ``"reshuffle"`` (default), ``"with_replacement"`` or
+        ``"full"``. For a population: ``"fresh"`` (the default, and the only choice).
+    w0 : array_like, shape (p,) or (R, p), optional
+        Starting point(s); zeros by default.
+    rng : int, SeedSequence, Generator or None
+        Root of the randomness (SPEC 7).
+    record : sequence of int, optional
+        Steps (numbers of updates made, in [0, steps]) at which to record.
+        Default: 0, ``steps`` and about 10 log-spaced steps per decade.
+    average : bool
+        Also record the Polyak-Ruppert average :math:`\\bar w` of the iterates
+        after 0, 1, ..., step updates (the start included: docs/theory.md's
+        :math:`\\bar w_{n}` with n = step + 1).
+    record_params : "all" or sequence of int, optional
+        Also keep the parameters of these replicates (indices in [0, R)) at
+        every recorded step, in ``Trajectories.params``. None (default) keeps
+        none. Memory is k x records x p numbers.
+    execution : Execution, optional
+        How to run; see :class:`lossvar.Execution`.
+
+    Returns
+    -------
+    Trajectories
+
+    Notes
+    -----
+    - ``loss``: for a Dataset, ``problem.mean_loss`` over all N examples (the
+      ridge penalty included), on parts of the replicates at once (on this
+      process's cores when the blocks run here; the bits do not depend on the
+      parts). For a population, the expected risk ``source.loss_moments(w)[0]``
+      when ``problem`` is the population's own problem, else NaN.
+    - ``w*``: for a Dataset, ``problem.minimize(X, y)`` (kept for the next
+      calls on the same problem and data, by ``Dataset.fingerprint``; NaN, and
+      ``dist2`` NaN, for a problem without ``minimize``); for a population,
+      ``source.w_star``.
+    - Divergence: after every update the parameters are checked; a replicate
+      whose parameters are non-finite, or whose recorded loss or distance
+      overflows, is marked at that step, its parameters are set to NaN (NaN
+      is absorbing in every optimizer), it is listed in ``diverged``, excluded
+      from ``summary``, and a :class:`DivergenceWarning` names it.
+
+    Examples
+    --------
+    >>> import lossvar
+    >>> from lossvar import optim, schedules
+    >>> q = lossvar.NoisyQuadratic(1.0, noise_std=1.0)
+    >>> tr = run_sgd(q, lossvar.GaussianNoisePopulation(q), optim.sgd(schedules.polynomial(1.0, 1.0)),
+    ...              steps=100, batch_size=1, replicates=512, w0=[3.0], rng=0)
+    >>> list(tr.summary.columns)
+    ['step', 'lr', 'n', 'loss_mean', 'loss_se', 'dist2_mean', 'dist2_se']
+    """
+    how = as_execution(execution)
+    spec = check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
+                         w0, record, average, record_params)
+    root = as_seed_sequence(rng)
+    # The records' losses may use this process's cores when the blocks run here,
+    # one after another; elsewhere the engine's workers already use them.
+    threads = _threads.cores() if how.in_process else 1
+    conditions = []
+    for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
+        size = min(BLOCK_SIZE, spec.replicates - start)
+        start_rows = spec.w0[start:start + size] if spec.w0.ndim == 2 else spec.w0
+        conditions.append(Condition(key=(0, j), replicates=size, block_size=BLOCK_SIZE,
+                                    simulate=Block(spec, start, start_rows, threads),
+                                    label=f"block {j}", reduce="stack"))
+    fingerprint = None
+    if how.checkpoint is not None:
+        data = (source.fingerprint() if hasattr(source, "fingerprint") else repr(source))
+        fingerprint = dict(
+            call="run_sgd", problem=repr(problem), data=data, optimizer=spec.info["optimizer"],
+            hyperparams=repr(sorted(spec.info["hyperparams"].items())), steps=spec.steps,
+            batch_size=spec.batch_size, replicates=spec.replicates, sampling=spec.sampling,
+            w0=hashlib.sha256(spec.w0.tobytes()).hexdigest(), record=spec.record.tolist(),
+            average=spec.average, record_params=spec.param_rows.tolist(),
+            seed=describe(root))
+    outputs = simulate(conditions, root, execution=how, fingerprint=fingerprint)
+    blocks = [o.values for o in outputs if isinstance(o.values, dict)]  # named records
+    merged = {k: np.concatenate([v[k] for v in blocks]) for k in blocks[0]}
+    return _trajectories(spec, merged, root)
+
+
+def _step_sizes(optimizer, record):
+    lr = getattr(optimizer, "hyperparams", {}).get("lr")
+    if lr is None:
+        return np.full(record.size, np.nan)
+    schedule = as_schedule(lr, "lr")
+    return np.array([np.nan if t == 0 else schedule(int(t)) for t in record])
+
+
+def _trajectories(spec: Spec, merged: dict, root) -> Trajectories:
+    R, n_rec = spec.replicates, spec.record.size
+    records, final, first_bad = merged["records"], merged["final"], merged["first_bad"]
+    lr = _step_sizes(spec.optimizer, spec.record)
+    columns = {"replicate": np.repeat(np.arange(R), n_rec), "step": np.tile(spec.record, R)}
+    columns["loss"] = records[:, :, 0].ravel()
+    columns["dist2"] = records[:, :, 1].ravel()
+    columns["lr"] = np.tile(lr, R)
+    for i, name in enumerate(spec.fields[2:], start=2):
+        columns[name] = records[:, :, i].ravel()
+    table = pd.DataFrame(columns)
+    bad = np.flatnonzero(first_bad >= 0)
+    diverged = pd.DataFrame({"replicate": bad, "step": first_bad[bad]})
+    if bad.size:
+        shown = ", ".join(f"{r} (step {s})" for r, s in zip(bad[:10], first_bad[bad][:10],
+                                                              strict=True))
+        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+        warnings.warn(
+            f"{bad.size} of {R} replicates diverged (non-finite parameters, loss or distance) "
+            f"and are excluded from the summary: replicate (first step seen) {shown}{more}; "
+            "see Trajectories.diverged", DivergenceWarning, stacklevel=3)
+    used = np.ones(R, dtype=bool)
+    used[bad] = False
+    summary = {"step": spec.record, "lr": lr, "n": np.full(n_rec, int(used.sum()))}
+    kept = records[used]
+    for i, name in enumerate(spec.fields):
+        v = kept[:, :, i]
+        summary[f"{name}_mean"], summary[f"{name}_se"] = mean_se(v, axis=0)
+    known = spec.loss_known and spec.dist_known
+    loss_star = float(_loss_at(spec, spec.w_star)) if known else float("nan")
+    return Trajectories(table=table, summary=pd.DataFrame(summary), diverged=diverged,
+                        w_star=spec.w_star, loss_star=loss_star, final_params=final, seed=root,
+                        info=spec.info, params=merged["params"], params_replicates=spec.param_rows)
+
+
+def _loss_at(spec, w):
+    if spec.X is not None:
+        return spec.problem.mean_loss(w, spec.X, spec.y)
+    return spec.population.loss_moments(w)[0]
