@@ -15,20 +15,22 @@ References
 ----------
 B. A. Pearlmutter (1994), "Fast exact multiplication by the Hessian",
 Neural Computation 6(1):147-160.
-R. Zou, A. Horace et al., torch.func (functorch) documentation, "Per-sample
-gradients".
+H. He and R. Zou (2021), "functorch: JAX-like composable function transforms
+for PyTorch" (now torch.func), and its tutorial "Per-sample gradients".
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from torch.func import functional_call, grad, jvp, vmap
 
-from lossvar._validate import as_choice, as_finite_array, as_int
+from lossvar._validate import as_choice, as_int
 
+from . import _inputs
 from .params import ParameterSlot, parameter_layout
 
 __all__ = ["TorchProblem"]
@@ -41,18 +43,7 @@ _BLOCK_ELEMENTS = 2**22
 #: the vectors of a chunk times the examples of a block stay below it.
 _HVP_PAIRS = 2**16
 
-#: Examples of the probe that compares a batch's losses with the same examples alone.
-_PROBE_EXAMPLES = 4
-
 STACKS = ("vmap", "loop")
-
-#: Module types whose output for one example depends on the rest of the batch in training
-#: mode (batch statistics), or is random there: torch.func evaluates each example alone.
-_TRAINING_MODE_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.dropout._DropoutNd)
-
-
-def _is_tensor(a) -> bool:
-    return isinstance(a, torch.Tensor)
 
 
 class TorchProblem:
@@ -188,47 +179,13 @@ class TorchProblem:
         if not self.layout:
             raise ValueError("`module` must have at least one parameter that requires a gradient; got none")
         self.p = self.layout[-1].slice.stop
-        self.device = self._check_module(device)
-        self._per_batch = [(name, m) for name, m in module.named_modules()
-                           if isinstance(m, _TRAINING_MODE_TYPES)]
-        self._check_modes()
+        self.device = _inputs.module_device(module, dtype, device)
+        self._per_batch = _inputs.per_batch_modules(module)
+        _inputs.check_modes(self._per_batch)
         self._probed = False
         self.l2 = 0.0
 
     # -- checks -------------------------------------------------------------------------------
-
-    def _check_module(self, device) -> torch.device:
-        """The module's one device; its parameters and floating buffers all in ``dtype``."""
-        tensors = list(self.module.named_parameters()) + list(self.module.named_buffers())
-        devices = {t.device for _, t in tensors}
-        if len(devices) != 1:
-            raise ValueError(f"`module` must have all its parameters and buffers on one device; got "
-                             f"{sorted(map(str, devices))}: move it with module.to(device)")
-        (own,) = devices
-        for name, t in tensors:
-            if t.dtype.is_floating_point and t.dtype != self.dtype:
-                raise ValueError(
-                    f"`module` must hold its floating parameters and buffers in dtype={self.dtype}; "
-                    f"`{name}` is {t.dtype}: call module.to({self.dtype}) or pass dtype={t.dtype}")
-        if device is not None:
-            wanted = torch.device(device)
-            same = wanted.type == own.type and (wanted.index is None or wanted.index == own.index)
-            if not same:
-                raise ValueError(f"`device` must be the module's device, {own}; got {wanted}: move the "
-                                 f"module with module.to({str(wanted)!r}) first")
-        return own
-
-    def _check_modes(self) -> None:
-        """A BatchNorm or Dropout in training mode makes an example's loss depend on its batch."""
-        for name, m in self._per_batch:
-            if m.training:
-                what = ("normalizes each example by its batch's statistics"
-                        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                        else "zeroes random units, so the loss is not a function of w")
-                raise ValueError(
-                    f"`module` must be in eval mode for per-example losses: its {type(m).__name__} "
-                    f"`{name or type(m).__name__}` is in training mode and {what}; call module.eval() "
-                    f"(BatchNorm then uses its running statistics)")
 
     def __repr__(self) -> str:
         shape = "" if self.input_shape is None else f", input_shape={self.input_shape}"
@@ -270,66 +227,21 @@ class TorchProblem:
 
     # -- inputs ---------------------------------------------------------------------------------
 
-    def _tensor(self, a, name: str, *, check_finite: bool) -> torch.Tensor:
-        """A floating input (w, X, v) as a tensor on the device in ``dtype``."""
-        if _is_tensor(a):
-            if a.device != self.device:
-                raise ValueError(f"`{name}` must be on the module's device {self.device}; got a tensor on "
-                                 f"{a.device}: move it with .to({str(self.device)!r}) or pass a numpy array")
-            if a.dtype != self.dtype:
-                raise ValueError(f"`{name}` must have the problem's dtype {self.dtype}; got {a.dtype}: "
-                                 f"convert it with .to({self.dtype}) or pass a numpy array")
-            if check_finite and not bool(torch.isfinite(a).all()):
-                raise ValueError(f"`{name}` must be finite; got NaN or inf values")
-            return a.detach()
-        arr = as_finite_array(a, name) if check_finite else np.asarray(a, dtype=np.float64)
-        if not arr.flags.writeable:  # torch shares memory with numpy and refuses read-only arrays
-            arr = arr.copy()
-        return torch.as_tensor(arr, dtype=self.dtype, device=self.device)
-
-    def _targets(self, y, n: int) -> torch.Tensor:
-        if _is_tensor(y):
-            if y.device != self.device:
-                raise ValueError(f"`y` must be on the module's device {self.device}; got a tensor on "
-                                 f"{y.device}: move it with .to({str(self.device)!r}) or pass a numpy array")
-            if y.dtype.is_floating_point and y.dtype != (self.target_dtype or self.dtype):
-                raise ValueError(f"`y` must have dtype {self.target_dtype or self.dtype}; got {y.dtype}: "
-                                 f"convert it or pass a numpy array")
-            t = y.detach()
-        else:
-            arr = np.asarray(y)
-            if arr.dtype.kind in "iub":
-                t = torch.as_tensor(arr.astype(np.int64), device=self.device)
-            else:
-                arr = as_finite_array(arr, "y")
-                if self.target_dtype is not None and not self.target_dtype.is_floating_point:
-                    if not np.array_equal(arr, np.floor(arr)):
-                        raise ValueError(f"`y` must hold integers for target_dtype={self.target_dtype}; "
-                                         f"got {arr[arr != np.floor(arr)].flat[0]!r}")
-                    arr = arr.astype(np.int64)
-                elif not arr.flags.writeable:
-                    arr = arr.copy()
-                t = torch.as_tensor(arr, device=self.device)
-        wanted = self.target_dtype or (self.dtype if t.dtype.is_floating_point else torch.long)
-        if t.dtype != wanted:
-            t = t.to(wanted)
-        if tuple(t.shape[-1:]) != (n,):
-            raise ValueError(f"`y` must have shape (..., n) with n={n}, one target per row of `X`; got "
-                             f"shape {tuple(t.shape)}")
-        return t
-
     def _inputs(self, w, X, y, *, check_finite: bool = True):
         """(w, X, y) as tensors with one flat leading axis (or none) and their vmap in_dims."""
-        self._check_modes()
+        _inputs.check_modes(self._per_batch)
         self.check_params(w, X)
-        wt = self._tensor(w, "w", check_finite=check_finite)
-        Xt = self._tensor(X, "X", check_finite=check_finite)
-        yt = self._targets(y, Xt.shape[-2])
+        wt = _inputs.as_tensor(w, "w", self.dtype, self.device, check_finite=check_finite)
+        Xt = _inputs.as_tensor(X, "X", self.dtype, self.device, check_finite=check_finite)
+        yt = _inputs.as_targets(y, Xt.shape[-2], self.dtype, self.target_dtype, self.device)
         lead = torch.broadcast_shapes(wt.shape[:-1], Xt.shape[:-2], yt.shape[:-1])
         if not self._probed and Xt.shape[-2] >= 2:
-            self._probe(wt.reshape(-1, self.p)[0], Xt.reshape((-1,) + Xt.shape[-2:])[0],
-                        yt.reshape(-1, yt.shape[-1])[0])
-        arrays, dims = [], []
+            params = self._params(wt.reshape(-1, self.p)[0])
+            _inputs.probe(lambda x: self._call(params, x), self.loss_fn, Xt.reshape((-1,) + Xt.shape[-2:])[0],
+                          yt.reshape(-1, yt.shape[-1])[0], self.dtype)
+            self._probed = True
+        arrays: list[torch.Tensor] = []
+        dims: list[int | None] = []
         for a, core in ((wt, 1), (Xt, 2), (yt, 1)):
             own = a.shape[:a.ndim - core]
             if math.prod(own) == 1:
@@ -342,34 +254,6 @@ class TorchProblem:
                 dims.append(0)
         return arrays, dims, tuple(lead)
 
-    def _probe(self, w, X, y) -> None:
-        """The losses of a few examples as one batch and one at a time: equal to rounding."""
-        k = min(X.shape[0], _PROBE_EXAMPLES)
-        params = self._params(w)
-        with torch.no_grad():
-            batch = self.loss_fn(self._call(params, X[:k]), y[:k])
-            if not _is_tensor(batch) or tuple(batch.shape) != (k,):
-                got = f"shape {tuple(batch.shape)}" if _is_tensor(batch) else type(batch).__name__
-                raise ValueError(
-                    f"`loss_fn` must return one loss per example, a tensor of shape (batch,) (reduction="
-                    f"'none'); got {got} for a batch of {k}: pass e.g. "
-                    f"torch.nn.CrossEntropyLoss(reduction='none')")
-            alone = torch.cat([self.loss_fn(self._call(params, X[i:i + 1]), y[i:i + 1]).reshape(1)
-                               for i in range(k)])
-        # Two evaluation orders of the same numbers round differently by a few eps; an example
-        # that sees its batch (batch statistics, a loss averaged over the batch) differs by O(1).
-        tol = math.sqrt(torch.finfo(self.dtype).eps)
-        finite = torch.isfinite(batch) & torch.isfinite(alone)
-        if bool(finite.all()) and not bool(((batch - alone).abs() <= tol * (1 + alone.abs())).all()):
-            raise ValueError(
-                "`module` and `loss_fn` must give each example the loss it has alone; the losses of a "
-                f"batch of {k} examples differ from the same examples one at a time (by up to "
-                f"{float((batch - alone).abs().max()):.3g}): the module or the loss uses batch statistics "
-                "(a normalization over the batch, a loss divided by the batch size); use per-example "
-                "operations (module.eval() for BatchNorm, GroupNorm or LayerNorm instead)")
-        self._probed = True
-
-    # -- the functions of torch.func -----------------------------------------------------------
 
     def _params(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of the flat vector (..., p) as the module's parameters, (...) + shape each."""
@@ -441,7 +325,7 @@ class TorchProblem:
         with torch.no_grad():
             for i, j in self._blocks(n, view.shape[0]):
                 view[:, i:j].copy_(fn(*self._split(arrays, i, j)).reshape(-1, j - i))
-        _check_finite(out, "losses")
+        _inputs.check_finite(out, "losses")
         return out
 
     def mean_loss(self, w, X, y) -> np.ndarray:
@@ -457,7 +341,7 @@ class TorchProblem:
                 total = part if total is None else total + part
         assert total is not None
         out = (total / n).to("cpu", torch.float64).numpy().reshape(lead)
-        _check_finite(out, "mean loss")
+        _inputs.check_finite(out, "mean loss")
         return out
 
     def grad(self, w, X, y) -> np.ndarray:
@@ -470,14 +354,11 @@ class TorchProblem:
         for i, j in self._blocks(n, view.shape[0]):
             block = fn(*self._split(arrays, i, j))
             target = view[:, i:j]
-            total = None
             for s in self.layout:
-                g = block[s.name]
-                target[:, :, s.slice].copy_(g.reshape(view.shape[0], j - i, s.size))
-                part = g.sum()  # one read: NaN or inf when an entry is (or, rarely, on overflow)
-                total = part if total is None else total + part
-            if not bool(torch.isfinite(total)):
-                _check_finite(out[..., :j, :], "per-example gradients")
+                target[:, :, s.slice].copy_(block[s.name].reshape(view.shape[0], j - i, s.size))
+            # One read of each block: the sum is NaN or inf when an entry is (or, rarely, on overflow).
+            if not bool(torch.isfinite(torch.stack([g.sum() for g in block.values()]).sum())):
+                _inputs.check_finite(out[..., :j, :], "per-example gradients")
         return out
 
     def mean_grad(self, w, X, y, *, out=None) -> np.ndarray:
@@ -521,7 +402,7 @@ class TorchProblem:
         for s in self.layout:
             view[:, s.slice].copy_(total[s.name].reshape(view.shape[0], s.size))
         if checked:
-            _check_finite(out, "mean gradient")
+            _inputs.check_finite(out, "mean gradient")
         return out
 
     def hvp(self, w, X, y, v) -> np.ndarray:
@@ -545,14 +426,14 @@ class TorchProblem:
         ndarray, the shape of ``v``
         """
         arrays, n = self._curvature_inputs(w, X, y)
-        vt = self._tensor(v, "v", check_finite=True)
+        vt = _inputs.as_tensor(v, "v", self.dtype, self.device, check_finite=True)
         if vt.ndim not in (1, 2) or vt.shape[-1] != self.p:
             raise ValueError(f"`v` must have shape (p,) or (m, p) with p={self.p}; got shape "
                              f"{tuple(vt.shape)}")
         V = vt.reshape(-1, self.p)
         out = np.empty((V.shape[0], self.p))
         self._hvp_into(arrays, n, V, torch.from_numpy(out))
-        _check_finite(out, "Hessian-vector products")
+        _inputs.check_finite(out, "Hessian-vector products")
         return out.reshape(tuple(vt.shape))
 
     def hessian(self, w, X, y) -> np.ndarray:
@@ -573,7 +454,7 @@ class TorchProblem:
             self._hvp_into(arrays, n, E, view[i:j])
         out += out.T.copy()
         out *= 0.5
-        _check_finite(out, "Hessian")
+        _inputs.check_finite(out, "Hessian")
         return out
 
     def _curvature_inputs(self, w, X, y):
@@ -599,6 +480,7 @@ class TorchProblem:
             return jvp(g, (params,), (tangent,))[1]
 
         many = vmap(product, in_dims=(0, None, None))
+        _load_forward_mode()
         for a in range(0, V.shape[0], chunk):
             c = min(V.shape[0], a + chunk)
             tangents = self._params(V[a:c])
@@ -616,11 +498,22 @@ class TorchProblem:
             raise ValueError("`X` must have at least one row for a mean over the examples; got 0")
 
 
-def _check_finite(out: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(out)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0]) if out.ndim else ()
-        raise ValueError(
-            f"the {what} of `loss_fn` at `w` must be finite; got {int(bad.sum())} NaN or inf value(s), "
-            f"the first at index {where} of the result: check the data and `w` (a diverging training "
-            "gives inf weights), and that loss_fn is defined there")
+_forward_mode_loaded = False
+
+
+def _load_forward_mode() -> None:
+    """Let torch load its forward-mode decompositions, once, without its DeprecationWarning.
+
+    torch loads them at the first forward-mode derivative of a process, through
+    ``torch.jit.script``, which warns (torch >= 2.10) that torch.jit.script is
+    deprecated: a warning about torch's internals that a caller can do nothing about.
+    """
+    global _forward_mode_loaded
+    if _forward_mode_loaded:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                category=DeprecationWarning)
+        x = torch.zeros(1, dtype=torch.float64)
+        jvp(torch.sin, (x,), (x,))
+    _forward_mode_loaded = True
