@@ -5,9 +5,10 @@ the Problem protocol (:class:`lossvar.typing.Problem`): ``loss``, ``grad``,
 ``mean_loss``, ``mean_grad``, ``hvp`` and ``hessian`` take numpy arrays (or
 tensors already on the model's device in its dtype) and return float64
 numpy arrays, so every engine that takes a problem takes a torch model. The
-work runs through ``torch.func`` on the module's device: every example is
-evaluated alone (``vmap`` over the examples of a block of the data), its
-gradient by reverse mode (``grad``), Hessian-vector products by
+work runs through ``torch.func`` on the module's device, block by block of
+the data: per-example gradients by ``vmap`` over the examples of ``grad`` of
+one example's loss, losses and mean gradients on the whole block at once
+(``functional_call``, ``grad``), Hessian-vector products by
 forward-over-reverse (``jvp`` of ``grad``; Pearlmutter 1994). Only each
 block's results come back to the host.
 
@@ -60,8 +61,12 @@ class TorchProblem:
     on that output and the one target. ``loss_fn`` must return one loss per
     example (``reduction="none"``): ``torch.nn.CrossEntropyLoss(reduction="none")``,
     or any function ``(output, target) -> tensor of shape (batch,)``. Its
-    gradient :math:`\nabla l_i(w)` comes from ``torch.func.grad``, the
-    Hessian of the mean loss times v from ``torch.func.jvp`` of it.
+    gradient :math:`\nabla l_i(w)` comes from ``torch.func.grad`` under
+    ``vmap`` (each example alone), the losses and the gradient of their mean
+    from the module on a whole block of examples at once (faster; the same
+    numbers to rounding, which a probe at the first call checks: see
+    ``module`` below), and the Hessian of the mean loss times v from
+    ``torch.func.jvp`` of that gradient.
 
     **Parameter layout.** w is one flat vector of the parameters that require
     a gradient, in the order of ``module.named_parameters()``, each flattened
@@ -274,7 +279,8 @@ class TorchProblem:
         return self.loss_fn(self._call(params, x.unsqueeze(0)), t.unsqueeze(0)).reshape(())
 
     def _losses(self, params, X, y):
-        return vmap(self._example_loss, in_dims=(None, 0, 0))(params, X, y)
+        """The losses of a block of examples, the module on the whole block at once."""
+        return self.loss_fn(self._call(params, X), y)
 
     def _grads(self, params, X, y):
         return vmap(grad(self._example_loss), in_dims=(None, 0, 0))(params, X, y)
