@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is optional (pip install 'l
                                              "the guide's examples need it")
 pytest.importorskip("sklearn")
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "pytorch.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs/guide/pytorch.md"
 BLOCK = re.compile(r"```python\n(.*?)```\n(?:\n```text\n(.*?)```\n)?", re.S)
 
 

@@ -190,8 +190,6 @@ class TorchProblem:
         self._probed = False
         self.l2 = 0.0
 
-    # -- checks -------------------------------------------------------------------------------
-
     def __repr__(self) -> str:
         shape = "" if self.input_shape is None else f", input_shape={self.input_shape}"
         return (f"TorchProblem({type(self.module).__name__} with p={self.p}, loss_fn={self.loss_fn!r}, "
@@ -259,6 +257,7 @@ class TorchProblem:
                 dims.append(0)
         return arrays, dims, tuple(lead)
 
+    # -- the functions of torch.func -------------------------------------------------------------
 
     def _params(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of the flat vector (..., p) as the module's parameters, (...) + shape each."""
