@@ -40,6 +40,10 @@ __all__ = ["TorchProblem"]
 #: examples of a block times the replicates of a stack times p stay below it.
 _BLOCK_ELEMENTS = 2**22
 
+#: Examples times replicates per block by default where no per-example gradient is kept
+#: (losses, mean losses, mean gradients): memory is then the module's activations.
+_BLOCK_ROWS = 2**16
+
 #: (vector, example) pairs per pass of :meth:`TorchProblem.hvp` by default:
 #: the vectors of a chunk times the examples of a block stay below it.
 _HVP_PAIRS = 2**16
@@ -124,9 +128,11 @@ class TorchProblem:
         for class labels that arrive as floats (run_sgd passes labels as
         float64): they must then be integers.
     block_size : int, optional
-        Examples per block; by default about 2**22 / (p times the replicates
-        of a stack), so that a block's per-example gradients hold 32 MiB in
-        float64. Results depend on it only through rounding (sums of blocks).
+        Examples per block. By default, for :meth:`grad`, about 2**22 / (p
+        times the replicates of a stack), so that a block's per-example
+        gradients hold 32 MiB in float64; for the losses and mean gradients,
+        2**16 / replicates, so that a block's activations stay bounded.
+        Results depend on it only through rounding (sums of blocks).
     stack : {"vmap", "loop"}, default "vmap"
         How a stack of parameter vectors is evaluated (see Bits above).
 
@@ -307,8 +313,10 @@ class TorchProblem:
             return torch.stack(outs)
         return loop
 
-    def _blocks(self, n: int, replicates: int):
-        b = self.block_size or max(1, _BLOCK_ELEMENTS // (replicates * self.p))
+    def _blocks(self, n: int, replicates: int, *, per_example: bool = False):
+        """(start, stop) of each block of examples (see ``block_size``)."""
+        default = _BLOCK_ELEMENTS // (replicates * self.p) if per_example else _BLOCK_ROWS // replicates
+        b = self.block_size or max(1, default)
         for i in range(0, n, b):
             yield i, min(n, i + b)
 
@@ -356,7 +364,7 @@ class TorchProblem:
         out = np.empty(lead + (n, self.p))
         view = torch.from_numpy(out.reshape(-1, n, self.p))
         fn = self._stacked(lambda w_, X_, y_: self._grads(self._params(w_), X_, y_), dims)
-        for i, j in self._blocks(n, view.shape[0]):
+        for i, j in self._blocks(n, view.shape[0], per_example=True):
             block = fn(*self._split(arrays, i, j))
             target = view[:, i:j]
             for s in self.layout:
