@@ -20,7 +20,7 @@ LAYERS = [
     {"sampling"},
     {"engine"},
     {"stats", "theory", "schedules", "optim"},
-    {"variance", "sgd", "rates", "critical", "noise"},
+    {"variance", "sgd", "rates", "critical", "noise", "torch"},
     {"results"},
     {"plots"},
     {"", "cli", "__main__", "studies"},
