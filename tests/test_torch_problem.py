@@ -398,6 +398,40 @@ def test_tensors_on_the_device_are_used_as_they_are(digits):
     np.testing.assert_array_equal(by_tensor, problem.grad(w, X, y))
 
 
+def test_results_written_into_out_stay_where_out_is(digits):
+    # out= a host array or a tensor on the device: the result of the call without out,
+    # written there (the same computation, another destination), and out itself returned.
+    X, y = digits
+    problem = TorchProblem(_mlp(), CE)
+    w = np.stack([flatten_params(problem.module), flatten_params(_mlp()) * 0.5])
+    Xb = np.stack([X[:20], X[20:40]])
+    yb = np.stack([y[:20], y[20:40]])
+    wt, Xt, yt = problem.device_arrays(w, Xb, yb)
+    assert yt.dtype == torch.long and Xt.dtype == torch.float64
+    for method, shape in (("mean_grad", (2, problem.p)), ("mean_loss", (2,)), ("grad", (2, 20, problem.p))):
+        expected = getattr(problem, method)(w, Xb, yb)
+        host, tensor = np.empty(shape), torch.empty(shape, dtype=torch.float64)
+        assert getattr(problem, method)(w, Xb, yb, out=host) is host
+        assert getattr(problem, method)(wt, Xt, yt, out=tensor) is tensor
+        np.testing.assert_array_equal(host, expected)
+        np.testing.assert_array_equal(tensor.numpy(), expected)
+    with pytest.raises(ValueError, match=r"`out` must be a writeable C-contiguous float64 array of shape "
+                                         r"\(2,\), or a contiguous tensor of that shape on the module's "
+                                         r"device cpu in torch.float64; got a torch.float32 tensor"):
+        problem.mean_loss(wt, Xt, yt, out=torch.empty(2, dtype=torch.float32))
+    # With out (an engine's call), a diverged row is not refused: its values are NaN.
+    wt[1, 0] = np.nan
+    out = torch.empty(2, dtype=torch.float64)
+    problem.mean_loss(wt, Xt, yt, out=out)
+    assert np.isfinite(out[0].item()) and np.isnan(out[1].item())
+    with pytest.raises(ValueError, match=r"`w` must be finite"):
+        problem.mean_loss(wt, Xt, yt)
+    with pytest.raises(ValueError, match=r"`w` must be finite"):
+        problem.device_arrays(wt, None, None)
+    with pytest.raises(ValueError, match=r"`y` needs `X`"):
+        problem.device_arrays(None, None, y)
+
+
 def test_pickles_for_worker_processes(digits):
     X, y = digits
     problem = TorchProblem(_mlp(), CE)
