@@ -61,6 +61,7 @@ from ..stats import mean_se
 from ..streams import as_seed_sequence, describe
 from ..typing import ArrayLike, DataSource, Problem, RNGLike
 from ._block import Block
+from ._device import DeviceBlock, array_kind, check_optimizer, start_arrays
 from ._inputs import BLOCK_SIZE, Spec, check_inputs
 
 __all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "run_sgd"]
@@ -256,16 +257,21 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
     how = as_execution(execution)
     spec = check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
                          w0, record, average, record_params)
+    if spec.device:
+        probe = start_arrays(spec)
+        check_optimizer(spec.optimizer, probe)
+        spec.info["arrays"] = array_kind(probe)
     root = as_seed_sequence(rng)
     # The records' losses may use this process's cores when the blocks run here,
     # one after another; elsewhere the engine's workers already use them.
     threads = _threads.cores() if how.in_process else 1
+    kind = DeviceBlock if spec.device else Block
     conditions = []
     for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
         size = min(BLOCK_SIZE, spec.replicates - start)
         start_rows = spec.w0[start:start + size] if spec.w0.ndim == 2 else spec.w0
         conditions.append(Condition(key=(0, j), replicates=size, block_size=BLOCK_SIZE,
-                                    simulate=Block(spec, start, start_rows, threads),
+                                    simulate=kind(spec, start, start_rows, threads),
                                     label=f"block {j}", reduce="stack"))
     fingerprint = None
     if how.checkpoint is not None:
