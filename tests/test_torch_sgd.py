@@ -190,6 +190,28 @@ def test_bit_identical_run_to_run_and_whatever_the_workers(iris, tmp_path):
         assert np.array_equal(a.params, b.params, equal_nan=True)
 
 
+@pytest.mark.reproducibility
+def test_a_stack_by_loop_gives_each_replicate_its_bits_alone(iris):
+    # stack="loop": each replicate of a block is evaluated alone, so its trajectory is that of
+    # the replicate by itself on its batches (the optimizer's in-place form has the bits of
+    # its update), bit for bit.
+    problem = TorchProblem(_net(0), CE, stack="loop")
+    W0 = _starts()
+    opt = optim.adam(0.01)
+    tr = run_sgd(problem, iris, opt, steps=STEPS, batch_size=B, replicates=R,
+                 sampling="with_replacement", w0=W0, rng=13, record=[0, STEPS])
+    X, y = torch.tensor(iris.X), torch.tensor(iris.y)
+    idx = _batches(tr.seed, "with_replacement", iris.n)
+    for r in range(R):
+        w = torch.tensor(W0[r])
+        state = opt.init(w)
+        for t in range(STEPS):
+            i = torch.as_tensor(idx[t][r])
+            updates, state = opt.update(problem.mean_grad(w, X[i], y[i], out=torch.empty_like(w)), state, w)
+            w = optim.apply_updates(w, updates)
+        np.testing.assert_array_equal(tr.final_params[r], w.numpy())
+
+
 class _OnTheHost:
     """A TorchProblem without device_arrays: run_sgd's numpy blocks, the same problem calls."""
 
