@@ -93,8 +93,13 @@ class TorchProblem:
     targets in ``dtype`` unless ``target_dtype`` says otherwise). Tensors are
     used as they are: they must already be on the module's device, inputs in
     ``dtype`` (nothing is converted silently; the error says what to change).
-    Results are float64 numpy arrays. The work runs in blocks of examples
-    (``block_size``), so memory stays bounded whatever n is.
+    Results are float64 numpy arrays, or, for :meth:`mean_grad`,
+    :meth:`mean_loss` and :meth:`grad`, written into an ``out`` tensor on the
+    device, where they stay. :meth:`device_arrays` converts once what an
+    engine keeps on the device: :func:`lossvar.run_sgd` trains its replicates
+    there (docs/guide/pytorch.md, "R replicate trainings"). The work runs in
+    blocks of examples (``block_size``), so memory stays bounded whatever n
+    is.
 
     **Bits.** On a CPU in float64 the same call gives the same bits run to
     run. A stack with ``stack="loop"`` gives the same bits as a loop over its
@@ -102,7 +107,9 @@ class TorchProblem:
     differently from the same replicate alone (for example, on CPU torch 2.13
     computes a batch of one matrix product by ``mm`` and a batch of several
     by a batched kernel that can differ in the last bit): a stack then
-    agrees with a loop to rounding. On a GPU results depend on the device.
+    agrees with a loop to rounding, and a replicate's bits depend on the shape
+    of its stack (in :func:`lossvar.run_sgd`, its block of replicates, fixed by
+    the number of replicates alone). On a GPU results depend on the device.
 
     Parameters
     ----------
