@@ -356,7 +356,10 @@ class TwoBatchResult(ResultBase):
                        f"negative, the sampling may not match how the batches were drawn ({hint}).")
 
     def _row(self) -> dict:
-        return dict(super()._row(), flags=" ".join(self.flags))
+        row = super()._row()
+        for name in ("grad_norm2_pairs", "trace_cov_pairs"):  # arrays, or None from the monitor
+            row.pop(name, None)
+        return dict(row, flags=" ".join(self.flags))
 
     def comparison(self, exact: Any = None) -> pd.DataFrame:
         r"""The unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` against

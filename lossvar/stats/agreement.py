@@ -263,7 +263,7 @@ def agreement(result: Result | pd.DataFrame, *, exact: Any = None,
     - :class:`lossvar.VarianceResult` (or its table as a DataFrame): each batch
       size's variance against the exact one, with the p-value of the scaled
       chi-square law of a sample variance (:func:`variance_test`);
-    - :class:`lossvar.GradientVarianceResult`: each batch size's mean of
+    - :class:`lossvar.noise.GradientVarianceResult`: each batch size's mean of
       ``||g_B - G||^2`` against ``tr Sigma / B`` (times the finite-population
       factor), a Student t test of a mean;
     - :class:`lossvar.TwoBatchResult` (also the monitor's estimate), given
