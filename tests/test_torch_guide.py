@@ -1,12 +1,12 @@
 """docs/guide/pytorch.md runs as written: every ```python block, each in a fresh namespace.
 
 The five-line example prints exact statistics (6 significant digits of float64 sums), and the
-replicate trainings 4 significant digits of float64 trainings that agree with torch.optim's
-to 1e-15 (tests/test_torch_sgd.py), so their outputs must equal the page's text blocks; the training script's output is checked for its
-shape (three checkpoints) and for the page's claim that the estimate at each checkpoint's
-parameters covers the exact value (fixed seeds: deterministic on a given machine; 95% intervals,
-so a fresh seed would miss at one of the three with probability about 0.14). Fragments that
-cannot run alone are fenced as ```{code-block} python.
+replicate trainings 4 significant digits of float64 trainings that agree with torch.optim's to
+1e-15 (tests/test_torch_sgd.py), so their outputs must equal the page's text blocks; the training
+script's output is checked for its shape (three checkpoints) and for the page's claim that the
+estimate at each checkpoint's parameters covers the exact value (fixed seeds: deterministic on a
+given machine; 95% intervals, so a fresh seed would miss at one of the three with probability
+about 0.14). Fragments that cannot run alone are fenced as ```{code-block} python.
 """
 
 import re

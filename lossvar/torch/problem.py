@@ -447,8 +447,7 @@ class TorchProblem:
             part = fn(*self._split(arrays, i, j), 1.0 / n)
             total = part if total is None else {k: total[k] + part[k] for k in total}
         assert total is not None
-        for s in self.layout:
-            view[:, s.slice].copy_(total[s.name].reshape(view.shape[0], s.size))
+        torch.cat([total[s.name].reshape(view.shape[0], s.size) for s in self.layout], dim=1, out=view)
         if checked:
             _inputs.check_finite(out, "mean gradient")
         return out
