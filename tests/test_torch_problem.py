@@ -383,10 +383,17 @@ def test_float32_problem_returns_float64_close_to_float64(digits):
     module = _mlp()
     w = flatten_params(module)
     g64 = TorchProblem(module, CE).grad(w, X, y)
-    g32 = TorchProblem(module.float(), CE, dtype=torch.float32).grad(w, X, y)
+    m64 = TorchProblem(module, CE).mean_grad(w, X, y)
+    p32 = TorchProblem(module.float(), CE, dtype=torch.float32)
+    g32 = p32.grad(w, X, y)
     assert g32.dtype == np.float64
     # float32 rounds each entry by about width eps_32 = 16 * 1.2e-7 relative to the row.
     _assert_rows_close(g32, g64, rtol=16 * 4 * np.finfo(np.float32).eps)
+    # The mean into a float64 host buffer: the rows' rounding plus at most n roundings of
+    # the float32 sum, each below eps_32 times the largest entry.
+    m32 = p32.mean_grad(w, X, y, out=np.empty(p32.p))
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(m32, m64, rtol=0, atol=(16 * 4 + len(X)) * eps * np.abs(g64).max())
 
 
 def test_tensors_on_the_device_are_used_as_they_are(digits):

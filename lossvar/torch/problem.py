@@ -36,6 +36,13 @@ from .params import ParameterSlot, parameter_layout
 
 __all__ = ["TorchProblem"]
 
+
+def _same_place(out: torch.Tensor, part: torch.Tensor) -> bool:
+    """Whether ``torch.cat(..., out=out)`` can take ``part``: same device and dtype (a host
+    ``out`` of a GPU's result, or a float64 one of float32, is filled by ``copy_``)."""
+    return out.device == part.device and out.dtype == part.dtype
+
+
 #: Per-example gradient numbers per block by default (32 MiB in float64): the
 #: examples of a block times the replicates of a stack times p stay below it.
 _BLOCK_ELEMENTS = 2**22
@@ -403,7 +410,9 @@ class TorchProblem:
             block = fn(*self._split(arrays, i, j))
             parts = [block[s.name].reshape(view.shape[0], j - i, s.size) for s in self.layout]
             target = view[:, i:j]
-            if target.is_contiguous():  # one pass, into the buffer's rows
+            if not _same_place(target, parts[0]):  # a host buffer of a GPU's gradients
+                target.copy_(torch.cat(parts, dim=2))  # one transfer a block
+            elif target.is_contiguous():  # one pass, into the buffer's rows
                 torch.cat(parts, dim=2, out=target)
             else:
                 for s, part in zip(self.layout, parts, strict=True):
@@ -447,7 +456,11 @@ class TorchProblem:
             part = fn(*self._split(arrays, i, j), 1.0 / n)
             total = part if total is None else {k: total[k] + part[k] for k in total}
         assert total is not None
-        torch.cat([total[s.name].reshape(view.shape[0], s.size) for s in self.layout], dim=1, out=view)
+        flat = [total[s.name].reshape(view.shape[0], s.size) for s in self.layout]
+        if _same_place(view, flat[0]):
+            torch.cat(flat, dim=1, out=view)
+        else:  # a host array of a GPU's gradient (or float64 of float32): one transfer
+            view.copy_(torch.cat(flat, dim=1))
         if checked:
             _inputs.check_finite(out, "mean gradient")
         return out
