@@ -59,7 +59,7 @@ from .optimizers import (
     trajectories_figure,
     update_variance_figure,
 )
-from .schedules import schedules_figure
+from .schedules import network_schedules_figure, schedules_figure
 from .spread import erm_spread_figure
 from .style import (
     COLUMN_WIDTH,
@@ -102,7 +102,7 @@ __all__ = [
     "equal_computation_figure", "erm_spread_figure", "figure", "figure_legend",
     "gradient_noise_figure", "interval_plot", "interval_text", "interval_words", "legend_order",
     "log_ticks", "loss_curves", "markers", "mc_points", "minus", "network_optimizers_figure",
-    "number", "one_step_figure",
+    "network_schedules_figure", "number", "one_step_figure",
     "optimizer_convergence_figure", "palette", "percent", "ratio_plot", "sampling_label",
     "schedules_figure", "spread_plot", "steps_examples_figure", "style", "styled", "subplots",
     "table_panel", "trajectories_figure", "trajectories_plot", "update_variance_figure",

@@ -223,7 +223,8 @@ def network_optimizers_figure(curves, updates, comparisons, *, label, batch_size
     ax, uax, tab = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
     for name in names:
         c = curves[curves.optimizer == name].sort_values("epoch")
-        band(ax, c.epoch, c.loss, c.ci_low, c.ci_high, color=colors[name], label=name, positive=True)
+        band(ax, c.epoch, c.loss, c.loss_ci_low, c.loss_ci_high, color=colors[name], label=name,
+             positive=True)
         ax.plot(c.epoch.iloc[-1], c.loss.iloc[-1], marks[name], color=colors[name], ms=3.5, zorder=4)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")

@@ -181,3 +181,47 @@ def copies(X, y, r: int, s: float, rng, **kwargs) -> lossvar.Dataset:
     if s > 0:
         X = X + s * rng.standard_normal(X.shape)
     return lossvar.Dataset(X, np.tile(y, r), **kwargs)
+
+
+def ensembles(net: Network, optimizers: dict, args, label: str, **kwargs) -> dict:
+    """:func:`lossvar.run_sgd` of each optimizer on the network from its start (one BLAS
+    thread, one progress phase ``label``); ``kwargs`` go to run_sgd. By optimizer name."""
+    from lossvar import studies
+    from lossvar.studies import checks
+
+    with one_thread(), checks.phase(args, label, len(optimizers)):
+        return {name: lossvar.run_sgd(net.problem, net.data, opt, w0=net.start(), **kwargs,
+                                      **studies.execution(args))
+                for name, opt in optimizers.items()}
+
+
+def curves(runs: dict, key: str, confidence: float, per_epoch: int | None = None):
+    """The training loss of each run against the step, mean across runs with its standard
+    error and interval (and of the Polyak-Ruppert average where recorded), one row per
+    (``key`` = name, step)."""
+    import pandas as pd
+
+    out = []
+    for name, tr in runs.items():
+        s = tr.summary
+        t = pd.DataFrame({key: name, "step": s.step})
+        if per_epoch:
+            t["epoch"] = s.step / per_epoch
+        for col in ("loss", "avg_loss"):
+            if f"{col}_mean" in s:
+                t[col], t[f"{col}_se"] = s[f"{col}_mean"], s[f"{col}_se"]
+                t[f"{col}_ci_low"], t[f"{col}_ci_high"] = lossvar.stats.mean_interval(
+                    s[f"{col}_mean"], s[f"{col}_se"], confidence)
+        out.append(t.assign(replicates=s.n))
+    return pd.concat(out, ignore_index=True)
+
+
+def comparison_lines(table) -> list[str]:
+    """The comparisons (:func:`verdicts`) as the rows of a markdown table."""
+    lines = ["| comparison | method | mean | baseline | its mean | difference | interval | "
+             "Holm p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.metric} | {r.method} | {r.value:.4g} | {r.baseline} | "
+                     f"{r.baseline_value:.4g} | {r.difference:.3g} | [{r.ci_low:.3g}, "
+                     f"{r.ci_high:.3g}] | {r.holm_pvalue:.2g} | {r.verdict} |")
+    return lines

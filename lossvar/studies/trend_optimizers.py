@@ -109,13 +109,13 @@ def check(args):
                          f"--noise-std {args.noise_std:g}: the steady-state window (the last half) "
                          f"still holds the start's transient, {left:.2g} of SGD's exact value "
                          f"(at most {TRANSIENT:g}); {advice}")
-    for flag, name in (("--data", args.data), ("--network", network.DATA)):
-        if name == "none" or (flag == "--network" and args.network == "none"):
-            continue
+    sets = [(args.data, f"--data {args.data}")] if args.data != "none" else []
+    if args.network != "none":
+        sets.append((network.DATA, f"--network {args.network} on {network.DATA}"))
+    for name, where in sets:
         n = lossvar.datasets.load(name).n
         if args.batch_size > n:
-            raise ValueError(f"--batch-size must be at most N = {n} of {flag} {getattr(args, flag[2:])}"
-                             f"{'' if flag == '--data' else ' on ' + name}; got {args.batch_size}")
+            raise ValueError(f"--batch-size must be at most N = {n} of {where}; got {args.batch_size}")
         checks.held(4 * args.real_replicates * (4 * args.epochs + 1),
                     f"--real-replicates {args.real_replicates} with --epochs {args.epochs}")
     if args.network != "none":  # every run's parameters at the records of the network
@@ -198,7 +198,7 @@ def compute(args, folder):
     folder.figure("update_variance", plots.update_variance_figure(
         updates, verdicts, steps=args.steps, replicates=args.replicates, confidence=args.confidence))
     if net is not None:
-        nc, nu, comparisons = _network(args, net, seeds[2], kw)
+        nc, nu, comparisons = _network(args, net, seeds[2])
         folder.table("network_curves", nc)
         folder.table("network_updates", nu)
         folder.table("network_comparisons", comparisons)
@@ -256,25 +256,18 @@ def _network_optimizers():
             "Adam": optim.adam(3e-3, eps=1e-8, eps_in_sqrt=True)}
 
 
-def _network(args, net, seed, kw):
+def _network(args, net, seed):
     """The five optimizers on the network: curves, mean squared updates, paired comparisons."""
     per_epoch = net.data.n // args.batch_size
     steps = args.epochs * per_epoch
     tail = min(NET_TAIL, steps)
     record = np.unique(np.concatenate([np.arange(0, steps + 1, max(1, per_epoch // 2)),
                                        np.arange(steps - tail, steps + 1)]))
-    opts = _network_optimizers()
-    with network.one_thread(), checks.phase(args, f"5 optimizers on {net.label}", len(opts)):
-        runs = [run_sgd(net.problem, net.data, opt, steps=steps, batch_size=args.batch_size,
-                        replicates=args.real_replicates, w0=net.start(), rng=seed, record=record,
-                        record_params="all", **kw) for opt in opts.values()]
-    curves, updates, final, moves = [], [], {}, {}
-    for name, tr in zip(opts, runs, strict=True):
-        s = tr.summary
-        low, high = lossvar.stats.mean_interval(s.loss_mean, s.loss_se, args.confidence)
-        curves.append(pd.DataFrame({"optimizer": name, "step": s.step, "epoch": s.step / per_epoch,
-                                    "loss": s.loss_mean, "se": s.loss_se, "ci_low": low,
-                                    "ci_high": high, "replicates": s.n}))
+    runs = network.ensembles(net, _network_optimizers(), args, f"5 optimizers on {net.label}",
+                             steps=steps, batch_size=args.batch_size, rng=seed, record=record,
+                             replicates=args.real_replicates, record_params="all")
+    updates, final, moves = [], {}, {}
+    for name, tr in runs.items():
         w = tr.params[:, -(tail + 1):]  # (R, tail + 1, p): steps - tail, ..., steps
         moves[name] = np.mean(np.sum(np.diff(w, axis=1) ** 2, axis=2), axis=1) / net.p
         final[name] = tr.values("loss", used_only=False)[:, -1]
@@ -284,8 +277,8 @@ def _network(args, net, seed, kw):
                             steps_averaged=tail, replicates=moves[name].size))
     rows = (network.paired_comparisons(final, "SGD", "final training loss", args.confidence)
             + network.paired_comparisons(moves, "SGD", "mean squared update", args.confidence))
-    comparisons = network.verdicts(pd.DataFrame(rows), args.confidence)
-    return pd.concat(curves, ignore_index=True), pd.DataFrame(updates), comparisons
+    return (network.curves(runs, "optimizer", args.confidence, per_epoch), pd.DataFrame(updates),
+            network.verdicts(pd.DataFrame(rows), args.confidence))
 
 
 def _network_summary(args, net, updates, comparisons):
@@ -301,13 +294,7 @@ def _network_summary(args, net, updates, comparisons):
     for r in updates.itertuples():
         lines.append(f"| {r.optimizer} | {r.mean_sq_update:.4g} | "
                      f"{plots.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
-    lines += ["", "| comparison | optimizer | value | SGD | difference | interval | Holm p | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in comparisons.itertuples():
-        lines.append(f"| {r.metric} | {r.method} | {r.value:.4g} | {r.baseline_value:.4g} | "
-                     f"{r.difference:.3g} | [{r.ci_low:.3g}, {r.ci_high:.3g}] | "
-                     f"{r.holm_pvalue:.2g} | {r.verdict} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *network.comparison_lines(comparisons)])
 
 
 def _summary(args, updates, curves, verdicts):
