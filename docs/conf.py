@@ -11,6 +11,8 @@ intersphinx inventories are fetched.
 
 from __future__ import annotations
 
+import importlib.util
+
 import lossvar
 
 # -- Project -----------------------------------------------------------------
@@ -59,6 +61,8 @@ autodoc_default_options = {"members": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # the numpydoc "Parameters" sections say the types
 autosummary_generate = False  # docs/api.md documents every object itself: no stub files
+# lossvar.torch is documented from its source where torch (an optional extra) is absent.
+autodoc_mock_imports = [] if importlib.util.find_spec("torch") else ["torch"]
 
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False

@@ -24,13 +24,14 @@ from .problems import (  # noqa: E402
     NoisyQuadratic,
     SoftmaxRegression,
 )
+from ._result import ConfidenceInterval  # noqa: E402
 from .engine import Execution  # noqa: E402
 from .noise import (  # noqa: E402
-    GradientNoise,
+    GradientNoiseResult,
     GradientNoiseMonitor,
     NegativeEstimateWarning,
     TwoBatchDesign,
-    TwoBatchEstimate,
+    TwoBatchResult,
     gradient_noise,
     gradient_variance,
     inner_product_test,
@@ -39,23 +40,29 @@ from .noise import (  # noqa: E402
     two_batch_estimate,
     two_batch_estimate_from_callable,
 )
-from .rates import RateFit, convergence_rate  # noqa: E402
-from .schedules import RobbinsMonroReport, robbins_monro  # noqa: E402
-from .sgd import DivergenceWarning, Trajectories, run_sgd  # noqa: E402
-from .stats import Agreement, ScalingFit, agreement, plan_replicates, scaling_fit  # noqa: E402
+from .rates import RateFitResult, convergence_rate  # noqa: E402
+from .schedules import RobbinsMonroResult, robbins_monro  # noqa: E402
+from .sgd import DivergenceWarning, SGDResult, run_sgd  # noqa: E402
+from .stats import (  # noqa: E402
+    AgreementResult,
+    ScalingFitResult,
+    agreement,
+    plan_replicates,
+    scaling_fit,
+)
 from .variance import VarianceResult, loss_variance, variance_study  # noqa: E402
 
 __all__ = [
-    "Agreement", "agreement", "DivergenceWarning", "Execution", "GradientNoise", "GradientNoiseMonitor",
-    "MLP", "NegativeEstimateWarning", "TwoBatchDesign", "TwoBatchEstimate",
-    "gradient_noise",
+    "AgreementResult", "agreement", "ConfidenceInterval", "DivergenceWarning", "Execution",
+    "GradientNoiseResult", "GradientNoiseMonitor", "MLP", "NegativeEstimateWarning", "TwoBatchDesign",
+    "TwoBatchResult", "gradient_noise",
     "gradient_variance", "inner_product_test", "norm_test", "orthogonality_test", "two_batch_estimate",
-    "two_batch_estimate_from_callable", "RateFit", "Trajectories", "convergence_rate",
+    "two_batch_estimate_from_callable", "RateFitResult", "SGDResult", "convergence_rate",
     "critical", "engine", "noise", "plan_replicates",
     "rates", "run_sgd", "sgd",
     "Dataset", "GaussianLinearPopulation", "GaussianNoisePopulation", "LinearRegression",
-    "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroReport",
-    "ScalingFit",
+    "LogisticPopulation", "LogisticRegression", "NoisyQuadratic", "Population", "RobbinsMonroResult",
+    "ScalingFitResult",
     "SoftmaxRegression", "VarianceResult", "__version__", "datasets", "loss_variance", "moments",
     "optim", "plots", "robbins_monro", "sampling", "scaling_fit", "schedules", "stats", "streams", "theory",
     "variance_study",

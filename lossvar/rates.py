@@ -1,7 +1,7 @@
 """Convergence rates of SGD ensembles: E[metric] ~ C k^-a, or a plateau.
 
 :func:`convergence_rate` fits the exponent ``a`` of the across-replicate mean
-of a recorded metric over the tail of a :class:`~lossvar.sgd.Trajectories`,
+of a recorded metric over the tail of a :class:`~lossvar.sgd.SGDResult`,
 with an interval that respects the correlation of the records of one run
 across steps (a bootstrap over replicates), and reports a plateau with its
 level when the exponent is consistent with 0.
@@ -17,27 +17,32 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import streams
+from ._result import ConfidenceInterval, ResultBase
 from ._validate import as_choice, as_float, as_int
 from .stats import bootstrap, line_fit, mean_interval, mean_se
 from .typing import RNGLike
 
-if TYPE_CHECKING:  # rates reads Trajectories; sgd is not imported at run time
-    from .sgd import Trajectories
+if TYPE_CHECKING:  # rates reads SGDResult; sgd is not imported at run time
+    from .sgd import SGDResult
 
-__all__ = ["METRICS", "RateFit", "convergence_rate"]
+__all__ = ["METRICS", "RateFitResult", "convergence_rate"]
 
 METRICS = ("dist2", "loss", "excess_loss", "avg_dist2", "avg_loss", "avg_excess_loss")
 
 @dataclass(frozen=True)
-class RateFit:
+class RateFitResult(ResultBase):
     """The fit of ``E[metric] ~ C k^-a`` over the tail of an ensemble.
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row of its scalar
+    fields and interval ends. An exponent has no exact value here to compare
+    with, so it has no verdict of :func:`lossvar.agreement`.
 
     Attributes
     ----------
     metric : str
     exponent : float
         a, the decay exponent (a > 0: decreasing).
-    ci_low, ci_high : float
+    exponent_ci : ConfidenceInterval
         ``confidence`` interval of a: a +- z * se with the bootstrap se.
     se : float
         Standard deviation of a over the replicate bootstrap.
@@ -46,10 +51,12 @@ class RateFit:
     plateau : bool
         True when the interval of a contains 0: the metric is consistent with a
         constant level over the tail.
-    level, level_se, level_low, level_high : float
+    level, level_se : float
         Mean of the metric over the tail (each replicate's average over the
-        tail steps, then the mean over replicates), its standard error and
-        ``confidence`` interval. Reported always; the level of a plateau.
+        tail steps, then the mean over replicates) and its standard error.
+        Reported always; the level of a plateau.
+    level_ci : ConfidenceInterval
+        The normal ``confidence`` interval of ``level``.
     steps : tuple of int
         The tail steps fitted (k = the number of updates made).
     replicates : int
@@ -62,34 +69,34 @@ class RateFit:
 
     metric: str
     exponent: float
-    ci_low: float
-    ci_high: float
+    exponent_ci: ConfidenceInterval
     se: float
     intercept: float
     plateau: bool
     level: float
     level_se: float
-    level_low: float
-    level_high: float
+    level_ci: ConfidenceInterval
     steps: tuple
     replicates: int
     confidence: float
     n_resamples: int
     method: str
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The decay law with its interval, or the plateau with its level, and the steps fitted."""
         c = 100 * self.confidence
         rng = f"k in [{self.steps[0]}, {self.steps[-1]}] ({len(self.steps)} steps)"
         if self.plateau:
             return (f"E[{self.metric}]: plateau at {self.level:.6g} ({c:g}% CI "
-                    f"[{self.level_low:.6g}, {self.level_high:.6g}]); exponent "
-                    f"{self.exponent:.4f} [{self.ci_low:.4f}, {self.ci_high:.4f}] contains 0; {rng}")
+                    f"[{self.level_ci.low:.6g}, {self.level_ci.high:.6g}]); exponent "
+                    f"{self.exponent:.4f} [{self.exponent_ci.low:.4f}, {self.exponent_ci.high:.4f}] "
+                    f"contains 0; {rng}")
         return (f"E[{self.metric}] ~ {math.exp(self.intercept):.4g} k^-{self.exponent:.4f} "
-                f"({c:g}% CI [{self.ci_low:.4f}, {self.ci_high:.4f}]); {rng}")
+                f"({c:g}% CI [{self.exponent_ci.low:.4f}, {self.exponent_ci.high:.4f}]); {rng}")
 
 
-def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail: float | int = 0.5,
-                     confidence: float = 0.95, n_resamples: int = 999, rng: RNGLike = None) -> RateFit:
+def convergence_rate(trajectories: SGDResult, metric: str = "dist2", *, tail: float | int = 0.5,
+                     confidence: float = 0.95, n_resamples: int = 999, rng: RNGLike = None) -> RateFitResult:
     """Fit the exponent a of ``E[metric] ~ C k^-a`` over the tail of the records.
 
     Let :math:`\\bar x_k` be the mean over replicates of the metric at step k
@@ -115,7 +122,7 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
 
     Parameters
     ----------
-    trajectories : Trajectories
+    trajectories : SGDResult
         From :func:`lossvar.run_sgd`.
     metric : {"dist2", "loss", "excess_loss", "avg_dist2", "avg_loss", "avg_excess_loss"}
         ``excess_loss`` is ``loss - trajectories.loss_star``; the ``avg_``
@@ -132,7 +139,7 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
 
     Returns
     -------
-    RateFit
+    RateFitResult
 
     References
     ----------
@@ -185,10 +192,10 @@ def convergence_rate(trajectories: Trajectories, metric: str = "dist2", *, tail:
               f"interval a +- z se with se from {n_resamples} bootstrap resamples of whole "
               "replicates (records of one run are correlated across k); plateau when the "
               "interval contains 0")
-    return RateFit(
-        metric=metric, exponent=exponent, ci_low=lo, ci_high=hi, se=boot_se,
+    return RateFitResult(
+        metric=metric, exponent=exponent, exponent_ci=ConfidenceInterval(lo, hi), se=boot_se,
         intercept=float(intercept), plateau=bool(lo <= 0 <= hi), level=level,
-        level_se=level_se, level_low=level_low, level_high=level_high,
+        level_se=level_se, level_ci=ConfidenceInterval(level_low, level_high),
         steps=tuple(int(s) for s in k), replicates=R, confidence=confidence,
         n_resamples=n_resamples, method=method,
     )

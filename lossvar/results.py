@@ -32,15 +32,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
+
+from ._result import ResultBase
 
 __all__ = [
     "FLOAT_FORMAT",
     "ManifestError",
     "StudyFolder",
     "TableCheck",
-    "VerifyReport",
+    "VerifyResult",
     "environment",
     "params_to_argv",
     "read_manifest",
@@ -587,7 +590,7 @@ class TableCheck:
         return f"{self.table}: {self.outcome}" + (f" ({self.detail})" if self.detail else "")
 
 
-#: Exit statuses of ``lossvar verify`` (:attr:`VerifyReport.status`).
+#: Exit statuses of ``lossvar verify`` (:attr:`VerifyResult.status`).
 VERIFIED, NOT_VERIFIED, INPUT_MISSING, INPUT_CHANGED, RERUN_FAILED = 0, 1, 3, 4, 5
 
 
@@ -623,8 +626,13 @@ class InputCheck:
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyResult(ResultBase):
     """What :func:`verify` found.
+
+    A result (docs/guide/results.md): ``to_frame()`` has one row per table
+    compared (``study``, ``table``, ``outcome``, ``detail``, ``max_rel_diff``;
+    no row when nothing was compared). It has no interval (``confidence`` is
+    None).
 
     Attributes
     ----------
@@ -649,6 +657,14 @@ class VerifyReport:
     platform_notes: list = field(default_factory=list)
     inputs: list = field(default_factory=list)
     rerun_error: str = ""
+    confidence: ClassVar[None] = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per table compared: ``study``, ``table``, ``outcome``, ``detail``,
+        ``max_rel_diff``."""
+        return pd.DataFrame([dict(study=self.study, table=c.table, outcome=c.outcome, detail=c.detail,
+                                  max_rel_diff=c.max_rel_diff) for c in self.checks],
+                            columns=["study", "table", "outcome", "detail", "max_rel_diff"])
 
     @property
     def ok(self) -> bool:
@@ -674,7 +690,8 @@ class VerifyReport:
             return RERUN_FAILED
         return VERIFIED if self.ok else NOT_VERIFIED
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The verdict on each table, and the overall one with what differs between the machines."""
         lines = [f"WARNING: {w}" for w in self.version_warnings]
         bad_inputs = [c for c in self.inputs if not c.ok]
         if bad_inputs:
@@ -848,7 +865,7 @@ def _with_inputs(argv: list[str], inputs: list[InputCheck]) -> list[str]:
     return argv
 
 
-def verify(folder, rerun) -> VerifyReport:
+def verify(folder, rerun) -> VerifyResult:
     """Check a folder's inputs, rerun its study from the manifest and compare the tables.
 
     First each input file the manifest records is found and compared with its
@@ -871,7 +888,7 @@ def verify(folder, rerun) -> VerifyReport:
 
     Returns
     -------
-    VerifyReport
+    VerifyResult
         ``ok`` when every table is identical or reproduced to rounding;
         ``status`` is the exit status of ``lossvar verify``.
     """
@@ -882,12 +899,12 @@ def verify(folder, rerun) -> VerifyReport:
     inputs = check_inputs(manifest, folder)
     warnings_, notes = version_warnings(manifest), platform_differences(manifest)
     if not all(c.ok for c in inputs):
-        return VerifyReport(manifest["study"], [], warnings_, notes, inputs)
+        return VerifyResult(manifest["study"], [], warnings_, notes, inputs)
     with tempfile.TemporaryDirectory(prefix="lossvar-verify-") as tmp:
         out = Path(tmp) / "rerun"
         try:
             rerun(manifest["study"], _with_inputs([str(a) for a in argv], inputs), out)
         except RerunError as exc:
-            return VerifyReport(manifest["study"], [], warnings_, notes, inputs, str(exc))
+            return VerifyResult(manifest["study"], [], warnings_, notes, inputs, str(exc))
         checks = compare_tables(manifest, folder, out)
-    return VerifyReport(manifest["study"], checks, warnings_, notes, inputs)
+    return VerifyResult(manifest["study"], checks, warnings_, notes, inputs)

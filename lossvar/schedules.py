@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from ._validate import as_float, as_int
-from .theory.robbins_monro import TAIL_K, RobbinsMonroReport, family_verdict, tail_verdict
+from .theory.robbins_monro import TAIL_K, RobbinsMonroResult, family_verdict, tail_verdict
 from .typing import ScheduleLike
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "Exponential",
     "InverseTime",
     "Polynomial",
-    "RobbinsMonroReport",
+    "RobbinsMonroResult",
     "Step",
     "UserSchedule",
     "as_schedule",
@@ -325,7 +325,7 @@ def as_schedule(lr, name: str = "lr"):
 # -- Robbins-Monro -------------------------------------------------------------------
 
 
-def robbins_monro(schedule: ScheduleLike) -> RobbinsMonroReport:
+def robbins_monro(schedule: ScheduleLike) -> RobbinsMonroResult:
     """Decide the Robbins-Monro conditions sum eta_k = inf and sum eta_k^2 < inf.
 
     For the families of this module the verdict is exact
@@ -350,7 +350,7 @@ def robbins_monro(schedule: ScheduleLike) -> RobbinsMonroReport:
 
     Returns
     -------
-    RobbinsMonroReport
+    RobbinsMonroResult
 
     Raises
     ------

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from os import PathLike
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ArrayLike", "BatchSizes", "DataSource", "Executor", "FloatArray", "PathLikeStr", "Problem",
-           "RNGLike", "Replicates", "Sampling", "ScheduleLike"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ArrayLike", "BatchSizes", "ComparableResult", "DataSource", "Executor", "FloatArray",
+           "PathLikeStr", "Problem", "RNGLike", "Replicates", "Result", "Sampling", "ScheduleLike"]
 
 #: The ``rng`` argument (SPEC 7): see :mod:`lossvar.streams` for its one meaning.
 RNGLike = int | np.random.SeedSequence | np.random.Generator | None
@@ -104,3 +107,51 @@ class Problem(Protocol):
 
 #: A fixed :class:`~lossvar.Dataset`, or a population with ``sample(n, rng)``.
 DataSource = Any
+
+
+@runtime_checkable
+class Result(Protocol):
+    """What every result object of lossvar has (docs/guide/results.md).
+
+    Every function of lossvar that returns a Monte Carlo estimate, a fit, a
+    verdict or a report returns an object with these members, whose intervals
+    are :class:`lossvar.ConfidenceInterval` fields (``low, high = ci``). The
+    exact-theory values of :mod:`lossvar.theory` and :mod:`lossvar.moments`
+    (``QuadraticMoments``, ``OneStep``, ``Asymptote``, ``PopulationMoments``) are
+    values, not results, and do not have them.
+    """
+
+    @property
+    def confidence(self) -> float | None:
+        """The level the result's intervals were computed at; None where it has no interval."""
+        ...
+
+    def to_frame(self) -> pd.DataFrame:
+        """Its tidy table, as a new DataFrame: a copy of ``table`` where the result has
+        one, else one row of its scalar fields, each interval field ``x`` as the
+        columns ``x_low`` and ``x_high``."""
+        ...
+
+    def summary(self) -> str:
+        """A readable account of it; ``str(result)`` is this text."""
+        ...
+
+
+@runtime_checkable
+class ComparableResult(Result, Protocol):
+    """A result with exact theory to compare with: what :func:`lossvar.agreement` reads.
+
+    ``comparison(exact)`` returns one row per compared quantity with the columns
+    ``label``, ``estimate``, ``se`` and ``exact``, and where the result has them
+    ``ci_low`` and ``ci_high`` (its own intervals, at ``attrs["confidence"]``),
+    ``z`` and ``pvalue`` (from an exact reference law), ``dof`` (a Student t
+    reference for ``z``) and ``reliable`` (False where an interval may
+    under-cover). ``attrs["independent"]`` says whether the rows come from
+    independent random streams. ``exact`` is None where the result holds its
+    exact values itself; otherwise it names them (e.g. the
+    :class:`lossvar.GradientNoiseResult` of the same data).
+    """
+
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        """The rows to compare with exact values (see the class)."""
+        ...

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import sampling as _sampling
 from . import stats, streams, theory
+from ._result import TableResultBase
 from ._validate import as_choice, as_finite_array, as_float, as_int
 from .engine import Condition, Execution, Output, as_execution, block_size, simulate
 from .moments import Moments, MomentsPass
@@ -39,9 +41,13 @@ AUTO_TARGET_REL_SE = 0.02
 AUTO_CAP = 1_000_000
 
 
-@dataclass(frozen=True)
-class VarianceResult:
+@dataclass(frozen=True, repr=False)
+class VarianceResult(TableResultBase):
     """The outcome of :func:`loss_variance` or :func:`variance_study`.
+
+    A result (:class:`lossvar.typing.Result`, docs/guide/results.md):
+    ``to_frame()`` is a copy of ``table``; it has exact theory, so
+    :func:`lossvar.agreement` gives it a verdict (its :meth:`comparison`).
 
     Attributes
     ----------
@@ -78,6 +84,7 @@ class VarianceResult:
           ``"planned"`` (from the exact kurtosis, ``replicates="auto"``) or
           ``"sequential"`` (blocks added until ``target_rel_se`` is met).
     confidence : float
+        The level of the intervals (also ``table.attrs["confidence"]``).
     seed : numpy.random.SeedSequence
         The root of all streams of the call: passing it back as ``rng``
         reproduces the table bit for bit.
@@ -90,8 +97,21 @@ class VarianceResult:
     seed: np.random.SeedSequence
     means: dict | None = field(default=None, repr=False)
 
-    def __repr__(self) -> str:
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        """Each batch size's variance against its exact value
+        (:func:`lossvar.stats.variance_comparison`: the p-values of the scaled
+        chi-square law of a sample variance; the batch sizes are independent)."""
+        if exact is not None:
+            raise ValueError(f"`exact` must be None for a VarianceResult: its exact values are in "
+                             f"its table; got {exact!r}")
+        return stats.variance_comparison(self.table)
+
+    def summary(self) -> str:
+        """The level and the table."""
         return f"VarianceResult(confidence={self.confidence})\n{self.table.to_string(index=False)}"
+
+    def __repr__(self) -> str:
+        return self.summary()
 
 
 class BatchMeans:

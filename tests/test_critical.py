@@ -68,7 +68,7 @@ def test_best_step_recovers_the_maximum_and_covers_it():
         c = 0.5 + 0.2 * rng.standard_normal(200)
         fit = critical.best_step_fit(a[:, None] * eps - c[:, None] * eps**2, eps, confidence=0.9)
         assert fit.estimable
-        covered += fit.ci_low <= 1.0 <= fit.ci_high
+        covered += fit.learning_rate_ci.low <= 1.0 <= fit.learning_rate_ci.high
     assert st.binomtest(covered, 400, 0.9).pvalue > 1e-3, covered
 
 
@@ -78,7 +78,7 @@ def test_best_step_is_flagged_where_not_estimable():
     noise = 0.01 * rng.standard_normal((500, eps.size))
     ok = critical.best_step_fit(eps - 0.5 * eps**2 + noise, eps)  # maximum at eps = 1
     assert ok.estimable and abs(ok.learning_rate - 1) < 0.05
-    assert ok.ci_low < ok.learning_rate < ok.ci_high
+    assert ok.learning_rate_ci.low < ok.learning_rate < ok.learning_rate_ci.high
     for gains in (-eps + 0.2 * eps**2 + noise,  # a < 0, c < 0: a "maximum" at a negative step
                   -eps - 0.5 * eps**2 + noise,  # a < 0: the best step would be negative
                   eps + 0.1 * eps**2 + noise,  # c < 0: no maximum
@@ -92,7 +92,7 @@ def test_best_step_is_flagged_where_not_estimable():
 
 
 class _Records:
-    """A stand-in for Trajectories: recorded losses of two runs at steps 0, 10, 20, 30."""
+    """A stand-in for SGDResult: recorded losses of two runs at steps 0, 10, 20, 30."""
 
     steps = np.array([0, 10, 20, 30])
 
@@ -158,13 +158,13 @@ def test_steps_at_best_rate_retunes_when_the_cap_was_too_tight():
     assert m.search.learning_rate == 0.25 and m.reached.size == 5
     assert any(r["step_cap"] == 20 for r in m.tuning) and any(r["step_cap"] == 1000 for r in m.tuning)
     assert calls[-1] == (5, int(np.ceil(4 * (40 + 25))) + 20)  # fresh runs, 4 times the slowest
-    row = m.to_dict()
+    row = m.to_frame().iloc[0]
     assert row["steps"] == 65.0 and row["examples"] == 8 * 65.0 and row["lr_interior"]
     failed = critical.steps_at_best_rate(lambda *a: (np.full(a[1], np.nan), 0), 8, base=1.0, factor=2.0,
                                          start=0, cap=10, first_cap=10, rng=3, replicates=5,
                                          tune_replicates=2)
-    row = failed.to_dict()
-    assert failed.steps is None and list(row) == ["lr", "replicates", "reached"] and np.isnan(row["lr"])
+    row = failed.to_frame().iloc[0]
+    assert failed.steps is None and list(row.index) == ["lr", "replicates", "reached"] and np.isnan(row["lr"])
 
 
 # -- the hyperbola ----------------------------------------------------------------------------
@@ -179,8 +179,8 @@ def test_critical_batch_fit_recovers_the_hyperbola():
     fit = critical.critical_batch_fit(exact, n_resamples=100, rng=0)
     assert fit.s_min == pytest.approx(100, rel=1e-6) and fit.e_min == pytest.approx(3200, rel=1e-6)
     assert fit.b_crit == pytest.approx(32, rel=1e-6) and fit.batch_sizes == (1, 4, 16, 64)
-    row = fit.to_dict()
-    assert list(row)[:3] == ["s_min", "e_min", "b_crit"] and row["b_crit_ci_low"] == fit.b_crit_ci[0]
+    row = fit.to_frame().iloc[0]
+    assert list(row.index)[:3] == ["s_min", "e_min", "b_crit"] and row["b_crit_ci_low"] == fit.b_crit_ci.low
 
 
 def test_critical_batch_interval_covers_at_its_level():
@@ -189,7 +189,7 @@ def test_critical_batch_interval_covers_at_its_level():
     for seed in range(300):
         fit = critical.critical_batch_fit(_runs(np.random.default_rng([9, seed])), confidence=0.9,
                                           n_resamples=400, rng=seed)
-        covered += fit.b_crit_ci[0] <= 32.0 <= fit.b_crit_ci[1]
+        covered += fit.b_crit_ci.low <= 32.0 <= fit.b_crit_ci.high
     assert st.binomtest(covered, 300, 0.9).pvalue > 1e-3, covered
 
 

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::lossvar.stats.UnreliableInterva
 def _frame(result):
     if isinstance(result, engine.Output):
         return result.moments
-    return result.table if hasattr(result, "table") else result.summary
+    return result.to_frame()
 
 
 def _equal(a, b):

@@ -14,7 +14,8 @@ PKG = Path(__file__).resolve().parent.parent / "lossvar"
 
 #: Lowest first; a module may import its own layer or lower ones.
 LAYERS = [
-    {"_version", "_build_revision", "streams", "typing", "scratch", "moments", "_validate", "_threads"},
+    {"_version", "_build_revision", "_result", "streams", "typing", "scratch", "moments", "_validate",
+     "_threads"},
     {"problems"},
     {"data", "datasets"},
     {"sampling"},

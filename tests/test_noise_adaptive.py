@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lossvar import GradientNoise, inner_product_test, norm_test, orthogonality_test
+from lossvar import GradientNoiseResult, inner_product_test, norm_test, orthogonality_test
 
 RTOL = 1e-12
 
@@ -57,7 +57,8 @@ def test_tests_identities(grads):
     assert norm2 == pytest.approx(inner_product_test(grads) ** 2 + orthogonality_test(grads) ** 2,
                                   rel=1e-9, abs=1e-12)
     # theta^2 is the batch's own simple noise scale (sample covariance) over B.
-    assert norm2 == pytest.approx(GradientNoise.from_grads(grads, ddof=1).b_simple / b, rel=1e-9, abs=1e-12)
+    assert norm2 == pytest.approx(GradientNoiseResult.from_grads(grads, ddof=1).b_simple / b, rel=1e-9,
+                                  abs=1e-12)
 
 
 @pytest.mark.parametrize("test", [norm_test, inner_product_test, orthogonality_test])

@@ -1,4 +1,4 @@
-"""Exact gradient-noise statistics: GradientNoise and gradient_noise (docs/theory.md, section 10).
+"""Exact gradient-noise statistics: GradientNoiseResult and gradient_noise (docs/theory.md, section 10).
 
 Deterministic identities are checked to rounding (rtol 1e-12): the statistics against
 direct numpy on the per-example gradients, the blocked pass against one block, and the
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import lossvar
-from lossvar import MLP, GradientNoise, gradient_noise
+from lossvar import MLP, GradientNoiseResult, gradient_noise
 from lossvar.data import Dataset, GaussianNoisePopulation
 from lossvar.problems import LinearRegression, LogisticRegression, NoisyQuadratic, SoftmaxRegression
 
@@ -20,13 +20,13 @@ EPS = np.finfo(np.float64).eps
 HAND = np.array([[1.0, 1.0], [2.0, 0.0], [3.0, 2.0]])
 
 
-# -- GradientNoise.from_grads ----------------------------------------------------------
+# -- GradientNoiseResult.from_grads ----------------------------------------------------------
 
 
 def test_from_grads_hand_computed():
     # Sigma (divide by N = 3) = [[2/3, 1/3], [1/3, 2/3]]; with H = [[1, 1], [1, 2]]:
     # tr(H Sigma) = 2/3 + 2 * 1/3 + 2 * 2/3 = 8/3 and G^T H G = 4 + 4 + 2 = 10.
-    noise = GradientNoise.from_grads(HAND, hessian=[[1.0, 1.0], [1.0, 2.0]])
+    noise = GradientNoiseResult.from_grads(HAND, hessian=[[1.0, 1.0], [1.0, 2.0]])
     np.testing.assert_allclose(noise.grad, [2.0, 1.0], rtol=RTOL)
     assert noise.grad_norm2 == pytest.approx(5.0, rel=RTOL)
     assert noise.trace_cov == pytest.approx(4 / 3, rel=RTOL)
@@ -41,29 +41,29 @@ def test_from_grads_hand_computed():
 
 def test_from_grads_ddof_one_and_diagonal_hessian():
     # ddof = 1 divides by N - 1 = 2: tr Sigma = 2, Sigma_jj = 1; H = diag(1, 2): tr(H Sigma) = 3, G^T H G = 6.
-    noise = GradientNoise.from_grads(HAND, hessian=[1.0, 2.0], ddof=1)
+    noise = GradientNoiseResult.from_grads(HAND, hessian=[1.0, 2.0], ddof=1)
     assert noise.trace_cov == pytest.approx(2.0, rel=RTOL)
     assert noise.b_simple == pytest.approx(2 / 5, rel=RTOL)
     np.testing.assert_allclose(noise.gsnr, [4.0, 1.0], rtol=RTOL)
     assert noise.b_noise == pytest.approx(3 / 6, rel=RTOL)
-    full = GradientNoise.from_grads(HAND, hessian=np.diag([1.0, 2.0]), ddof=1)
+    full = GradientNoiseResult.from_grads(HAND, hessian=np.diag([1.0, 2.0]), ddof=1)
     assert full.b_noise == pytest.approx(noise.b_noise, rel=RTOL)
 
 
 def test_from_grads_without_hessian_has_nan_curvature_terms():
-    noise = GradientNoise.from_grads(HAND)
+    noise = GradientNoiseResult.from_grads(HAND)
     assert np.isnan(noise.b_noise) and np.isnan(noise.grad_hess_grad) and np.isnan(noise.trace_hess_cov)
 
 
 def test_zero_variance_and_zero_gradient_conventions():
-    constant = GradientNoise.from_grads([[1.0, 0.0], [1.0, 0.0]])
+    constant = GradientNoiseResult.from_grads([[1.0, 0.0], [1.0, 0.0]])
     assert constant.b_simple == 0.0
     assert constant.gsnr[0] == np.inf and np.isnan(constant.gsnr[1])  # G_j != 0 = Sigma_jj; both 0
     assert constant.n_zero_variance == 2 and constant.flags == ("zero_variance_coordinates",)
     assert "GSNR             no finite value; 2 of 2 coordinates have zero variance" in str(constant)
-    centered = GradientNoise.from_grads([[1.0, 0.0], [-1.0, 0.0]])
+    centered = GradientNoiseResult.from_grads([[1.0, 0.0], [-1.0, 0.0]])
     assert centered.b_simple == np.inf
-    assert np.isnan(GradientNoise.from_grads(np.zeros((3, 2))).b_simple)
+    assert np.isnan(GradientNoiseResult.from_grads(np.zeros((3, 2))).b_simple)
 
 
 def test_from_grads_matches_direct_numpy():
@@ -72,7 +72,7 @@ def test_from_grads_matches_direct_numpy():
     A = rng.normal(size=(6, 6))
     H = A @ A.T
     for ddof in (0, 1):
-        noise = GradientNoise.from_grads(grads, hessian=H, ddof=ddof)
+        noise = GradientNoiseResult.from_grads(grads, hessian=H, ddof=ddof)
         cov = np.cov(grads, rowvar=False, ddof=ddof)
         G = grads.mean(axis=0)
         assert noise.grad_norm2 == pytest.approx(G @ G, rel=RTOL)
@@ -83,7 +83,7 @@ def test_from_grads_matches_direct_numpy():
 
 
 def test_gradient_noise_is_immutable_and_prints():
-    noise = GradientNoise.from_grads(HAND)
+    noise = GradientNoiseResult.from_grads(HAND)
     with pytest.raises(AttributeError):
         noise.grad_norm2 = 1.0
     with pytest.raises(ValueError):
@@ -106,7 +106,7 @@ def test_gradient_noise_is_immutable_and_prints():
 def test_from_grads_rejects_bad_input(kwargs, match):
     grads = kwargs.pop("grads")
     with pytest.raises(ValueError, match=match):
-        GradientNoise.from_grads(grads, **kwargs)
+        GradientNoiseResult.from_grads(grads, **kwargs)
 
 
 # -- gradient_noise from a problem, in blocks ------------------------------------------
@@ -136,7 +136,7 @@ def test_blocks_match_from_grads(case, block_size):
         hessian = data.X.T @ data.X / data.n + problem.l2 * np.eye(data.d)
     else:
         hessian = problem.hessian(w, data.X, data.y)
-    want = GradientNoise.from_grads(grads, hessian=hessian, ddof=1)
+    want = GradientNoiseResult.from_grads(grads, hessian=hessian, ddof=1)
     got = gradient_noise(problem, data, w, block_size=block_size, ddof=1)
     np.testing.assert_allclose(got.grad, want.grad, rtol=RTOL)
     np.testing.assert_allclose(got.gsnr, want.gsnr, rtol=RTOL)
@@ -256,7 +256,7 @@ def test_exact_minimizers_are_zero_to_rounding(block_size):
         noise = gradient_noise(problem, data, w, block_size=block_size)
         assert noise.flags == ("grad_zero_to_rounding",), problem
         assert noise.b_simple == np.inf and noise.b_noise == np.inf
-        assert GradientNoise.from_grads(problem.grad(w, data.X, data.y)).flags == noise.flags
+        assert GradientNoiseResult.from_grads(problem.grad(w, data.X, data.y)).flags == noise.flags
 
 
 

@@ -22,7 +22,7 @@ from lossvar import (
     GradientNoiseMonitor,
     NegativeEstimateWarning,
     TwoBatchDesign,
-    TwoBatchEstimate,
+    TwoBatchResult,
     two_batch_estimate,
 )
 
@@ -114,7 +114,7 @@ def test_agrees_with_two_batch_estimate_on_the_same_pairs():
     design = TwoBatchDesign(4, 32, 100, "without_replacement")
 
     def fields(m, c):
-        e = TwoBatchEstimate.from_moments(design, m, c, n_pairs=r, n_eff=r, confidence=0.95)
+        e = TwoBatchResult.from_moments(design, m, c, n_pairs=r, n_eff=r, confidence=0.95)
         return np.array([e.grad_norm2, e.trace_cov, e.b_simple, e.grad_norm2_se, e.trace_cov_se,
                          e.b_simple_se, *e.grad_norm2_ci, *e.trace_cov_ci, *e.b_simple_ci])
 

@@ -72,7 +72,7 @@ def test_breast_cancer_agrees_with_exact_and_falls_as_one_over_b(cancer, samplin
     # E||g_B - G||^2 = tr Cov(g_B) is a variance: its exponent in B is fitted as one
     fit = lossvar.scaling_fit(pd.DataFrame(dict(batch_size=t.batch_size, variance=t["mean"],
                                                 variance_se=t.mean_se, fpc=t.fpc, exact_variance=t.exact)))
-    assert fit.ci_low <= -1.0 <= fit.ci_high, fit
+    assert fit.exponent_ci.low <= -1.0 <= fit.exponent_ci.high, fit
     assert abs(fit.exponent + 1) <= Z * fit.se
 
 

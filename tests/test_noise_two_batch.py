@@ -16,10 +16,10 @@ from scipy import stats
 
 import lossvar
 from lossvar import (
-    GradientNoise,
+    GradientNoiseResult,
     NegativeEstimateWarning,
     TwoBatchDesign,
-    TwoBatchEstimate,
+    TwoBatchResult,
     sampling,
     theory,
     two_batch_estimate,
@@ -64,7 +64,7 @@ def test_two_batch_replicates_average_with_standard_errors():
     assert est.grad_norm2 == pytest.approx(g2.mean(), rel=RTOL)
     assert est.trace_cov_se == pytest.approx(tr.std(ddof=1) / np.sqrt(7), rel=RTOL)
     assert est.b_simple == pytest.approx(tr.mean() / g2.mean(), rel=RTOL)
-    assert est.n_pairs == 7 and isinstance(est, TwoBatchEstimate)
+    assert est.n_pairs == 7 and isinstance(est, TwoBatchResult)
 
 
 def _all_means(grads, b, with_replacement):
@@ -86,7 +86,7 @@ def test_two_batch_is_exactly_unbiased_over_all_batches(sampling_, n, b_small, b
     big = _all_means(grads, b_big, sampling_ == "with_replacement")
     small, big = np.repeat(small, len(big), axis=0), np.tile(big, (len(small), 1))
     est = two_batch_estimate(small, big, b_small, b_big, n=n, sampling=sampling_)
-    exact = GradientNoise.from_grads(grads)
+    exact = GradientNoiseResult.from_grads(grads)
     assert est.grad_norm2 == pytest.approx(exact.grad_norm2, rel=1e-10)
     assert est.trace_cov == pytest.approx(exact.trace_cov, rel=1e-10)
 
@@ -96,7 +96,7 @@ class TestMonteCarloN20:
 
     N, B_S, B_B, R = 20, 2, 10, 100_000
     grads = np.array([1.0, -0.5, 0.25]) + np.random.default_rng(1).normal(size=(20, 3))
-    exact = GradientNoise.from_grads(grads)
+    exact = GradientNoiseResult.from_grads(grads)
 
     def _pairs(self, scheme, seed):
         rng = np.random.default_rng(seed)
@@ -171,7 +171,7 @@ def test_a_sampling_that_does_not_match_the_batches_is_flagged():
     # Drawn without replacement, estimated as independent draws: the plain formulas estimate
     # ||G||^2 - tr Sigma/(N - 1) = 0.01 - 0.067 < 0, about 60 standard errors below 0 here.
     grads = _near_minimum()
-    exact = GradientNoise.from_grads(grads)
+    exact = GradientNoiseResult.from_grads(grads)
     small, big = _pairs_without_replacement(grads, 2, 20, 20_000, seed=3)
     cause = (r"(?s)standard errors below 0 \(n_pairs=20000\), beyond what noise plausibly gives: the "
              r"sampling likely does not match .*sampling='with_replacement' was used.*pass "
@@ -197,7 +197,8 @@ def test_too_few_pairs_are_named_as_the_likely_cause():
         est = two_batch_estimate(small, big, 2, 20, n=40)
     assert -2.78 * est.grad_norm2_se < est.grad_norm2 < 0  # t quantile, 4 degrees of freedom
     assert est.flags == ("negative_grad_norm2", "negative_b_simple")
-    assert 0 < est.b_simple_ci[0] < GradientNoise.from_grads(grads).b_simple and est.b_simple_ci[1] == np.inf
+    assert 0 < est.b_simple_ci.low < GradientNoiseResult.from_grads(grads).b_simple
+    assert est.b_simple_ci.high == np.inf
 
 
 # -- intervals ---------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def test_b_simple_interval_is_fiellers_set(mean, cov, shape):
     design = TwoBatchDesign(2, 8, None, "with_replacement")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NegativeEstimateWarning)  # the case S < 0 is flagged, tested above
-        est = TwoBatchEstimate.from_moments(design, mean, cov, n_pairs=4, n_eff=4.0, confidence=0.95)
+        est = TwoBatchResult.from_moments(design, mean, cov, n_pairs=4, n_eff=4.0, confidence=0.95)
     s, t = mean
     (v_s, c), (_, v_t) = np.asarray(cov) / 4.0
     z = stats.norm.ppf(0.975)
@@ -241,7 +242,7 @@ def test_intervals_cover_at_their_level_without_replacement():
     # Binomial(1000, 0.95); binomtest's p-value falls below 1e-3 by chance with probability
     # <= 1e-3 per interval (the normal intervals of a mean of 200 skewed values cover 94-95%).
     grads = TestMonteCarloN20.grads
-    exact = GradientNoise.from_grads(grads)
+    exact = GradientNoiseResult.from_grads(grads)
     hits = np.zeros(3, dtype=int)
     for seed in range(1000):
         small, big = _pairs_without_replacement(grads, 2, 10, 200, seed=seed)
@@ -293,7 +294,7 @@ def _logistic_closure(n=200, seed=4):
         return Xb.T @ (1 / (1 + np.exp(-Xb @ w)) - y[indices]) / len(indices)
 
     per_example = (1 / (1 + np.exp(-X @ w)) - y)[:, None] * X
-    return batch_grad, GradientNoise.from_grads(per_example), calls
+    return batch_grad, GradientNoiseResult.from_grads(per_example), calls
 
 
 @pytest.mark.parametrize("scheme", ["without_replacement", "with_replacement"])

@@ -55,14 +55,14 @@ def test_fitted_rate_contains_the_theoretical_exponent(name):
     schedule, a = CASES[name]
     tr = _run(schedule, seed=len(name))
     fit = convergence_rate(tr, tail=TAIL, confidence=CONF)
-    assert fit.ci_low <= a <= fit.ci_high, fit
+    assert fit.exponent_ci.low <= a <= fit.exponent_ci.high, fit
     assert not fit.plateau
     assert fit.steps[0] >= TAIL[0] and fit.steps[-1] == STEPS and fit.replicates == R
-    assert fit.ci_high - fit.ci_low < 0.5  # informative, not vacuous
+    assert fit.exponent_ci.high - fit.exponent_ci.low < 0.5  # informative, not vacuous
     if name == "c/k^0.3":
         # p <= 1/2 converges in mean square, more slowly: decreasing, not diverging
-        assert fit.ci_low > 0
-        s = tr.summary
+        assert fit.exponent_ci.low > 0
+        s = tr.by_step
         # over the tail's decade E falls by about 10^-0.3 = 0.5 (0.52 exactly, from the recursion)
         assert s.dist2_mean.iloc[-1] < 0.6 * s.dist2_mean[s.step >= TAIL[0]].iloc[0]
 
@@ -75,7 +75,7 @@ def test_constant_step_is_a_plateau_at_the_floor():
     floor = theory.constant_step_floor(eta, MU, SIGMA**2)
     # the transient a^(2k) = 0.9^400 ~ 5e-19 is gone by k = 200
     assert abs(fit.level - floor) <= Z * fit.level_se
-    assert fit.level_low < floor < fit.level_high
+    assert fit.level_ci.low < floor < fit.level_ci.high
     assert "plateau" in str(fit)
 
 
@@ -90,7 +90,7 @@ def test_polyak_ruppert_average_rate_and_reproducibility():
     k = np.arange(TAIL[0], TAIL[1] + 1)
     assert abs(-np.polyfit(np.log(k), np.log(exact.avg_mse[k]), 1)[0] - 1) <= 0.03
     fit = convergence_rate(tr, "avg_dist2", tail=TAIL, confidence=CONF)
-    assert fit.ci_low <= 1.0 <= fit.ci_high, fit
+    assert fit.exponent_ci.low <= 1.0 <= fit.exponent_ci.high, fit
     again = convergence_rate(tr, "avg_dist2", tail=TAIL, confidence=CONF)
     assert again == fit  # the bootstrap stream is derived from the trajectories' seed
     other = convergence_rate(tr, "avg_dist2", tail=TAIL, confidence=CONF, rng=1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lossvar import schedules as sch
-from lossvar.schedules import RobbinsMonroReport, robbins_monro
+from lossvar.schedules import RobbinsMonroResult, robbins_monro
 
 # -- values --------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ def test_exact_verdicts(schedule, verdict):
 ])
 def test_other_callables_get_the_numeric_verdict_of_their_tail(fn, verdict):
     report = robbins_monro(fn)
-    assert isinstance(report, RobbinsMonroReport)
+    assert isinstance(report, RobbinsMonroResult)
     assert (report.sum_diverges, report.sum_squares_converges, report.satisfied) == verdict
     assert report.basis.startswith("numeric")
 

@@ -59,7 +59,7 @@ def test_monte_carlo_matches_exact_recursion(name):
     schedule = SCHEDULES[name]
     tr = _quadratic_run(schedule, rng=sum(map(ord, name)))
     exact = theory.quadratic_moments(schedule, MU, SIGMA**2, m1=M1, steps=1000)
-    s = tr.summary
+    s = tr.by_step
     assert s.dist2_mean[0] == M1**2 and s.dist2_se[0] == 0  # the fixed start
     s = s[s.step >= 1]
     _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact.mse[s.step])
@@ -78,7 +78,7 @@ def test_minibatch_and_diagonal_hessian():
     h = np.array([0.5, 2.0])
     tr = _quadratic_run(schedules.constant(0.2), steps=300, batch_size=4, curvature=h, rng=5)
     exact = theory.quadratic_moments(0.2, h, SIGMA**2 / 4, m1=M1, steps=300)
-    s = tr.summary[tr.summary.step >= 1]
+    s = tr.by_step[tr.by_step.step >= 1]
     _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact.mse[s.step])
     assert exact.mse[-1] == pytest.approx(theory.constant_step_floor(0.2, h, SIGMA**2 / 4),
                                           rel=1e-6)
@@ -90,7 +90,7 @@ def test_inverse_k_step_gives_sigma2_over_mu2_n():
     q = lossvar.NoisyQuadratic(mu, noise_std=SIGMA)
     tr = run_sgd(q, GaussianNoisePopulation(q), optim.sgd(schedule), steps=500, batch_size=1,
                  replicates=R, w0=[M1], rng=7)
-    s = tr.summary[tr.summary.step >= 1]
+    s = tr.by_step[tr.by_step.step >= 1]
     exact = theory.inverse_k_exact(s.step.to_numpy() + 1, mu, SIGMA**2)
     np.testing.assert_allclose(exact, SIGMA**2 / (mu**2 * s.step), rtol=1e-15)
     _agrees(s.dist2_mean.to_numpy(), s.dist2_se.to_numpy(), exact)
@@ -101,7 +101,7 @@ def test_inverse_k_step_gives_sigma2_over_mu2_n():
 def test_polyak_ruppert_average_matches_exact(schedule):
     tr = _quadratic_run(schedule, steps=1000, average=True, rng=11)
     exact = theory.quadratic_moments(schedule, MU, SIGMA**2, m1=M1, steps=1000)
-    s = tr.summary[tr.summary.step >= 1]
+    s = tr.by_step[tr.by_step.step >= 1]
     both = np.concatenate
     _agrees(both([s.dist2_mean, s.avg_dist2_mean]), both([s.dist2_se, s.avg_dist2_se]),
             both([exact.mse[s.step], exact.avg_mse[s.step]]))
@@ -139,7 +139,7 @@ def test_reshuffle_on_linear_regression_decreases_distance():
     data = _linear_dataset()
     tr = run_sgd(lossvar.LinearRegression(), data, optim.sgd(0.05), steps=300, batch_size=6,
                  replicates=64, rng=1)
-    s = tr.summary
+    s = tr.by_step
     np.testing.assert_allclose(tr.w_star, np.linalg.lstsq(data.X, data.y, rcond=None)[0])
     assert s.dist2_mean.iloc[-1] < 0.01 * s.dist2_mean.iloc[0]
     assert s.loss_mean.iloc[-1] < s.loss_mean.iloc[0]
@@ -213,15 +213,15 @@ def test_same_seed_same_bits_whatever_the_chunking():
     b = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02),
                 execution=lossvar.Execution(chunk_size=1000), **kw)
     pd.testing.assert_frame_equal(a.table, b.table)
-    pd.testing.assert_frame_equal(a.summary, b.summary)
+    pd.testing.assert_frame_equal(a.by_step, b.by_step)
     c = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **(kw | {"rng": a.seed}))
     pd.testing.assert_frame_equal(a.table, c.table)
     d = run_sgd(lossvar.LinearRegression(), data, optim.momentum(0.02), **(kw | {"rng": 10}))
     assert not a.table.dist2.equals(d.table.dist2)
     assert list(a.table.columns) == ["replicate", "step", "loss", "dist2", "lr", "avg_loss",
                                      "avg_dist2"]
-    assert len(a.table) == 300 * len(a.summary)
-    assert a.summary.step.iloc[0] == 0 and a.summary.step.iloc[-1] == 40
+    assert len(a.table) == 300 * len(a.by_step)
+    assert a.by_step.step.iloc[0] == 0 and a.by_step.step.iloc[-1] == 40
 
 
 @pytest.mark.reproducibility
@@ -293,8 +293,8 @@ def test_divergence_is_reported_and_excluded():
             u, k = u - 2.5 * (1.0 * (u - 0.0) + 0.0), k + 1
     assert tr.diverged.replicate.tolist() == [1, 3]
     assert tr.diverged.step.tolist() == [k, k]
-    assert tr.summary.n.tolist() == [3, 3, 3]
-    assert np.all(tr.summary.dist2_mean == 0)
+    assert tr.by_step.n.tolist() == [3, 3, 3]
+    assert np.all(tr.by_step.dist2_mean == 0)
     assert np.isnan(tr.final_params[[1, 3]]).all()
     assert tr.values("dist2").shape == (3, 3)
 
@@ -519,7 +519,7 @@ def test_a_transformation_from_elsewhere_gets_its_own_gradient_arrays():
                  sampling="with_replacement", rng=0, record=[0, 5])
     assert len({id(g) for g in kept}) == len(kept)
     assert not all(np.array_equal(kept[0], g) for g in kept[1:])
-    assert tr.info["optimizer"] == "keeper" and tr.summary.lr.isna().all()
+    assert tr.info["optimizer"] == "keeper" and tr.by_step.lr.isna().all()
 
 
 def test_a_problem_without_minimize_has_no_distance():

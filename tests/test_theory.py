@@ -15,7 +15,7 @@ import lossvar
 
 PKG = Path(lossvar.__file__).parent
 #: What the theory may import: itself, and the bottom of the package.
-ALLOWED = {"theory", "moments", "scratch", "_threads", "_validate", "typing", "streams"}
+ALLOWED = {"theory", "moments", "scratch", "_threads", "_validate", "_result", "typing", "streams"}
 
 
 def _lossvar_imports(path: Path) -> set:

@@ -52,7 +52,7 @@ def iris():
     module = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
     problem = TorchProblem(module, CE)
     grads = problem.grad(flatten_params(module), data.X, data.y)
-    exact = lossvar.GradientNoise.from_grads(grads)
+    exact = lossvar.GradientNoiseResult.from_grads(grads)
     return module, problem, data, exact
 
 

@@ -89,7 +89,7 @@ def test_real_dataset_matches_exact():
         if sampling == "without_replacement":
             assert res.table.variance.iloc[-1] == 0.0
         fit = scaling_fit(res)
-        assert fit.ci_low <= -1 <= fit.ci_high or fit.pvalue > 1e-5
+        assert fit.exponent_ci.low <= -1 <= fit.exponent_ci.high or fit.pvalue > 1e-5
 
 
 def test_population_full_batch_matches_var_div_over_n():
@@ -186,7 +186,7 @@ def test_scaling_fit_recovers_minus_one(skewed_losses):
     fit = scaling_fit(res)
     # The test of exponent = -1 is exact under the theory: p < 1e-3 with probability 1e-3.
     assert fit.pvalue > 1e-3
-    assert fit.ci_low <= -1 <= fit.ci_high
+    assert fit.exponent_ci.low <= -1 <= fit.exponent_ci.high
     assert 300 in fit.excluded and "exact variance is 0" in fit.excluded[300]
     assert fit.batch_sizes == (1, 4, 16, 64, 256)
 
@@ -201,7 +201,7 @@ def test_scaling_fit_rejects_other_exponent():
         rows.append(dict(batch_size=b, variance=m.variance, variance_se=m.variance_se()))
     fit = scaling_fit(pd.DataFrame(rows))
     assert fit.pvalue < 1e-10
-    assert fit.ci_low <= -0.5 <= fit.ci_high
+    assert fit.exponent_ci.low <= -0.5 <= fit.exponent_ci.high
 
 
 @pytest.mark.reproducibility

@@ -77,7 +77,7 @@ def worker(rank: int, world_size: int, port: int, args: argparse.Namespace) -> N
         if args.lr == 0:
             problem = TorchProblem(make_model(), torch.nn.CrossEntropyLoss(reduction="none"))
             grads = problem.grad(flatten_params(model.module), data.X, data.y)  # (N, p), exact
-            exact = lossvar.GradientNoise.from_grads(grads)
+            exact = lossvar.GradientNoiseResult.from_grads(grads)
             print(f"exact at the (fixed) start: ||G||^2 = {exact.grad_norm2:.6g}, "
                   f"tr Sigma = {exact.trace_cov:.6g}, B_simple = {exact.b_simple:.6g}")
         if args.out:

@@ -39,7 +39,7 @@ def per_example_grads(Xb, yb):
 #    same vector to every example's gradient, so it leaves Sigma unchanged, but it moves G (at the
 #    fitted parameters, G plus the penalty's gradient is 0 to the solver's tolerance).
 grads = per_example_grads(X, y)  # shape (N, 31)
-exact = lossvar.GradientNoise.from_grads(grads)  # Sigma divides by N (ddof=0)
+exact = lossvar.GradientNoiseResult.from_grads(grads)  # Sigma divides by N (ddof=0)
 penalty = np.append(w[:-1], 0.0) / (model.C * len(y))  # gradient of the penalty, per example
 assert np.abs(exact.grad + penalty).max() < 1e-3  # the fit's optimality condition: our gradients match
 

@@ -1,7 +1,7 @@
 """The gradient noise of a JAX model, measured with lossvar through the callable form.
 
 lossvar never needs to know JAX: it takes either the (N, p) per-example gradients
-of a fixed data set, for the exact noise statistics (``GradientNoise.from_grads``),
+of a fixed data set, for the exact noise statistics (``GradientNoiseResult.from_grads``),
 or a function ``batch_grad(indices) -> (p,)`` that returns the mean gradient of
 any batch of examples, for the two-batch estimate with standard errors and
 intervals (``two_batch_estimate_from_callable``). Both are a few lines of
@@ -66,7 +66,7 @@ params = init(jax.random.PRNGKey(0))
 
 # 1. Exact: the N per-example gradients (here 1797 x 2410, 35 MB; in blocks for a larger N).
 grads = flat(per_example_grads(params, X, y), lead=(data.n,))
-exact = lossvar.GradientNoise.from_grads(grads)
+exact = lossvar.GradientNoiseResult.from_grads(grads)
 print("exact, from all per-example gradients:")
 print(exact)
 

@@ -29,18 +29,18 @@ target and the learning rate per batch size) and :mod:`lossvar.critical.fit` (th
 hyperbola and the descent path); every name is also ``lossvar.critical.NAME``.
 """
 
-from .fit import CriticalBatchFit, PathPoint, critical_batch_fit, gradient_descent_path
-from .one_step import GATHER_ELEMENTS, ONE_STEP_BLOCK, BestStep, best_step_fit, one_step_gains
+from .fit import CriticalBatchFitResult, PathPoint, critical_batch_fit, gradient_descent_path
+from .one_step import GATHER_ELEMENTS, ONE_STEP_BLOCK, BestStepResult, best_step_fit, one_step_gains
 from .steps import (
     MAX_RATES,
-    LearningRateSearch,
-    StepsAtBestRate,
+    LearningRateResult,
+    StepsResult,
     steps_at_best_rate,
     steps_to_target,
     tune_learning_rate,
 )
 
-__all__ = ["GATHER_ELEMENTS", "MAX_RATES", "ONE_STEP_BLOCK", "BestStep", "CriticalBatchFit",
-           "LearningRateSearch", "PathPoint", "StepsAtBestRate", "best_step_fit", "critical_batch_fit",
+__all__ = ["GATHER_ELEMENTS", "MAX_RATES", "ONE_STEP_BLOCK", "BestStepResult", "CriticalBatchFitResult",
+           "LearningRateResult", "PathPoint", "StepsResult", "best_step_fit", "critical_batch_fit",
            "gradient_descent_path", "one_step_gains", "steps_at_best_rate", "steps_to_target",
            "tune_learning_rate"]

@@ -12,15 +12,21 @@ import numpy as np
 from scipy import stats as _st
 
 from .. import streams
+from .._result import ConfidenceInterval, ResultBase
 from .._validate import as_float, as_int
 from ..stats import bootstrap, line_fit, mean_se
 
-__all__ = ["CriticalBatchFit", "PathPoint", "critical_batch_fit", "gradient_descent_path"]
+__all__ = ["CriticalBatchFitResult", "PathPoint", "critical_batch_fit", "gradient_descent_path"]
 
 
 @dataclass(frozen=True)
-class CriticalBatchFit:
+class CriticalBatchFitResult(ResultBase):
     """The fit of ``S(B) = S_min + E_min / B`` (:func:`critical_batch_fit`).
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row: ``s_min``,
+    ``e_min``, ``b_crit``, ``chi2``, ``dof``, ``chi2_pvalue``, ``bootstrap``
+    (the resamples), ``interval`` (how the intervals were made), then the
+    ends of each interval (``s_min_ci_low``, ``s_min_ci_high``, ...).
 
     Attributes
     ----------
@@ -28,7 +34,7 @@ class CriticalBatchFit:
         The fewest steps (infinite batch) and the fewest examples (batch 1).
     b_crit : float
         ``E_min / S_min``, the critical batch size.
-    s_min_ci, e_min_ci, b_crit_ci : tuple of float
+    s_min_ci, e_min_ci, b_crit_ci : ConfidenceInterval
         Percentile bootstrap intervals at ``confidence`` (NaN ends where a
         resample's fit is undefined).
     chi2, dof, chi2_pvalue : float, int, float
@@ -41,9 +47,9 @@ class CriticalBatchFit:
     s_min: float
     e_min: float
     b_crit: float
-    s_min_ci: tuple
-    e_min_ci: tuple
-    b_crit_ci: tuple
+    s_min_ci: ConfidenceInterval
+    e_min_ci: ConfidenceInterval
+    b_crit_ci: ConfidenceInterval
     chi2: float
     dof: int
     chi2_pvalue: float
@@ -51,9 +57,7 @@ class CriticalBatchFit:
     confidence: float
     n_resamples: int
 
-    def to_dict(self) -> dict:
-        """One row for a table: the estimates, the lack of fit, how the intervals were made,
-        and their ends (``s_min_ci_low``, ...)."""
+    def _row(self) -> dict:
         out = dict(s_min=self.s_min, e_min=self.e_min, b_crit=self.b_crit, chi2=self.chi2,
                    dof=self.dof, chi2_pvalue=self.chi2_pvalue, bootstrap=self.n_resamples,
                    interval="bootstrap percentile over runs")
@@ -61,7 +65,8 @@ class CriticalBatchFit:
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = getattr(self, f"{name}_ci")
         return out
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The three estimates with their bootstrap intervals and the lack of fit."""
         c = f"{100 * self.confidence:g}%"
         return (f"S(B) = S_min + E_min/B: S_min = {self.s_min:.4g} {_ends(self.s_min_ci)}, "
                 f"E_min = {self.e_min:.4g} {_ends(self.e_min_ci)}, B_crit = E_min/S_min = "
@@ -74,7 +79,7 @@ def _ends(ci) -> str:
 
 
 def critical_batch_fit(steps: Mapping, *, confidence: float = 0.95, n_resamples: int = 2000,
-                       rng=None) -> CriticalBatchFit:
+                       rng=None) -> CriticalBatchFitResult:
     r"""Fit the critical batch size to measured steps: ``S/S_min - 1 = (E/E_min - 1)^-1``.
 
     McCandlish et al. (2018), eq. 2.11: the steps S and examples E = B S needed
@@ -105,7 +110,7 @@ def critical_batch_fit(steps: Mapping, *, confidence: float = 0.95, n_resamples:
 
     Returns
     -------
-    CriticalBatchFit
+    CriticalBatchFitResult
     """
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
     fewest = math.ceil(2 / (1 - confidence) - 1e-9)
@@ -135,9 +140,11 @@ def critical_batch_fit(steps: Mapping, *, confidence: float = 0.95, n_resamples:
                      batch=n_resamples)
     lo, hi = (np.asarray(e, dtype=float) for e in boot.confidence_interval)
     dof = sizes.size - 2
-    return CriticalBatchFit(
-        s_min=s_min, e_min=e_min, b_crit=e_min / s_min, s_min_ci=(float(lo[0]), float(hi[0])),
-        e_min_ci=(float(lo[1]), float(hi[1])), b_crit_ci=(float(lo[2]), float(hi[2])), chi2=chi2,
+    return CriticalBatchFitResult(
+        s_min=s_min, e_min=e_min, b_crit=e_min / s_min,
+        s_min_ci=ConfidenceInterval(float(lo[0]), float(hi[0])),
+        e_min_ci=ConfidenceInterval(float(lo[1]), float(hi[1])),
+        b_crit_ci=ConfidenceInterval(float(lo[2]), float(hi[2])), chi2=chi2,
         dof=dof, chi2_pvalue=float(_st.chi2.sf(chi2, dof)), batch_sizes=tuple(int(b) for b in order),
         confidence=confidence, n_resamples=n_resamples)
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import engine, streams
+from .._result import ConfidenceInterval, ResultBase
 from .._validate import as_choice, as_float, as_int
 from ..engine import Condition, Execution
 from ..sampling import with_replacement, without_replacement
 from ..stats import fieller_interval, mean_se
 
-__all__ = ["GATHER_ELEMENTS", "ONE_STEP_BLOCK", "BestStep", "best_step_fit", "one_step_gains"]
+__all__ = ["GATHER_ELEMENTS", "ONE_STEP_BLOCK", "BestStepResult", "best_step_fit", "one_step_gains"]
 
 #: Replicates per block of :func:`one_step_gains` (part of the random numbers' definition).
 ONE_STEP_BLOCK = 256
@@ -96,8 +97,10 @@ def one_step_gains(problem, data, w, batch_sizes, learning_rates, *, replicates:
 
 
 @dataclass(frozen=True)
-class BestStep:
+class BestStepResult(ResultBase):
     """The best single step fitted to Monte Carlo gains (:func:`best_step_fit`).
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row of its fields.
 
     Attributes
     ----------
@@ -106,8 +109,8 @@ class BestStep:
         (the raw ratio even where it is not ``estimable``).
     se : float
         Its delta-method standard error.
-    ci_low, ci_high : float
-        Fieller's ``confidence`` interval for the ratio; NaN where it is unbounded.
+    learning_rate_ci : ConfidenceInterval
+        Fieller's ``confidence`` interval for the ratio; NaN ends where it is unbounded.
     estimable : bool
         The fitted parabola has a maximum at a positive step (mean a > 0, mean
         c > 0) and Fieller's interval is a bounded interval of positive steps.
@@ -116,13 +119,22 @@ class BestStep:
 
     learning_rate: float
     se: float
-    ci_low: float
-    ci_high: float
+    learning_rate_ci: ConfidenceInterval
     estimable: bool
     confidence: float
 
+    def summary(self) -> str:
+        """The best step with its standard error and Fieller interval, or why it is no estimate."""
+        lo, hi = self.learning_rate_ci
+        text = (f"best step {self.learning_rate:.4g} +- {self.se:.2g} ({100 * self.confidence:g}% "
+                f"Fieller interval [{lo:.4g}, {hi:.4g}])")
+        if not self.estimable:
+            text += ("; not estimable: the fitted parabola has no maximum at a positive step, or "
+                     "the interval is unbounded or reaches 0")
+        return text
 
-def best_step_fit(gains, learning_rates, *, confidence: float = 0.95) -> BestStep:
+
+def best_step_fit(gains, learning_rates, *, confidence: float = 0.95) -> BestStepResult:
     """The best step from Monte Carlo one-step gains: each replicate's curve projected on
     ``a eps - c eps^2``, the maximum ``a / 2c`` of the mean curve, with its interval.
 
@@ -163,9 +175,9 @@ def best_step_fit(gains, learning_rates, *, confidence: float = 0.95) -> BestSte
     se = float(mean_se(lin)[1])
     cov = np.cov(np.vstack([a, 2 * c])) / a.size  # of the means A = mean a, D = 2 mean c
     A, D = a.mean(), 2 * c.mean()
-    lo, hi = fieller_interval(A, D, cov[0, 0], cov[1, 1], cov[0, 1], confidence)
-    estimable = bool(A > 0 and D > 0 and np.isfinite(lo) and lo > 0)
-    return BestStep(learning_rate=float(ratio), se=se, ci_low=float(lo), ci_high=float(hi),
-                    estimable=estimable, confidence=confidence)
+    ci = fieller_interval(A, D, cov[0, 0], cov[1, 1], cov[0, 1], confidence)
+    estimable = bool(A > 0 and D > 0 and np.isfinite(ci.low) and ci.low > 0)
+    return BestStepResult(learning_rate=float(ratio), se=se, learning_rate_ci=ci, estimable=estimable,
+                          confidence=confidence)
 
 

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 
 from .. import streams
+from .._result import ResultBase
 from .._validate import as_float, as_int
 from ..stats import mean_se
 
-__all__ = ["MAX_RATES", "LearningRateSearch", "StepsAtBestRate", "steps_at_best_rate", "steps_to_target",
+__all__ = ["MAX_RATES", "LearningRateResult", "StepsResult", "steps_at_best_rate", "steps_to_target",
            "tune_learning_rate"]
 
 #: Most learning rates :func:`tune_learning_rate` tries above, and below, its start.
 MAX_RATES = 40
+
+_RATE_COLUMNS = ("k", "lr", "replicates", "reached", "diverged", "step_cap", "steps_mean")
 
 
 def steps_to_target(trajectories, target: float, *, loss_star: float) -> np.ndarray:
@@ -29,7 +34,7 @@ def steps_to_target(trajectories, target: float, *, loss_star: float) -> np.ndar
 
     Parameters
     ----------
-    trajectories : Trajectories
+    trajectories : SGDResult
         From :func:`lossvar.run_sgd`, with the ``loss`` recorded (every run,
         diverged ones too: they never reach the target).
     target : float
@@ -63,8 +68,11 @@ def steps_to_target(trajectories, target: float, *, loss_star: float) -> np.ndar
 
 
 @dataclass(frozen=True)
-class LearningRateSearch:
+class LearningRateResult(ResultBase):
     """The result of :func:`tune_learning_rate`.
+
+    A result (docs/guide/results.md): ``to_frame()`` is the table of
+    ``rows``, one per rate tried. It has no interval (``confidence`` is None).
 
     Attributes
     ----------
@@ -91,6 +99,22 @@ class LearningRateSearch:
     tried: dict = field(repr=False)
     rows: list = field(repr=False)
     cap: int = 0
+    confidence: ClassVar[None] = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per rate tried, in order: ``k``, ``lr``, ``replicates``, ``reached``,
+        ``diverged``, ``step_cap``, ``steps_mean``."""
+        return pd.DataFrame(self.rows, columns=list(_RATE_COLUMNS))
+
+    def summary(self) -> str:
+        """The best rate, its mean steps and whether it is bracketed, or that none reached the target."""
+        tried = f"{len(self.tried)} rate(s) tried"
+        if self.index is None:
+            return f"no rate reached the target ({tried}; step cap {self.cap})"
+        where = ("a worse rate on each side" if self.interior else
+                 "not bracketed: a walk ran out of rates")
+        return (f"best learning rate {self.learning_rate:.4g} (k = {self.index}): "
+                f"{self.mean_steps:.4g} steps to the target on average; {where} ({tried})")
 
     @property
     def interior(self) -> bool:
@@ -103,7 +127,7 @@ class LearningRateSearch:
 
 
 def tune_learning_rate(measure: Callable, *, base: float, factor: float, start: int, cap: int,
-                       rng, max_rates: int = MAX_RATES) -> LearningRateSearch:
+                       rng, max_rates: int = MAX_RATES) -> LearningRateResult:
     """The constant learning rate of the grid ``base * factor^-k`` that reaches a target
     in the fewest steps, walked from ``k = start`` until it is bracketed.
 
@@ -113,7 +137,7 @@ def tune_learning_rate(measure: Callable, *, base: float, factor: float, start: 
     a row, then downward from ``start + 1`` until a finite rate is worse than
     the best twice in a row. A failed rate counts as worse than every finite
     one, so the best rate is interior (a worse or failed rate on each side:
-    :attr:`LearningRateSearch.interior`) unless a walk ran out of its
+    :attr:`LearningRateResult.interior`) unless a walk ran out of its
     ``max_rates``. Each improvement sets the cap to 3 times the best rate's
     slowest run, plus 10.
 
@@ -180,21 +204,26 @@ def tune_learning_rate(measure: Callable, *, base: float, factor: float, start: 
                 worse += 1
             k += direction
     k_best, (lr, mean, s) = best()
-    return LearningRateSearch(index=k_best, learning_rate=lr, mean_steps=None if k_best is None else mean,
+    return LearningRateResult(index=k_best, learning_rate=lr, mean_steps=None if k_best is None else mean,
                               steps=s, tried=tried, rows=rows, cap=cap)
 
 
 @dataclass(frozen=True)
-class StepsAtBestRate:
+class StepsResult(ResultBase):
     """Steps to a target at a batch size's best learning rate (:func:`steps_at_best_rate`).
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row, the rate,
+    how it was found, and the mean steps and examples with standard errors
+    (see :meth:`to_frame`). It has standard errors, no interval
+    (``confidence`` is None).
 
     Attributes
     ----------
     batch_size : int
-    search : LearningRateSearch
+    search : LearningRateResult
         The tuning (the last one, if the first found no rate).
     tuning : list of dict
-        The rows of every rate tried, in order (:attr:`LearningRateSearch.rows`).
+        The rows of every rate tried, in order (:meth:`LearningRateResult.to_frame`).
     steps : ndarray or None
         Steps of each fresh run at the best rate (NaN: did not reach the target);
         None when no rate reached it in tuning.
@@ -205,20 +234,41 @@ class StepsAtBestRate:
     """
 
     batch_size: int
-    search: LearningRateSearch
+    search: LearningRateResult
     tuning: list = field(repr=False)
     steps: np.ndarray | None
     diverged: int
     factor: float
+    confidence: ClassVar[None] = None
 
     @property
     def reached(self) -> np.ndarray:
         """The steps of the fresh runs that reached the target."""
         return np.empty(0) if self.steps is None else self.steps[np.isfinite(self.steps)]
 
-    def to_dict(self) -> dict:
-        """One row for a table: the rate, how it was found, and the mean steps and examples
-        ``B S`` with their standard errors (those only when 2 or more runs reached the target)."""
+    def to_frame(self) -> pd.DataFrame:
+        """One row: ``lr``, ``lr_k``, ``lr_over_base``, ``lr_at_grid_top``, ``lr_interior``,
+        ``rates_tried``, ``replicates``, ``reached``, ``diverged``, ``steps``, ``steps_se``,
+        ``examples`` and ``examples_se`` (the mean examples ``B S``). Where no rate
+        reached the target, only ``lr`` (NaN), ``replicates`` and ``reached``; where
+        fewer than 2 fresh runs did, only ``lr``, ``replicates``, ``reached`` and
+        ``diverged``."""
+        return super().to_frame()
+
+    def summary(self) -> str:
+        """The batch size, its rate and the steps to the target with their standard error."""
+        row = self._row()
+        head = f"B = {self.batch_size}: "
+        if "steps" not in row:
+            if self.search.index is None:
+                return head + "no learning rate reached the target"
+            return head + (f"learning rate {row['lr']:.4g}; {row['reached']} of {row['replicates']} "
+                           "fresh runs reached the target (too few for a standard error)")
+        return head + (f"learning rate {row['lr']:.4g}; {row['reached']} of {row['replicates']} fresh "
+                       f"runs reached the target in {row['steps']:.4g} +- {row['steps_se']:.2g} steps "
+                       f"({row['examples']:.4g} +- {row['examples_se']:.2g} examples)")
+
+    def _row(self) -> dict:
         k = self.search.index
         if self.steps is None or k is None:
             return dict(lr=np.nan, replicates=0, reached=0)
@@ -236,7 +286,7 @@ class StepsAtBestRate:
 
 def steps_at_best_rate(run: Callable, batch_size: int, *, base: float, factor: float, start: int,
                        cap: int, first_cap: int, rng, replicates: int,
-                       tune_replicates: int) -> StepsAtBestRate:
+                       tune_replicates: int) -> StepsResult:
     """Steps to a target at one batch size, at its best constant learning rate: the protocol
     of McCandlish et al. (2018), section 2.2, for one point of the hyperbola.
 
@@ -274,8 +324,8 @@ def steps_at_best_rate(run: Callable, batch_size: int, *, base: float, factor: f
         tuning += search.rows
     batch_size = as_int(batch_size, "batch_size", low=1)
     if search.index is None or search.steps is None:
-        return StepsAtBestRate(batch_size, search, tuning, None, 0, factor)
+        return StepsResult(batch_size, search, tuning, None, 0, factor)
     steps, diverged = run(search.learning_rate, replicates, int(np.ceil(4 * np.max(search.steps))) + 20,
                           run_seed)
-    return StepsAtBestRate(batch_size, search, tuning, np.asarray(steps, dtype=np.float64), int(diverged),
+    return StepsResult(batch_size, search, tuning, np.asarray(steps, dtype=np.float64), int(diverged),
                            factor)

@@ -17,7 +17,7 @@ without replacement.
 The modules, one idea each (every public name is also importable from here
 and from the top level, ``lossvar``):
 
-- :mod:`lossvar.noise.exact`: :class:`lossvar.GradientNoise` and
+- :mod:`lossvar.noise.exact`: :class:`lossvar.GradientNoiseResult` and
   :func:`lossvar.gradient_noise`, the exact noise statistics of a data set (simple
   noise scale, noise scale with curvature, GSNR);
 - :mod:`lossvar.noise.montecarlo`: :func:`lossvar.gradient_variance`, the Monte
@@ -41,25 +41,25 @@ Large-Batch Training", arXiv:1812.06162.
 """
 
 from .adaptive import inner_product_test, norm_test, orthogonality_test
-from .exact import GradientNoise, gradient_noise
+from .exact import GradientNoiseResult, gradient_noise
 from .monitor import GradientNoiseMonitor
 from .montecarlo import GRADIENT_VARIANCE_COLUMNS, GradientVarianceResult, gradient_variance
 from .two_batch import (
     NegativeEstimateWarning,
     TwoBatchDesign,
-    TwoBatchEstimate,
+    TwoBatchResult,
     two_batch_estimate,
     two_batch_estimate_from_callable,
 )
 
 __all__ = [
     "GRADIENT_VARIANCE_COLUMNS",
-    "GradientNoise",
+    "GradientNoiseResult",
     "GradientNoiseMonitor",
     "GradientVarianceResult",
     "NegativeEstimateWarning",
     "TwoBatchDesign",
-    "TwoBatchEstimate",
+    "TwoBatchResult",
     "gradient_noise",
     "gradient_variance",
     "inner_product_test",

@@ -47,7 +47,7 @@ def norm_test(grads: ArrayLike) -> float:
     where :math:`g_i` are the B per-example gradients and g their mean. It is
     the batch's own simple noise scale divided by B:
     :math:`\theta^2 = \hat B_\mathrm{simple} / B` with
-    :math:`\hat B_\mathrm{simple}` = ``lossvar.GradientNoise.from_grads(grads,
+    :math:`\hat B_\mathrm{simple}` = ``lossvar.GradientNoiseResult.from_grads(grads,
     ddof=1).b_simple``, so the test with parameter :math:`\theta` asks for
     :math:`B \ge B_\mathrm{simple}/\theta^2`. Also
     :math:`\theta_\mathrm{norm}^2 = \theta_\mathrm{ip}^2 + \theta_\mathrm{orth}^2`.

@@ -1,6 +1,6 @@
 r"""Exact gradient-noise statistics of a data set.
 
-:class:`lossvar.GradientNoise` holds, from the per-example gradients
+:class:`lossvar.GradientNoiseResult` holds, from the per-example gradients
 :math:`g_i(w)` of N examples, the mean gradient :math:`G`, the covariance
 :math:`\Sigma` (divided by :math:`N - \mathrm{ddof}`, by N by default), the
 simple noise scale, the noise scale with curvature and the GSNR per
@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from .._result import ResultBase
 from .._validate import as_finite_array, as_int
 from ..data import Dataset
 from ..typing import ArrayLike, Problem
 from ._arrays import EPS, frozen, ratio
 
-__all__ = ["GradientNoise", "gradient_noise"]
+__all__ = ["GradientNoiseResult", "gradient_noise"]
 
 #: Default block of :func:`gradient_noise`: about this many gradient entries
 #: (8 MB of float64) per block, so that large N never holds N x p at once.
@@ -47,8 +49,12 @@ _HVP_PAIRS = 2**16
 
 
 @dataclass(frozen=True, eq=False)
-class GradientNoise:
+class GradientNoiseResult(ResultBase):
     r"""Noise statistics of the per-example gradients of a data set at one ``w``.
+
+    Exact statistics of the data, not Monte Carlo estimates: no interval
+    (``confidence`` is None). ``to_frame()`` is one row of the scalar
+    statistics and ``flags`` (space-separated); docs/guide/results.md.
 
     :math:`\Sigma` divides by :math:`N - \mathrm{ddof}`: by N (the population
     normalization, the covariance of one uniformly drawn example) for the
@@ -138,9 +144,10 @@ class GradientNoise:
     ddof: int
     grad_rounding_bound: float
     flags: tuple[str, ...]
+    confidence: ClassVar[None] = None
 
     @classmethod
-    def from_grads(cls, grads, *, hessian=None, ddof: int = 0) -> GradientNoise:
+    def from_grads(cls, grads, *, hessian=None, ddof: int = 0) -> GradientNoiseResult:
         r"""Noise statistics from the per-example gradients, stacked in rows.
 
         Parameters
@@ -156,12 +163,12 @@ class GradientNoise:
 
         Returns
         -------
-        GradientNoise
+        GradientNoiseResult
 
         Examples
         --------
-        >>> from lossvar import GradientNoise
-        >>> noise = GradientNoise.from_grads([[1.0, 1.0], [2.0, 0.0], [3.0, 2.0]])
+        >>> from lossvar import GradientNoiseResult
+        >>> noise = GradientNoiseResult.from_grads([[1.0, 1.0], [2.0, 0.0], [3.0, 2.0]])
         >>> noise.grad_norm2, round(noise.trace_cov, 12), noise.gsnr.tolist()
         (5.0, 1.333333333333, [6.0, 1.5])
         """
@@ -179,7 +186,7 @@ class GradientNoise:
 
     @classmethod
     def _from_moments(cls, mean, scatter, n, ddof, hessian, max_norm, max_abs,
-                      curvature=None) -> GradientNoise:
+                      curvature=None) -> GradientNoiseResult:
         """Build from G, the centered scatter (p, p) or its diagonal (p,), N, ddof, H, max ||g_i||,
         max_i |g_ij| and, when they come from Hessian-vector products, (G^T H G, tr(H Sigma))."""
         denom = n - ddof
@@ -213,7 +220,11 @@ class GradientNoise:
             flags=flags,
         )
 
-    def __str__(self) -> str:
+    def _row(self) -> dict:
+        return dict(super()._row(), flags=" ".join(self.flags))
+
+    def summary(self) -> str:
+        """The statistics, one a line, and what the flags mean."""
         finite = self.gsnr[np.isfinite(self.gsnr)]
         gsnr = (f"median {np.median(finite):.4g}, range [{finite.min():.4g}, {finite.max():.4g}]"
                 if finite.size else "no finite value")
@@ -221,7 +232,8 @@ class GradientNoise:
             gsnr += (f"; {self.n_zero_variance} of {self.gsnr.size} coordinates have zero variance to "
                      f"rounding (no finite GSNR) and are left out")
         lines = [
-            f"GradientNoise(n={self.n}, p={self.grad.size}, ddof={self.ddof}; Sigma divides by N - ddof)",
+            f"GradientNoiseResult(n={self.n}, p={self.grad.size}, ddof={self.ddof}; "
+            "Sigma divides by N - ddof)",
             f"  ||G||^2          {self.grad_norm2:.6g}",
             f"  tr Sigma         {self.trace_cov:.6g}",
             f"  B_simple         {self.b_simple:.6g}",
@@ -321,10 +333,10 @@ def _curvature_from_hvp(problem, w, X, y, mean, ddof, block):
 
 
 def gradient_noise(problem: Problem, data: Dataset, w: ArrayLike, *, block_size: int | None = None,
-                   ddof: int = 0) -> GradientNoise:
+                   ddof: int = 0) -> GradientNoiseResult:
     r"""Exact gradient-noise statistics of a problem on a data set at ``w``, in blocks.
 
-    Equal (to rounding) to ``GradientNoise.from_grads(problem.grad(w, X, y),
+    Equal (to rounding) to ``GradientNoiseResult.from_grads(problem.grad(w, X, y),
     hessian=H)`` but one pass over the data in blocks of ``block_size``
     examples, so the N x p per-example gradients never exist at once: each
     block's mean and centered scatter are merged by the pairwise update of
@@ -365,7 +377,7 @@ def gradient_noise(problem: Problem, data: Dataset, w: ArrayLike, *, block_size:
 
     Returns
     -------
-    GradientNoise
+    GradientNoiseResult
         At a minimizer :math:`\|G\|` may be zero to rounding (at most
         ``grad_rounding_bound``): then ``flags`` says so and the noise scales
         are those of G = 0 rather than ratios of rounding errors. A coordinate
@@ -411,4 +423,4 @@ def gradient_noise(problem: Problem, data: Dataset, w: ArrayLike, *, block_size:
     curvature = None
     if hessian is None and getattr(problem, "hvp", None) is not None:
         curvature = _curvature_from_hvp(problem, w, X, y, mean, ddof, block)
-    return GradientNoise._from_moments(mean, scatter, n, ddof, hessian, max_norm, max_abs, curvature)
+    return GradientNoiseResult._from_moments(mean, scatter, n, ddof, hessian, max_norm, max_abs, curvature)

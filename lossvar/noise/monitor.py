@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from .._validate import as_float
-from .two_batch import TwoBatchDesign, TwoBatchEstimate
+from .two_batch import TwoBatchDesign, TwoBatchResult
 
 __all__ = ["GradientNoiseMonitor"]
 
@@ -99,7 +99,7 @@ class GradientNoiseMonitor:
     ``sampling="without_replacement"``). :meth:`estimate` returns their
     running average over all pairs, or with ``ema=beta`` the exponentially
     weighted average with weight :math:`\beta^{t-r}` on the pair of step r
-    at step t, as a :class:`lossvar.TwoBatchEstimate`:
+    at step t, as a :class:`lossvar.TwoBatchResult`:
 
     - ``grad_norm2`` :math:`= \bar S`, ``trace_cov`` :math:`= \bar T`:
       unbiased, weighted or not, while :math:`G` and :math:`\Sigma` stay put;
@@ -217,7 +217,7 @@ class GradientNoiseMonitor:
         """The number of pairs added since the start (or the last :meth:`reset`)."""
         return self._all.count
 
-    def estimate(self, *, weighted: bool | None = None) -> TwoBatchEstimate:
+    def estimate(self, *, weighted: bool | None = None) -> TwoBatchResult:
         """The current estimate, with standard errors, intervals and flags.
 
         Parameters
@@ -228,7 +228,7 @@ class GradientNoiseMonitor:
 
         Returns
         -------
-        TwoBatchEstimate
+        TwoBatchResult
             With ``n_eff`` the effective number of pairs and no per-pair
             arrays (the monitor keeps none).
 
@@ -247,7 +247,7 @@ class GradientNoiseMonitor:
             raise ValueError("GradientNoiseMonitor.estimate needs at least one update(small_norm2, "
                              "big_norm2); got 0 pairs")
         mean, cov, n_eff = run.moments()
-        return TwoBatchEstimate.from_moments(self.design, mean, cov, n_pairs=run.count, n_eff=n_eff,
+        return TwoBatchResult.from_moments(self.design, mean, cov, n_pairs=run.count, n_eff=n_eff,
                                              confidence=self.confidence, stacklevel=2)
 
     def __repr__(self) -> str:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import sampling as _sampling
 from .. import theory as _theory
+from .._result import TableResultBase
 from .._validate import as_choice, as_finite_array, as_float, as_int
 from ..data import Dataset
 from ..engine import Condition, Execution, block_size
@@ -41,9 +43,13 @@ GRADIENT_VARIANCE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class GradientVarianceResult:
+@dataclass(frozen=True, repr=False)
+class GradientVarianceResult(TableResultBase):
     r"""The outcome of :func:`lossvar.gradient_variance`.
+
+    A result (:class:`lossvar.typing.Result`, docs/guide/results.md):
+    ``to_frame()`` is a copy of ``table``; it has exact theory, so
+    :func:`lossvar.agreement` gives it a verdict (its :meth:`comparison`).
 
     Attributes
     ----------
@@ -82,9 +88,34 @@ class GradientVarianceResult:
     grad: np.ndarray = field(repr=False)
     trace_cov: float
 
-    def __repr__(self) -> str:
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        r"""Each batch size's mean of :math:`\|g_B - G\|^2` against its exact value.
+
+        Rows ``label`` (the batch size), ``estimate``, ``se``, ``exact``,
+        ``ci_low``, ``ci_high`` and ``dof`` (R - 1: the Student t reference of a
+        mean of R independent values), from independent streams; the full batch
+        without replacement (exactly 0, nothing drawn) has no row.
+        """
+        if exact is not None:
+            raise ValueError(f"`exact` must be None for a GradientVarianceResult: its exact values "
+                             f"are in its table; got {exact!r}")
+        t = self.table[~(self.table["exact"] == 0)]
+        frame = pd.DataFrame({"label": t["batch_size"].to_numpy(), "estimate": t["mean"].to_numpy(float),
+                              "se": t["mean_se"].to_numpy(float), "exact": t["exact"].to_numpy(float),
+                              "ci_low": t["ci_low"].to_numpy(float),
+                              "ci_high": t["ci_high"].to_numpy(float),
+                              "dof": t["replicates"].to_numpy(float) - 1.0})
+        frame.attrs.update(independent=True, confidence=self.confidence, row_label="B",
+                           untested_reason="no standard error")
+        return frame
+
+    def summary(self) -> str:
+        """The level, tr Sigma and the table."""
         return (f"GradientVarianceResult(confidence={self.confidence}, trace_cov={self.trace_cov:.6g})\n"
                 f"{self.table.to_string(index=False)}")
+
+    def __repr__(self) -> str:
+        return self.summary()
 
 
 class _BatchGradientNoise:

@@ -6,7 +6,7 @@ estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma`, with the
 finite-population correction for batches drawn without replacement
 (docs/theory.md, section 10). :class:`lossvar.TwoBatchDesign` holds the per-pair
 formulas (shared with :class:`lossvar.GradientNoiseMonitor`),
-:class:`lossvar.TwoBatchEstimate` the averaged estimate with standard errors and
+:class:`lossvar.TwoBatchResult` the averaged estimate with standard errors and
 Fieller's interval for :math:`B_\mathrm{simple}`; negative estimates are
 flagged with a :class:`lossvar.NegativeEstimateWarning`.
 
@@ -23,23 +23,27 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats as _st
 
 from .. import sampling as _sampling
+from .._result import ConfidenceInterval, ResultBase
 from .._validate import as_choice, as_finite_array, as_float, as_int
 from ..stats import two_sided_z
 from ..streams import as_seed_sequence, stream
 from ..typing import ArrayLike, RNGLike
 from ._arrays import frozen, ratio
+from .exact import GradientNoiseResult
 
 __all__ = [
     "NegativeEstimateWarning",
     "TwoBatchDesign",
-    "TwoBatchEstimate",
+    "TwoBatchResult",
     "two_batch_estimate",
     "two_batch_estimate_from_callable",
 ]
@@ -173,8 +177,13 @@ def _fieller(t, s, v_t, v_s, c, z) -> tuple[float, float]:
 
 
 @dataclass(frozen=True, eq=False)
-class TwoBatchEstimate:
+class TwoBatchResult(ResultBase):
     r"""Unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` from batch pairs.
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row of the
+    estimates, standard errors and interval ends; given the exact values of
+    the same data and parameters, :func:`lossvar.agreement` compares the
+    estimates with them (:meth:`comparison`).
 
     :math:`\Sigma` is the population covariance (divides by N). The
     estimates are (weighted) averages of the per-pair estimates of
@@ -200,9 +209,9 @@ class TwoBatchEstimate:
     b_simple_se : float
         Delta-method standard error of ``b_simple``, from the linearization
         :math:`(T_r - B_\mathrm{simple} S_r) / \bar S` of the pairs.
-    grad_norm2_ci, trace_cov_ci : tuple of float
+    grad_norm2_ci, trace_cov_ci : ConfidenceInterval
         Normal ``confidence`` intervals ``estimate +- z se``.
-    b_simple_ci : tuple of float
+    b_simple_ci : ConfidenceInterval
         Fieller's ``confidence`` interval for the ratio (Fieller 1954), the
         values :math:`\rho \ge 0` that the test of
         :math:`E[\bar T - \rho \bar S] = 0` does not reject. Unlike
@@ -243,9 +252,9 @@ class TwoBatchEstimate:
     grad_norm2_se: float
     trace_cov_se: float
     b_simple_se: float
-    grad_norm2_ci: tuple[float, float]
-    trace_cov_ci: tuple[float, float]
-    b_simple_ci: tuple[float, float]
+    grad_norm2_ci: ConfidenceInterval
+    trace_cov_ci: ConfidenceInterval
+    b_simple_ci: ConfidenceInterval
     confidence: float
     n_pairs: int
     n_eff: float
@@ -259,7 +268,7 @@ class TwoBatchEstimate:
 
     @classmethod
     def from_moments(cls, design: TwoBatchDesign, mean, cov, *, n_pairs: int, n_eff: float,
-                     confidence: float, pairs=None, stacklevel: int = 2) -> TwoBatchEstimate:
+                     confidence: float, pairs=None, stacklevel: int = 2) -> TwoBatchResult:
         r"""The estimate from the mean and covariance of the per-pair estimates.
 
         Parameters
@@ -282,7 +291,7 @@ class TwoBatchEstimate:
 
         Returns
         -------
-        TwoBatchEstimate
+        TwoBatchResult
         """
         confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
         s, t = float(mean[0]), float(mean[1])
@@ -297,8 +306,10 @@ class TwoBatchEstimate:
                                                ("negative_b_simple", b)) if value < 0)
         est = cls(
             grad_norm2=s, trace_cov=t, b_simple=b, grad_norm2_se=se_s, trace_cov_se=se_t, b_simple_se=b_se,
-            grad_norm2_ci=(s - z * se_s, s + z * se_s), trace_cov_ci=(t - z * se_t, t + z * se_t),
-            b_simple_ci=_fieller(t, s, v_t, v_s, c, z), confidence=confidence, n_pairs=int(n_pairs),
+            grad_norm2_ci=ConfidenceInterval(s - z * se_s, s + z * se_s),
+            trace_cov_ci=ConfidenceInterval(t - z * se_t, t + z * se_t),
+            b_simple_ci=ConfidenceInterval(*_fieller(t, s, v_t, v_s, c, z)), confidence=confidence,
+            n_pairs=int(n_pairs),
             n_eff=float(n_eff), b_small=design.b_small, b_big=design.b_big, n=design.n,
             sampling=design.sampling, flags=flags,
             grad_norm2_pairs=None if pairs is None else frozen(pairs[0]),
@@ -344,13 +355,65 @@ class TwoBatchEstimate:
                        f"more, until the standard error is well below the estimate. If it stays "
                        f"negative, the sampling may not match how the batches were drawn ({hint}).")
 
-    def __str__(self) -> str:
+    def _row(self) -> dict:
+        row = super()._row()
+        for name in ("grad_norm2_pairs", "trace_cov_pairs"):  # arrays, or None from the monitor
+            row.pop(name, None)
+        return dict(row, flags=" ".join(self.flags))
+
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        r"""The unbiased estimates of :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` against
+        their exact values.
+
+        Parameters
+        ----------
+        exact : GradientNoiseResult or mapping
+            The exact statistics of the data and parameters the batches were
+            drawn from (:func:`lossvar.gradient_noise` with ``ddof=0``), or a
+            mapping with ``grad_norm2`` and ``trace_cov``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``grad_norm2`` and ``trace_cov``: ``estimate``, ``se``,
+            ``exact``, the normal intervals and ``dof = n_eff - 1`` (a Student t
+            reference for the mean of the pairs). Both come from the same
+            pairs, so the rows are not independent (Holm's test combines them).
+            ``b_simple`` is their ratio, biased at O(1/n_eff), and is not a row.
+        """
+        if exact is None:
+            raise ValueError("`exact` must give the exact statistics to compare a TwoBatchResult "
+                             "with: the GradientNoiseResult of the same data and parameters "
+                             "(lossvar.gradient_noise), or a mapping with grad_norm2 and trace_cov; "
+                             "got None")
+        if isinstance(exact, GradientNoiseResult):
+            if exact.ddof != 0:
+                raise ValueError(f"`exact` must have the population covariance (ddof=0) that the "
+                                 f"two-batch estimate estimates; got ddof={exact.ddof}")
+            values = [exact.grad_norm2, exact.trace_cov]
+        elif isinstance(exact, Mapping):
+            values = [exact["grad_norm2"], exact["trace_cov"]]
+        else:
+            raise TypeError(f"`exact` must be a GradientNoiseResult or a mapping with grad_norm2 and "
+                            f"trace_cov; got {type(exact).__name__}")
+        frame = pd.DataFrame({
+            "label": ["grad_norm2", "trace_cov"], "estimate": [self.grad_norm2, self.trace_cov],
+            "se": [self.grad_norm2_se, self.trace_cov_se], "exact": np.asarray(values, dtype=float),
+            "ci_low": [self.grad_norm2_ci.low, self.trace_cov_ci.low],
+            "ci_high": [self.grad_norm2_ci.high, self.trace_cov_ci.high],
+            "dof": [self.n_eff - 1.0] * 2})
+        frame.attrs.update(independent=False, confidence=self.confidence, row_label="",
+                           untested_reason="no standard error with one pair")
+        return frame
+
+    def summary(self) -> str:
+        """The three estimates with standard errors and intervals, and what any flag means."""
         pct = f"{100 * self.confidence:g}%"
         weighted = self.n_eff != self.n_pairs
         pairs = f"{self.n_pairs} pair(s)" + (f", n_eff={self.n_eff:.4g}" if weighted else "")
         n = "" if self.n is None else f", n={self.n}"
         lines = [
-            f"TwoBatchEstimate({pairs}, b_small={self.b_small}, b_big={self.b_big}, "
+            f"TwoBatchResult({pairs}, b_small={self.b_small}, b_big={self.b_big}, "
             f"sampling={self.sampling!r}{n}; estimate +- se [{pct} interval])",
             f"  ||G||^2     {self.grad_norm2:.6g} +- {self.grad_norm2_se:.3g} "
             f"[{self.grad_norm2_ci[0]:.4g}, {self.grad_norm2_ci[1]:.4g}]",
@@ -365,7 +428,7 @@ class TwoBatchEstimate:
 
 
 def two_batch_estimate(small: ArrayLike, big: ArrayLike, b_small: int, b_big: int, *, n: int | None = None,
-                       sampling: str = "without_replacement", confidence: float = 0.95) -> TwoBatchEstimate:
+                       sampling: str = "without_replacement", confidence: float = 0.95) -> TwoBatchResult:
     r"""Unbiased :math:`\|G\|^2` and :math:`\operatorname{tr}\Sigma` from batch means at two sizes.
 
     From :math:`E\|G_B\|^2 = \|G\|^2 + c_B \operatorname{tr}\Sigma` at
@@ -420,7 +483,7 @@ def two_batch_estimate(small: ArrayLike, big: ArrayLike, b_small: int, b_big: in
 
     Returns
     -------
-    TwoBatchEstimate
+    TwoBatchResult
         :math:`\Sigma` is the population covariance (divides by N).
 
     Warns
@@ -443,20 +506,20 @@ def two_batch_estimate(small: ArrayLike, big: ArrayLike, b_small: int, b_big: in
     return _estimate(design, np.atleast_2d(small), np.atleast_2d(big), confidence)
 
 
-def _estimate(design, small, big, confidence) -> TwoBatchEstimate:
+def _estimate(design, small, big, confidence) -> TwoBatchResult:
     """The estimate from validated (R, p) batch means; warns at the public function's caller."""
     g2, tr = design.pairs(np.einsum("ij,ij->i", small, small), np.einsum("ij,ij->i", big, big))
     r = g2.size
     both = np.stack([g2, tr])
     cov = np.cov(both) if r >= 2 else np.full((2, 2), np.nan)
-    return TwoBatchEstimate.from_moments(design, both.mean(axis=1), cov, n_pairs=r, n_eff=r,
+    return TwoBatchResult.from_moments(design, both.mean(axis=1), cov, n_pairs=r, n_eff=r,
                                          confidence=confidence, pairs=(g2, tr), stacklevel=3)
 
 
 def two_batch_estimate_from_callable(batch_grad: Callable[[np.ndarray], ArrayLike], n: int, b_small: int,
                                      b_big: int, *, replicates: int = 100,
                                      sampling: str = "without_replacement", rng: RNGLike = None,
-                                     confidence: float = 0.95) -> TwoBatchEstimate:
+                                     confidence: float = 0.95) -> TwoBatchResult:
     r"""Two-batch estimate for any model, from a function of batch indices.
 
     Draws ``replicates`` independent pairs of index batches of ``b_small``
@@ -489,7 +552,7 @@ def two_batch_estimate_from_callable(batch_grad: Callable[[np.ndarray], ArrayLik
 
     Returns
     -------
-    TwoBatchEstimate
+    TwoBatchResult
 
     References
     ----------

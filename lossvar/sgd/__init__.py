@@ -4,8 +4,8 @@
 problem and one data source, stacked along a leading replicate axis, and
 records at chosen steps the full-data loss, the squared distance to the
 minimizer and the step size (and, on request, the same for the Polyak-Ruppert
-average). The result, :class:`Trajectories`, holds a tidy per-replicate table
-and a per-step summary with standard errors, which the exact recursions of
+average). The result, :class:`SGDResult`, holds a tidy per-replicate table
+and a per-step table of means with standard errors (``by_step``), which the exact recursions of
 :mod:`lossvar.theory` (docs/theory.md, section 6) are compared against.
 
 Randomness. Replicates are processed in blocks of :data:`BLOCK_SIZE`, the
@@ -48,30 +48,39 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .. import _threads
+from .._result import TableResultBase
 from .._validate import as_choice
 from ..engine import Condition, Execution, as_execution, simulate
 from ..optim import GradientTransformation
 from ..schedules import as_schedule
 from ..stats import mean_se
 from ..streams import as_seed_sequence, describe
+from ..theory import QuadraticMoments, mean_square_pvalues
 from ..typing import ArrayLike, DataSource, Problem, RNGLike
 from ._block import Block
 from ._inputs import BLOCK_SIZE, Spec, check_inputs
 
-__all__ = ["BLOCK_SIZE", "DivergenceWarning", "Trajectories", "run_sgd"]
+__all__ = ["BLOCK_SIZE", "DivergenceWarning", "SGDResult", "run_sgd"]
 
 class DivergenceWarning(RuntimeWarning):
-    """Some replicates went to inf or NaN and were left out of the summary."""
+    """Some replicates went to inf or NaN and were left out of ``by_step``."""
 
 
 @dataclass(frozen=True, repr=False)
-class Trajectories:
+class SGDResult(TableResultBase):
     """The records of an ensemble of SGD runs (:func:`run_sgd`).
+
+    A result (docs/guide/results.md): ``to_frame()`` is a copy of ``table``;
+    it holds standard errors, no interval (``confidence`` is None). Given the
+    exact moments of SGD on a quadratic (:func:`lossvar.theory.quadratic_moments`),
+    :func:`lossvar.agreement` compares its mean distances with them
+    (:meth:`comparison`).
 
     Attributes
     ----------
@@ -84,7 +93,7 @@ class Trajectories:
         with ``average=True``, ``avg_loss`` and ``avg_dist2`` for the
         Polyak-Ruppert average of the iterates after 0, 1, ..., step updates.
         Rows of a diverged replicate are NaN from the step it diverged.
-    summary : pandas.DataFrame
+    by_step : pandas.DataFrame
         One row per recorded step: ``step``, ``lr``, ``n`` (replicates used:
         the diverged ones are excluded at every step, so every row averages
         the same replicates), and ``<metric>_mean``, ``<metric>_se`` (the
@@ -117,7 +126,7 @@ class Trajectories:
     """
 
     table: pd.DataFrame
-    summary: pd.DataFrame
+    by_step: pd.DataFrame
     diverged: pd.DataFrame
     w_star: np.ndarray
     loss_star: float
@@ -126,11 +135,12 @@ class Trajectories:
     info: dict = field(default_factory=dict)
     params: np.ndarray = field(default_factory=lambda: np.empty((0, 0, 0)))
     params_replicates: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    confidence: ClassVar[None] = None
 
     @property
     def steps(self) -> np.ndarray:
         """The recorded steps."""
-        return self.summary["step"].to_numpy()
+        return self.by_step["step"].to_numpy()
 
     @property
     def metrics(self) -> tuple:
@@ -140,7 +150,7 @@ class Trajectories:
     def values(self, metric: str, *, used_only: bool = True) -> np.ndarray:
         """The ``(replicates, records)`` array of a metric (the diverged rows left out)."""
         metric = as_choice(metric, "metric", self.metrics)
-        n_rec = len(self.summary)
+        n_rec = len(self.by_step)
         v = self.table[metric].to_numpy().reshape(-1, n_rec)
         if used_only and len(self.diverged):
             keep = np.ones(v.shape[0], dtype=bool)
@@ -148,12 +158,69 @@ class Trajectories:
             v = v[keep]
         return v
 
-    def __repr__(self) -> str:
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        r"""The mean of :math:`\|w - w^*\|^2` at every recorded step against the exact
+        moments of SGD on the quadratic.
+
+        Parameters
+        ----------
+        exact : lossvar.theory.QuadraticMoments
+            :func:`lossvar.theory.quadratic_moments` of the run: the same
+            schedule, curvatures, noise variance and start, with at least as
+            many steps. It is the law of plain SGD on
+            ``GaussianNoisePopulation(NoisyQuadratic(...))`` from one start
+            (docs/theory.md, section 6); for another run it is no reference.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per recorded step k >= 1 (the start is fixed), labelled
+            ``"dist2 @ k"`` (and ``"avg_dist2 @ k"`` with ``average=True``):
+            ``estimate``, ``se``, ``exact`` (``mse``, ``avg_mse``) and, in one
+            dimension, where :math:`w - w^*` is exactly normal, the exact
+            p-value of the mean square
+            (:func:`lossvar.theory.mean_square_pvalues`); in more dimensions
+            ``dof = n - 1``, a Student t reference. The steps of one ensemble
+            share its runs: the rows are not independent.
+        """
+        if not isinstance(exact, QuadraticMoments):
+            raise TypeError(f"`exact` must be the lossvar.theory.QuadraticMoments of the run "
+                            f"(theory.quadratic_moments); got {type(exact).__name__}")
+        s = self.by_step[self.by_step["step"] >= 1]
+        steps = s["step"].to_numpy()
+        if steps.size and steps.max() >= exact.step.size:
+            raise ValueError(f"`exact` must cover the recorded steps (up to {int(steps.max())}); it "
+                             f"has steps 0 to {exact.step.size - 1}")
+        one_d = exact.mean.shape[1] == 1
+        n = s["n"].to_numpy()
+        parts = []
+        for metric, mse, mean, var in (("dist2", exact.mse, exact.mean, exact.var),
+                                       ("avg_dist2", exact.avg_mse, exact.avg_mean, exact.avg_var)):
+            if f"{metric}_mean" not in s:
+                continue
+            m, se = s[f"{metric}_mean"].to_numpy(float), s[f"{metric}_se"].to_numpy(float)
+            part = {"label": [f"{metric} @ {k}" for k in steps], "estimate": m, "se": se,
+                    "exact": mse[steps]}
+            if one_d:
+                part["pvalue"] = mean_square_pvalues(m, n, mean[steps, 0], var[steps, 0])
+            else:
+                part["dof"] = n - 1.0
+            parts.append(pd.DataFrame(part))
+        frame = pd.concat(parts, ignore_index=True)
+        frame.attrs.update(independent=False, confidence=None, row_label="",
+                           untested_reason="zero variance")
+        return frame
+
+    def summary(self) -> str:
+        """The call (optimizer, sampling, batch size, steps, replicates, divergences) and ``by_step``."""
         i = self.info
-        head = (f"Trajectories({i.get('optimizer')}, sampling={i.get('sampling')!r}, "
+        head = (f"SGDResult({i.get('optimizer')}, sampling={i.get('sampling')!r}, "
                 f"batch_size={i.get('batch_size')}, steps={i.get('steps')}, "
                 f"replicates={i.get('replicates')}, diverged={len(self.diverged)})")
-        return f"{head}\n{self.summary.to_string(index=False)}"
+        return f"{head}\n{self.by_step.to_string(index=False)}"
+
+    def __repr__(self) -> str:
+        return self.summary()
 
 
 def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformation, *,
@@ -161,7 +228,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
             sampling: str | None = None, w0: ArrayLike | None = None, rng: RNGLike = None,
             record: ArrayLike | None = None, average: bool = False,
             record_params: ArrayLike | str | None = None,
-            execution: Execution | None = None) -> Trajectories:
+            execution: Execution | None = None) -> SGDResult:
     """Run ``replicates`` independent SGD runs together and record their trajectories.
 
     Replicate r starts at ``w0`` (or ``w0[r]``) and makes ``steps`` updates
@@ -217,14 +284,14 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
         :math:`\\bar w_{n}` with n = step + 1).
     record_params : "all" or sequence of int, optional
         Also keep the parameters of these replicates (indices in [0, R)) at
-        every recorded step, in ``Trajectories.params``. None (default) keeps
+        every recorded step, in ``SGDResult.params``. None (default) keeps
         none. Memory is k x records x p numbers.
     execution : Execution, optional
         How to run; see :class:`lossvar.Execution`.
 
     Returns
     -------
-    Trajectories
+    SGDResult
 
     Notes
     -----
@@ -241,7 +308,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
       whose parameters are non-finite, or whose recorded loss or distance
       overflows, is marked at that step, its parameters are set to NaN (NaN
       is absorbing in every optimizer), it is listed in ``diverged``, excluded
-      from ``summary``, and a :class:`DivergenceWarning` names it.
+      from ``by_step``, and a :class:`DivergenceWarning` names it.
 
     Examples
     --------
@@ -250,7 +317,7 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
     >>> q = lossvar.NoisyQuadratic(1.0, noise_std=1.0)
     >>> tr = run_sgd(q, lossvar.GaussianNoisePopulation(q), optim.sgd(schedules.polynomial(1.0, 1.0)),
     ...              steps=100, batch_size=1, replicates=512, w0=[3.0], rng=0)
-    >>> list(tr.summary.columns)
+    >>> list(tr.by_step.columns)
     ['step', 'lr', 'n', 'loss_mean', 'loss_se', 'dist2_mean', 'dist2_se']
     """
     how = as_execution(execution)
@@ -291,7 +358,7 @@ def _step_sizes(optimizer, record):
     return np.array([np.nan if t == 0 else schedule(int(t)) for t in record])
 
 
-def _trajectories(spec: Spec, merged: dict, root) -> Trajectories:
+def _trajectories(spec: Spec, merged: dict, root) -> SGDResult:
     R, n_rec = spec.replicates, spec.record.size
     records, final, first_bad = merged["records"], merged["final"], merged["first_bad"]
     lr = _step_sizes(spec.optimizer, spec.record)
@@ -310,18 +377,18 @@ def _trajectories(spec: Spec, merged: dict, root) -> Trajectories:
         more = f" and {bad.size - 10} more" if bad.size > 10 else ""
         warnings.warn(
             f"{bad.size} of {R} replicates diverged (non-finite parameters, loss or distance) "
-            f"and are excluded from the summary: replicate (first step seen) {shown}{more}; "
-            "see Trajectories.diverged", DivergenceWarning, stacklevel=3)
+            f"and are excluded from by_step: replicate (first step seen) {shown}{more}; "
+            "see SGDResult.diverged", DivergenceWarning, stacklevel=3)
     used = np.ones(R, dtype=bool)
     used[bad] = False
-    summary = {"step": spec.record, "lr": lr, "n": np.full(n_rec, int(used.sum()))}
+    by_step = {"step": spec.record, "lr": lr, "n": np.full(n_rec, int(used.sum()))}
     kept = records[used]
     for i, name in enumerate(spec.fields):
         v = kept[:, :, i]
-        summary[f"{name}_mean"], summary[f"{name}_se"] = mean_se(v, axis=0)
+        by_step[f"{name}_mean"], by_step[f"{name}_se"] = mean_se(v, axis=0)
     known = spec.loss_known and spec.dist_known
     loss_star = float(_loss_at(spec, spec.w_star)) if known else float("nan")
-    return Trajectories(table=table, summary=pd.DataFrame(summary), diverged=diverged,
+    return SGDResult(table=table, by_step=pd.DataFrame(by_step), diverged=diverged,
                         w_star=spec.w_star, loss_star=loss_star, final_params=final, seed=root,
                         info=spec.info, params=merged["params"], params_replicates=spec.param_rows)
 

@@ -21,21 +21,22 @@ from .agreement import (
     RELIABLE_ESTIMATED_RATIO,
     RELIABLE_EXACT_RATIO,
     RELIABLE_MIN_REPLICATES,
-    Agreement,
+    VARIANCE_TABLE_COLUMNS,
+    AgreementResult,
     UnreliableIntervalWarning,
     agreement,
     estimate_agreement,
     holm,
     interval_reliable,
     study_verdicts,
+    variance_comparison,
     variance_test,
     verdict_text,
 )
-from .fits import LineFit, PowerLawFit, ScalingFit, line_fit, power_law_fit, scaling_fit
+from .fits import LineFitResult, PowerLawFitResult, ScalingFitResult, line_fit, power_law_fit, scaling_fit
 from .intervals import (
     BOOTSTRAP_ELEMENTS,
     INTERVALS,
-    VarianceTable,
     bootstrap,
     fieller_interval,
     mean_interval,
@@ -49,9 +50,10 @@ from .intervals import (
 
 __all__ = [
     "BOOTSTRAP_ELEMENTS", "INTERVALS", "MIN_DOF", "RELIABLE_ESTIMATED_RATIO", "RELIABLE_EXACT_RATIO",
-    "RELIABLE_MIN_REPLICATES", "Agreement", "LineFit", "PowerLawFit", "ScalingFit",
-    "UnreliableIntervalWarning", "VarianceTable", "agreement", "bootstrap", "estimate_agreement",
-    "fieller_interval", "holm", "interval_reliable", "line_fit", "mean_interval", "mean_se",
-    "plan_replicates", "power_law_fit", "replicates_for_rel_se", "scaling_fit", "study_verdicts",
-    "two_sided_score", "two_sided_z", "variance_interval", "variance_test", "verdict_text",
+    "RELIABLE_MIN_REPLICATES", "VARIANCE_TABLE_COLUMNS", "AgreementResult", "LineFitResult",
+    "PowerLawFitResult", "ScalingFitResult", "UnreliableIntervalWarning", "agreement",
+    "bootstrap", "estimate_agreement", "fieller_interval", "holm", "interval_reliable", "line_fit",
+    "mean_interval", "mean_se", "plan_replicates", "power_law_fit", "replicates_for_rel_se",
+    "scaling_fit", "study_verdicts", "two_sided_score", "two_sided_z", "variance_comparison",
+    "variance_interval", "variance_test", "verdict_text",
 ]

@@ -1,9 +1,10 @@
 """Agreement with exact theory: row tests, calibrated verdicts, Holm's adjustment.
 
 A table of Monte Carlo variances is tested row by row against the exact
-sampling law of a sample variance (:func:`variance_test`) and combined into one
-verdict (:func:`agreement`); rows of Monte Carlo means beside exact values get
-the same (:func:`estimate_agreement`); a study's verdicts are judged together
+sampling law of a sample variance (:func:`variance_test`); every result with
+exact theory (its ``comparison`` rows: :class:`lossvar.typing.ComparableResult`)
+gets one verdict (:func:`agreement`), and so do rows of Monte Carlo means beside
+exact values (:func:`estimate_agreement`); a study's verdicts are judged together
 after Holm's adjustment (:func:`study_verdicts`). Calibration and power are
 measured in the tests and documented in docs/guide/intervals.md.
 """
@@ -11,18 +12,22 @@ measured in the tests and documented in docs/guide/intervals.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special as _sc
 from scipy import stats as _st
 
+from .._result import ResultBase
 from .._validate import as_float
-from .intervals import VarianceTable, two_sided_score, two_sided_z
+from ..typing import ComparableResult, Result
+from .intervals import mean_interval, two_sided_score, two_sided_z
 
 __all__ = ["MIN_DOF", "RELIABLE_ESTIMATED_RATIO", "RELIABLE_EXACT_RATIO", "RELIABLE_MIN_REPLICATES",
-           "Agreement", "UnreliableIntervalWarning", "agreement", "estimate_agreement", "holm",
-           "interval_reliable", "study_verdicts", "variance_test", "verdict_text"]
+           "VARIANCE_TABLE_COLUMNS", "AgreementResult", "UnreliableIntervalWarning", "agreement",
+           "estimate_agreement", "holm", "interval_reliable", "study_verdicts", "variance_comparison",
+           "variance_test", "verdict_text"]
 
 #: Below this many equivalent degrees of freedom ``nu = 2 sigma^4 / Var(S2)`` the
 #: scaled chi-square reference for a sample variance is not trusted (it turns
@@ -98,37 +103,47 @@ def interval_reliable(replicates, kurtosis, exact_kurtosis=None) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    """Does a table of Monte Carlo variances agree with the exact theory?
+class AgreementResult(ResultBase):
+    """Do Monte Carlo estimates agree with the exact theory? (:func:`agreement`,
+    :func:`estimate_agreement`)
 
     Attributes
     ----------
     agrees : bool
-        ``pvalue >= 1 - confidence``.
+        ``pvalue >= 1 - confidence`` (False when no row was tested).
     pvalue : float
-        Global test that every tested row agrees: ``sum z_i^2`` over the rows,
-        with ``z_i`` the normal score of each row's scaled chi-square p-value,
-        against chi-square with ``tested`` degrees of freedom (rows draw from
-        independent streams).
+        Global test that every tested row agrees. Rows from independent random
+        streams: ``sum z_i^2`` over the rows, with ``z_i`` the normal score of
+        each row's two-sided p-value, against chi-square with ``tested``
+        degrees of freedom. Rows that share replicates: Holm's global test, the
+        smallest Holm-adjusted p-value.
     statistic : float
     tested : int
-        Rows with a p-value (an exact variance > 0 and ``nu >= MIN_DOF``).
+        Rows with a p-value (for a variance table: an exact variance > 0 and
+        ``nu >= MIN_DOF``).
     misses, expected_misses : int, float
-        Rows whose interval excludes the exact variance, and how many are
-        expected by chance: ``intervals * (1 - result confidence)``.
+        Rows whose interval excludes the exact value, and how many are
+        expected by chance: ``intervals * (1 - level of the intervals)``.
     intervals : int
-        Rows whose interval can be compared (exact variance > 0).
-    drivers : tuple of int
-        Batch sizes whose Holm-adjusted p-value is below ``1 - confidence``:
-        the rows that drive a disagreement.
+        Rows whose interval can be compared (an exact value to compare with).
+    drivers : tuple
+        Labels of the rows whose Holm-adjusted p-value is below
+        ``1 - confidence`` (batch sizes for a variance table): the rows that
+        drive a disagreement.
     holm : pandas.DataFrame
-        ``batch_size``, ``sampling``, ``z``, ``pvalue``, ``holm_pvalue`` per tested row.
-    untested : tuple of int
-        Batch sizes with an exact value but no trusted p-value (``nu < MIN_DOF``).
+        Per tested row: ``label``, ``z``, ``pvalue``, ``holm_pvalue``.
+    untested : tuple
+        Labels of rows with an exact value but no trusted p-value (for a
+        variance table: ``nu < MIN_DOF``).
     confidence : float
-    unreliable : tuple of int
-        Batch sizes whose interval may under-cover (``interval_reliable`` False):
-        the verdict's caveat.
+        The verdict's level.
+    unreliable : tuple
+        Labels of rows whose interval may under-cover (``interval_reliable``
+        False): the verdict's caveat.
+    row_label : str
+        How the text names a row's label (``"B"``: "rows B = 1, 16"); "" for none.
+    untested_reason : str
+        Why rows are untested, for the text.
     """
 
     agrees: bool
@@ -143,8 +158,18 @@ class Agreement:
     untested: tuple = ()
     confidence: float = 0.95
     unreliable: tuple = ()
+    row_label: str = "B"
+    untested_reason: str = "too few replicates for the tails"
 
-    def __str__(self) -> str:
+    def _row(self) -> dict:
+        return dict(agrees=self.agrees, pvalue=self.pvalue, statistic=self.statistic,
+                    tested=self.tested, misses=self.misses, expected_misses=self.expected_misses,
+                    intervals=self.intervals, drivers=_join(self.drivers),
+                    untested=_join(self.untested), unreliable=_join(self.unreliable),
+                    confidence=self.confidence)
+
+    def summary(self) -> str:
+        """The verdict in one line: the p-value, the misses, the driving rows and the caveat."""
         if self.tested == 0:
             return "no verdict: no row can be tested against an exact value" + self._caveat()
         head = (f"agrees with theory (p = {self.pvalue:.3g}" if self.agrees else
@@ -152,79 +177,197 @@ class Agreement:
         text = (f"{head}; {self.misses} of {self.intervals} intervals miss, "
                 f"{self.expected_misses:.2g} expected)")
         if self.drivers:
-            text += "; rows B = " + ", ".join(map(str, self.drivers)) + " drive it (Holm)"
+            text += f"; rows {self._rows(self.drivers)} drive it (Holm)"
         if self.untested:
-            text += "; not tested (too few replicates for the tails): B = " + ", ".join(
-                map(str, self.untested))
+            text += f"; not tested ({self.untested_reason}): {self._rows(self.untested)}"
         return text + self._caveat()
+
+    def _rows(self, labels) -> str:
+        head = f"{self.row_label} = " if self.row_label else ""
+        return head + ", ".join(map(str, labels))
 
     def _caveat(self) -> str:
         if not self.unreliable:
             return ""
-        sizes = ", ".join(map(str, self.unreliable))
-        return (f"; caveat: the intervals at B = {sizes} may under-cover (too few replicates for "
-                "the tails; use more replicates, or replicates='auto')")
+        return (f"; caveat: the intervals at {self._rows(self.unreliable)} may under-cover (too few "
+                "replicates for the tails; use more replicates, or replicates='auto')")
 
 
-def agreement(result: VarianceTable, *, confidence: float | None = None) -> Agreement:
-    """One calibrated verdict: do the Monte Carlo variances agree with the exact theory?
+#: Columns a variance table needs for :func:`variance_comparison`.
+VARIANCE_TABLE_COLUMNS = ("batch_size", "pvalue", "z", "exact_variance", "ci_low", "ci_high")
 
-    Uses the columns ``z`` and ``pvalue`` of a result table (see
-    :func:`variance_test`). The rows come from independent random streams, so
-    under the theory the normal scores ``Phi^-1(p_i / 2)`` of their two-sided
-    p-values are independent standard normal and ``sum z_i^2`` is chi-square
-    with one degree of freedom per row. Holm's step-down adjustment of the row
-    p-values names the rows that drive a disagreement. Calibration (the
-    probability of ``p < 0.05`` under the theory) and power are measured in the
-    tests and documented in docs/guide/intervals.md.
+
+def variance_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a variance table to compare with exact theory (the ``comparison`` of a
+    :class:`lossvar.VarianceResult`; see :class:`lossvar.typing.ComparableResult`).
+
+    One row per batch size with an exact variance that is not exactly 0 (the
+    full batch of a fixed data set has no noise to compare): ``label`` (the
+    batch size), ``estimate`` and ``se`` (``variance``, ``variance_se``),
+    ``exact`` (``exact_variance``), ``ci_low``, ``ci_high``, ``z`` and ``pvalue``
+    (the scaled chi-square law of the sample variance, :func:`variance_test`),
+    ``reliable`` (``interval_reliable``) and ``sampling``. The batch sizes draw
+    from independent streams (``attrs["independent"]``); the intervals' level
+    is the table's ``attrs["confidence"]`` where it has one.
 
     Parameters
     ----------
-    result : VarianceResult or pandas.DataFrame
-        With columns ``batch_size``, ``pvalue``, ``z``, ``exact_variance``,
-        ``ci_low``, ``ci_high`` (and ``sampling``).
-    confidence : float, optional
-        The verdict's level: it disagrees when ``p < 1 - confidence``. Defaults
-        to the result's own confidence (0.95 for a bare table).
-
-    Returns
-    -------
-    Agreement
+    table : pandas.DataFrame
+        With the columns ``batch_size``, ``pvalue``, ``z``, ``exact_variance``,
+        ``ci_low``, ``ci_high`` (and, used where present, ``variance``,
+        ``variance_se``, ``interval_reliable``, ``sampling``).
     """
-    table = result.table if hasattr(result, "table") else pd.DataFrame(result)
-    if confidence is None:
-        confidence = getattr(result, "confidence", 0.95)
-    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
-    missing = {"batch_size", "pvalue", "z", "exact_variance", "ci_low", "ci_high"} - set(table.columns)
+    missing = set(VARIANCE_TABLE_COLUMNS) - set(table.columns)
     if missing:
         raise ValueError(f"`result` must have the columns of a lossvar variance table; missing "
                          f"{sorted(missing)}")
-    alpha = 1.0 - confidence
     exact = table["exact_variance"].to_numpy(dtype=float)
-    has_exact = np.isfinite(exact) & (exact > 0)
-    p = table["pvalue"].to_numpy(dtype=float)
+    keep = ~(exact == 0)
+    nan = np.full(len(table), np.nan)
+
+    def column(name, default, dtype=float):
+        return table[name].to_numpy(dtype=dtype) if name in table else default
+
+    frame = pd.DataFrame({
+        "label": table["batch_size"].to_numpy(), "estimate": column("variance", nan),
+        "se": column("variance_se", nan), "exact": exact, "ci_low": column("ci_low", nan),
+        "ci_high": column("ci_high", nan), "z": column("z", nan), "pvalue": column("pvalue", nan),
+        "reliable": column("interval_reliable", np.ones(len(table), dtype=bool), bool),
+        "sampling": column("sampling", np.full(len(table), ""), object),
+    })[keep].reset_index(drop=True)
+    frame.attrs.update(independent=True, row_label="B", confidence=table.attrs.get("confidence"),
+                       untested_reason="too few replicates for the tails")
+    return frame
+
+
+def agreement(result: Result | pd.DataFrame, *, exact: Any = None,
+              confidence: float | None = None) -> AgreementResult:
+    """One calibrated verdict: do the Monte Carlo estimates of a result agree with the exact
+    theory?
+
+    Reads ``result.comparison(exact)`` (:class:`lossvar.typing.ComparableResult`):
+    one row per compared quantity with its estimate, standard error, exact value,
+    interval and, where the result has an exact reference law, its two-sided
+    p-value (else ``2 P(|T| > |z|)`` for ``z = (estimate - exact) / se``, ``T``
+    Student t with the row's ``dof`` or normal). Rows from independent random
+    streams are combined by ``sum z_i^2`` of the normal scores
+    ``Phi^-1(1 - p_i / 2)`` against chi-square with one degree of freedom per
+    row; rows that share replicates by Holm's global test, the smallest
+    Holm-adjusted p-value (valid under any dependence). Holm's step-down
+    adjustment of the row p-values names the rows that drive a disagreement.
+    Calibration (the probability of ``p < 0.05`` under the theory) and power are
+    measured in the tests and documented in docs/guide/intervals.md.
+
+    The results with exact theory (docs/guide/results.md):
+
+    - :class:`lossvar.VarianceResult` (or its table as a DataFrame): each batch
+      size's variance against the exact one, with the p-value of the scaled
+      chi-square law of a sample variance (:func:`variance_test`);
+    - :class:`lossvar.noise.GradientVarianceResult`: each batch size's mean of
+      ``||g_B - G||^2`` against ``tr Sigma / B`` (times the finite-population
+      factor), a Student t test of a mean;
+    - :class:`lossvar.TwoBatchResult` (also the monitor's estimate), given
+      ``exact=`` the :class:`lossvar.GradientNoiseResult` of the same data and
+      parameters: ``||G||^2`` and ``tr Sigma``;
+    - :class:`lossvar.SGDResult`, given ``exact=`` the
+      :func:`lossvar.theory.quadratic_moments` of its run: the mean of
+      ``||w - w*||^2`` (and of the average's) at every recorded step, with the
+      exact noncentral chi-square p-value in one dimension;
+    - :class:`lossvar.ScalingFitResult` and
+      :class:`lossvar.stats.PowerLawFitResult`: the exponent against -1 (the
+      null exponent).
+
+    Parameters
+    ----------
+    result : ComparableResult or pandas.DataFrame
+        A result with exact theory, or a variance table with the columns
+        ``batch_size``, ``pvalue``, ``z``, ``exact_variance``, ``ci_low``,
+        ``ci_high`` (and ``sampling``, ``interval_reliable``).
+    exact : optional
+        The exact values, for a result that does not hold them (see above).
+    confidence : float, optional
+        The verdict's level: it disagrees when ``p < 1 - confidence``. Defaults
+        to the result's own confidence (0.95 for a bare table or a result
+        without intervals).
+
+    Returns
+    -------
+    AgreementResult
+
+    Raises
+    ------
+    TypeError
+        When ``result`` has no exact theory to compare with.
+    """
+    if isinstance(result, pd.DataFrame):
+        frame = variance_comparison(result)
+        own = None
+    elif isinstance(result, ComparableResult):
+        frame = result.comparison(exact)
+        own = result.confidence
+    else:
+        raise TypeError(f"`result` ({type(result).__name__}) has no exact theory to compare with; "
+                        "agreement takes a result with a comparison(exact) method "
+                        "(docs/guide/results.md lists them) or a variance table")
+    if confidence is None:
+        confidence = 0.95 if own is None else own
+    confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
+    level = frame.attrs.get("confidence")
+    return _verdict(frame, confidence, confidence if level is None else float(level))
+
+
+def _verdict(frame: pd.DataFrame, confidence: float, level: float) -> AgreementResult:
+    """The verdict on comparison rows, their intervals at ``level`` (made where absent)."""
+    alpha = 1.0 - confidence
+    labels = np.array([_plain(x) for x in frame["label"]], dtype=object)
+    exact = frame["exact"].to_numpy(dtype=float)
+    est = frame["estimate"].to_numpy(dtype=float)
+    se = frame["se"].to_numpy(dtype=float)
+    has_exact = np.isfinite(exact)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = has_exact & np.isfinite(est) & np.isfinite(se) & (se > 0)
+        z = (frame["z"].to_numpy(dtype=float) if "z" in frame
+             else np.where(ok, (est - exact) / np.where(ok, se, 1.0), np.nan))
+    if "pvalue" in frame:
+        p = frame["pvalue"].to_numpy(dtype=float)
+    elif "dof" in frame:
+        p = np.where(ok, 2.0 * _st.t.sf(np.abs(z), frame["dof"].to_numpy(dtype=float)), np.nan)
+    else:
+        p = np.where(ok, 2.0 * _st.norm.sf(np.abs(z)), np.nan)
+    p = np.minimum(p, 1.0)
     tested = has_exact & np.isfinite(p)
-    sizes = table["batch_size"].to_numpy()
-    lo, hi = table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float)
+    if "ci_low" in frame:
+        lo, hi = frame["ci_low"].to_numpy(dtype=float), frame["ci_high"].to_numpy(dtype=float)
+    else:
+        lo, hi = mean_interval(est, se, level)
     misses = int(np.sum(has_exact & ((exact < lo) | (exact > hi))))
-    level = float(getattr(result, "confidence", confidence))
-    scores = two_sided_score(np.clip(p[tested], 1e-300, 1.0))
-    stat = float(np.sum(scores**2))
     m = int(tested.sum())
-    pvalue = float(_st.chi2.sf(stat, m)) if m else float("nan")
-    rows = pd.DataFrame({"batch_size": sizes[tested],
-                         "sampling": table["sampling"].to_numpy()[tested] if "sampling" in table else "",
-                         "z": table["z"].to_numpy(dtype=float)[tested], "pvalue": p[tested],
-                         "holm_pvalue": holm(p[tested])})
-    drivers = tuple(int(b) for b in rows.batch_size[rows.holm_pvalue < alpha])
-    reliable = (table["interval_reliable"].to_numpy(dtype=bool) if "interval_reliable" in table
-                else np.ones(len(table), dtype=bool))
-    return Agreement(agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat, tested=m,
-                     misses=misses, expected_misses=float(has_exact.sum() * (1.0 - level)),
-                     intervals=int(has_exact.sum()), drivers=drivers, holm=rows,
-                     untested=tuple(int(b) for b in sizes[has_exact & ~np.isfinite(p)]),
-                     confidence=confidence,
-                     unreliable=tuple(int(b) for b in sizes[has_exact & ~reliable]))
+    adjusted = holm(p[tested])
+    if not m:
+        stat, pvalue = 0.0, float("nan")
+    elif frame.attrs.get("independent", True):
+        stat = float(np.sum(two_sided_score(np.clip(p[tested], 1e-300, 1.0)) ** 2))
+        pvalue = float(_st.chi2.sf(stat, m))
+    else:
+        stat = float(np.min(p[tested]))
+        pvalue = float(np.min(adjusted))
+    rows = pd.DataFrame({"label": labels[tested], "z": z[tested], "pvalue": p[tested],
+                         "holm_pvalue": adjusted})
+    reliable = (frame["reliable"].to_numpy(dtype=bool) if "reliable" in frame
+                else np.ones(len(frame), dtype=bool))
+    return AgreementResult(
+        agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat, tested=m,
+        misses=misses, expected_misses=float(has_exact.sum() * (1.0 - level)),
+        intervals=int(has_exact.sum()), drivers=tuple(rows.label[rows.holm_pvalue < alpha]),
+        holm=rows, untested=tuple(labels[has_exact & ~tested]), confidence=confidence,
+        unreliable=tuple(labels[has_exact & ~reliable]),
+        row_label=frame.attrs.get("row_label", ""),
+        untested_reason=frame.attrs.get("untested_reason", "no exact reference law"))
+
+
+def _plain(x):
+    """A label as a Python value (numpy's integers as int), for tuples and texts."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def holm(pvalues) -> np.ndarray:
@@ -248,7 +391,7 @@ def holm(pvalues) -> np.ndarray:
 
 def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=None,
                        independent: bool = True, confidence: float = 0.95,
-                       interval_confidence: float | None = None) -> Agreement:
+                       interval_confidence: float | None = None) -> AgreementResult:
     """One calibrated verdict for rows of Monte Carlo estimates beside exact values.
 
     Per row ``z = (estimate - exact) / se`` and a two-sided p-value: the given
@@ -289,7 +432,7 @@ def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=No
 
     Returns
     -------
-    Agreement
+    AgreementResult
         ``holm`` has columns ``label``, ``z``, ``pvalue``, ``holm_pvalue``.
     """
     confidence = as_float(confidence, "confidence", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -329,10 +472,11 @@ def estimate_agreement(estimate, se, exact, *, labels=None, pvalues=None, dof=No
     misses = int(np.sum(ok & ((ex < est - half) | (ex > est + half))))
     rows = pd.DataFrame({"label": labels[tested], "z": z[tested], "pvalue": p[tested],
                          "holm_pvalue": adjusted})
-    return Agreement(agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat,
-                     tested=m, misses=misses, expected_misses=float(ok.sum() * (1.0 - level)),
-                     intervals=int(ok.sum()), drivers=tuple(rows.label[rows.holm_pvalue < alpha]),
-                     holm=rows, untested=tuple(labels[has_exact & ~tested]), confidence=confidence)
+    return AgreementResult(agrees=bool(m > 0 and pvalue >= alpha), pvalue=pvalue, statistic=stat,
+                           tested=m, misses=misses, expected_misses=float(ok.sum() * (1.0 - level)),
+                           intervals=int(ok.sum()), drivers=tuple(rows.label[rows.holm_pvalue < alpha]),
+                           holm=rows, untested=tuple(labels[has_exact & ~tested]),
+                           confidence=confidence)
 
 
 def study_verdicts(rows, confidence: float, *, row_label: str = "B",
@@ -345,7 +489,7 @@ def study_verdicts(rows, confidence: float, *, row_label: str = "B",
 
     Parameters
     ----------
-    rows : iterable of (dict, Agreement)
+    rows : iterable of (dict, AgreementResult)
         Per table, the columns that name it (e.g. ``source``, ``sampling``) and
         its verdict (:func:`agreement` or :func:`estimate_agreement`).
     confidence : float

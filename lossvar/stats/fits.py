@@ -11,20 +11,27 @@ after the finite-population factor (docs/theory.md, sections 1 and 4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from .._result import ConfidenceInterval, ResultBase
 from .._validate import as_float
-from .intervals import VarianceTable, two_sided_z
+from ..typing import Result
+from .intervals import two_sided_z
 
-__all__ = ["LineFit", "PowerLawFit", "ScalingFit", "line_fit", "power_law_fit", "scaling_fit"]
+__all__ = ["LineFitResult", "PowerLawFitResult", "ScalingFitResult", "line_fit", "power_law_fit",
+           "scaling_fit"]
+
 
 @dataclass(frozen=True)
-class LineFit:
+class LineFitResult(ResultBase):
     """A weighted least-squares line ``y = intercept + slope x`` (vectorized over rows of y).
+
+    It has no interval (``confidence`` is None): which standard error of the
+    slope applies depends on the weights (:attr:`se_known`, :attr:`se_residual`).
 
     Attributes
     ----------
@@ -42,6 +49,28 @@ class LineFit:
     sxx: float
     chi2: Any
     dof: int
+    confidence: ClassVar[None] = None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per fitted line: ``slope``, ``intercept``, ``se_known``,
+        ``se_residual``, ``chi2``, ``dof``, ``sxx``."""
+        slope = np.atleast_1d(np.asarray(self.slope, dtype=np.float64))
+        return pd.DataFrame({
+            "slope": slope,
+            "intercept": np.broadcast_to(np.asarray(self.intercept, dtype=np.float64), slope.shape),
+            "se_known": self.se_known,
+            "se_residual": np.broadcast_to(np.asarray(self.se_residual, dtype=np.float64), slope.shape),
+            "chi2": np.broadcast_to(np.asarray(self.chi2, dtype=np.float64), slope.shape),
+            "dof": self.dof, "sxx": self.sxx})
+
+    def summary(self) -> str:
+        """The line(s), the slope's two standard errors and the weighted residual sum of squares."""
+        lines = [f"y = intercept + slope x (weighted least squares, {self.dof + 2} points)"]
+        for r in self.to_frame().itertuples():
+            lines.append(f"  slope {r.slope:.6g} (se {r.se_known:.3g} with known weights, "
+                         f"{r.se_residual:.3g} from the scatter), intercept {r.intercept:.6g}, "
+                         f"chi2 {r.chi2:.4g} on {r.dof} dof")
+        return "\n".join(lines)
 
     @property
     def se_known(self) -> float:
@@ -54,7 +83,7 @@ class LineFit:
         return np.sqrt(self.chi2 / self.dof / self.sxx)
 
 
-def line_fit(x, y, weights=None) -> LineFit:
+def line_fit(x, y, weights=None) -> LineFitResult:
     """Weighted least-squares line of ``y`` on ``x``; the one straight-line fit of lossvar.
 
     ``y`` may have leading dimensions (one fit per row, the same ``x`` and
@@ -74,12 +103,24 @@ def line_fit(x, y, weights=None) -> LineFit:
     intercept = ybar - slope * xbar
     resid = y - intercept[..., None] - slope[..., None] * x
     chi2 = (w * resid * resid).sum(axis=-1)
-    return LineFit(slope, intercept, sxx, chi2, x.size - 2)
+    return LineFitResult(slope, intercept, sxx, chi2, x.size - 2)
 
+
+def _exponent_comparison(fit, exact: Any, label: str) -> pd.DataFrame:
+    """The one comparison row of a fitted exponent against the exponent it tests."""
+    if exact is not None:
+        raise ValueError(f"`exact` must be None for a {type(fit).__name__}: the exponent it tests "
+                         f"({fit.null_exponent:g}) is its exact value; got {exact!r}")
+    frame = pd.DataFrame({"label": [label], "estimate": [fit.exponent], "se": [fit.se],
+                          "exact": [fit.null_exponent], "ci_low": [fit.exponent_ci.low],
+                          "ci_high": [fit.exponent_ci.high], "pvalue": [fit.pvalue]})
+    frame.attrs.update(independent=True, confidence=fit.confidence, row_label="",
+                       untested_reason="no standard error")
+    return frame
 
 
 @dataclass(frozen=True)
-class PowerLawFit:
+class PowerLawFitResult(ResultBase):
     """A power law ``value = C size^exponent`` fitted to estimates with standard errors,
     and the test of ``exponent = null_exponent``.
 
@@ -88,7 +129,7 @@ class PowerLawFit:
     exponent, se : float
         The fitted exponent and its standard error (the estimates' standard
         errors taken as known: ``1 / sqrt(sum w (x - xbar_w)^2)``).
-    ci_low, ci_high : float
+    exponent_ci : ConfidenceInterval
         The normal ``confidence`` interval of the exponent.
     null_exponent, pvalue : float
         The exponent tested, and the two-sided normal p-value of the test.
@@ -104,8 +145,7 @@ class PowerLawFit:
 
     exponent: float
     se: float
-    ci_low: float
-    ci_high: float
+    exponent_ci: ConfidenceInterval
     null_exponent: float
     pvalue: float
     intercept: float
@@ -115,15 +155,20 @@ class PowerLawFit:
     confidence: float
     sizes: tuple
 
-    def __str__(self) -> str:
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        """The exponent against ``null_exponent``, with the fit's normal p-value (one row)."""
+        return _exponent_comparison(self, exact, "exponent")
+
+    def summary(self) -> str:
+        """The exponent with its interval, the test of the null exponent and the lack of fit."""
         return (f"value ~ size^{self.exponent:.4f} ({100 * self.confidence:g}% CI "
-                f"[{self.ci_low:.4f}, {self.ci_high:.4f}]); test of exponent = "
+                f"[{self.exponent_ci.low:.4f}, {self.exponent_ci.high:.4f}]); test of exponent = "
                 f"{self.null_exponent:g}: p = {self.pvalue:.3g}; lack of fit chi2 = "
                 f"{self.chi2:.3g} on {self.dof} dof, p = {self.chi2_pvalue:.3g}")
 
 
 def power_law_fit(sizes, values, se, *, confidence: float = 0.95,
-                  null_exponent: float = -1.0) -> PowerLawFit:
+                  null_exponent: float = -1.0) -> PowerLawFitResult:
     """Fit ``value = C size^exponent`` to positive estimates with standard errors, and test
     ``exponent = null_exponent`` (-1 by default: the 1/size law of a variance or of
     the spread of a mean).
@@ -149,7 +194,7 @@ def power_law_fit(sizes, values, se, *, confidence: float = 0.95,
 
     Returns
     -------
-    PowerLawFit
+    PowerLawFitResult
 
     Examples
     --------
@@ -174,7 +219,7 @@ def power_law_fit(sizes, values, se, *, confidence: float = 0.95,
     return _power_law(x, v, (s / v) ** 2, confidence, float(null_exponent))
 
 
-def _power_law(sizes, values, rel2, confidence, null_exponent) -> PowerLawFit:
+def _power_law(sizes, values, rel2, confidence, null_exponent) -> PowerLawFitResult:
     """The fit of :func:`power_law_fit` from the squared relative standard errors."""
     x = np.log(sizes)
     y = np.log(values) + 0.5 * rel2
@@ -182,8 +227,8 @@ def _power_law(sizes, values, rel2, confidence, null_exponent) -> PowerLawFit:
     slope, intercept, chi2 = float(fit.slope), float(fit.intercept), float(fit.chi2)
     se, dof = fit.se_known, fit.dof
     z = two_sided_z(confidence)
-    return PowerLawFit(
-        exponent=slope, se=se, ci_low=slope - z * se, ci_high=slope + z * se,
+    return PowerLawFitResult(
+        exponent=slope, se=se, exponent_ci=ConfidenceInterval(slope - z * se, slope + z * se),
         null_exponent=null_exponent,
         pvalue=float(2.0 * _st.norm.sf(abs(slope - null_exponent) / se)), intercept=intercept,
         chi2=chi2, dof=dof, chi2_pvalue=float(_st.chi2.sf(chi2, dof)), confidence=confidence,
@@ -192,17 +237,19 @@ def _power_law(sizes, values, rel2, confidence, null_exponent) -> PowerLawFit:
 
 
 @dataclass(frozen=True)
-class ScalingFit:
+class ScalingFitResult(ResultBase):
     """Weighted least-squares fit of ``log Var(B) = a + exponent * log B``.
 
     Attributes
     ----------
-    exponent, se : float
-        The fitted slope and its standard error.
-    ci_low, ci_high : float
+    exponent : float
+        The fitted slope.
+    exponent_ci : ConfidenceInterval
         The ``confidence`` interval of the slope.
     pvalue : float
         Two-sided p-value of the test ``exponent = -1`` (the 1/B law).
+    se : float
+        The slope's standard error.
     intercept : float
         The fitted ``a``; ``exp(a)`` estimates the single-sample variance.
     chi2, chi2_pvalue : float
@@ -216,8 +263,7 @@ class ScalingFit:
     """
 
     exponent: float
-    ci_low: float
-    ci_high: float
+    exponent_ci: ConfidenceInterval
     pvalue: float
     se: float
     intercept: float
@@ -227,16 +273,25 @@ class ScalingFit:
     batch_sizes: tuple
     excluded: dict = field(default_factory=dict)
 
-    def __str__(self) -> str:
+    #: The exponent of the 1/B law (docs/theory.md, section 1), the value tested.
+    null_exponent: ClassVar[float] = -1.0
+
+    def comparison(self, exact: Any = None) -> pd.DataFrame:
+        """The exponent against -1, the law of docs/theory.md, section 1, with the fit's
+        normal p-value (one row)."""
+        return _exponent_comparison(self, exact, "exponent")
+
+    def summary(self) -> str:
+        """The exponent with its interval, the test of -1 and the rows left out."""
         text = (f"Var(B) ~ B^{self.exponent:.4f} ({100 * self.confidence:g}% CI "
-                f"[{self.ci_low:.4f}, {self.ci_high:.4f}]); test of exponent = -1: "
+                f"[{self.exponent_ci.low:.4f}, {self.exponent_ci.high:.4f}]); test of exponent = -1: "
                 f"p = {self.pvalue:.3g}; fit over B = {list(self.batch_sizes)}")
         for b, why in self.excluded.items():
             text += f"\nleft out B = {b}: {why}"
         return text
 
 
-def scaling_fit(result: VarianceTable, *, confidence: float = 0.95) -> ScalingFit:
+def scaling_fit(result: Result | pd.DataFrame, *, confidence: float = 0.95) -> ScalingFitResult:
     """Fit the exponent of ``Var(B) ~ B^exponent`` and test ``exponent = -1``.
 
     Each row's variance is first divided by its finite-population factor
@@ -262,7 +317,7 @@ def scaling_fit(result: VarianceTable, *, confidence: float = 0.95) -> ScalingFi
     confidence : float
         Level of the interval for the exponent.
     """
-    table = result.table if hasattr(result, "table") else pd.DataFrame(result)
+    table = result if isinstance(result, pd.DataFrame) else result.to_frame()
     missing = {"batch_size", "variance", "variance_se"} - set(table.columns)
     if missing:
         raise ValueError(f"`result` must have columns batch_size, variance, variance_se; "
@@ -292,8 +347,8 @@ def scaling_fit(result: VarianceTable, *, confidence: float = 0.95) -> ScalingFi
         rel2 = np.where(np.isfinite(exact_rel2) & (exact_rel2 > 0), exact_rel2, rel2)
     fit = _power_law(rows["batch_size"].to_numpy(dtype=float), s2 / fpc[keep].to_numpy(dtype=float),
                      rel2, confidence, -1.0)
-    return ScalingFit(
-        exponent=fit.exponent, ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue, se=fit.se,
+    return ScalingFitResult(
+        exponent=fit.exponent, exponent_ci=fit.exponent_ci, pvalue=fit.pvalue, se=fit.se,
         intercept=fit.intercept, chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue, confidence=confidence,
         batch_sizes=tuple(int(b) for b in rows["batch_size"]), excluded=excluded,
     )

@@ -31,24 +31,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import special as _sc
 from scipy import stats as _st
 
+from .._result import ConfidenceInterval
 from .._validate import as_float, as_int
 from ..moments import Moments
+from ..typing import Result
 
 __all__ = ["INTERVALS", "bootstrap", "fieller_interval", "mean_interval", "mean_se", "plan_replicates",
            "replicates_for_rel_se", "two_sided_score", "two_sided_z", "variance_interval"]
 
 INTERVALS = ("fourth_moment", "chi2", "bootstrap")
-
-#: A result of :func:`lossvar.loss_variance` / :func:`lossvar.variance_study` (anything
-#: with a ``table``), or such a table as a DataFrame.
-VarianceTable = Any
 
 #: Resampled values a bootstrap holds at once, by default (32 MB of float64).
 BOOTSTRAP_ELEMENTS = 2**22
@@ -185,7 +182,7 @@ def variance_interval(moments: Moments, confidence: float, method: str = "fourth
 
 def fieller_interval(numerator: float, denominator: float, var_numerator: float,
                      var_denominator: float, covariance: float,
-                     confidence: float = 0.95) -> tuple[float, float]:
+                     confidence: float = 0.95) -> ConfidenceInterval:
     r"""Fieller's ``confidence`` interval for a ratio of two normal estimates, ``t / s``.
 
     The set :math:`\{\rho : (t - \rho s)^2 \le z^2 (v_t - 2 \rho c + \rho^2 v_s)\}`
@@ -197,7 +194,7 @@ def fieller_interval(numerator: float, denominator: float, var_numerator: float,
 
     Returns
     -------
-    (low, high) : tuple of float
+    ConfidenceInterval
         The interval when it is one: when ``s`` is significantly nonzero
         (:math:`s^2 > z^2 v_s`). Otherwise the set is unbounded (a pair of rays,
         or the whole line) and both ends are NaN.
@@ -212,11 +209,11 @@ def fieller_interval(numerator: float, denominator: float, var_numerator: float,
     q2, q1, q0 = s**2 - z**2 * var_denominator, t * s - z**2 * covariance, t**2 - z**2 * var_numerator
     disc = q1**2 - q2 * q0
     if not (q2 > 0 and disc >= 0):
-        return math.nan, math.nan
-    return float((q1 - np.sqrt(disc)) / q2), float((q1 + np.sqrt(disc)) / q2)
+        return ConfidenceInterval(math.nan, math.nan)
+    return ConfidenceInterval(float((q1 - np.sqrt(disc)) / q2), float((q1 + np.sqrt(disc)) / q2))
 
 
-def plan_replicates(pilot: VarianceTable, target_rel_se: float) -> pd.DataFrame:
+def plan_replicates(pilot: Result | pd.DataFrame, target_rel_se: float) -> pd.DataFrame:
     """Replicates needed for a target relative standard error of each variance.
 
     From ``Var(S2) = (mu4 - sigma^4 (R - 3)/(R - 1)) / R`` (docs/theory.md, sections
@@ -241,7 +238,7 @@ def plan_replicates(pilot: VarianceTable, target_rel_se: float) -> pd.DataFrame:
         exactly 0: no replicate is needed).
     """
     t = as_float(target_rel_se, "target_rel_se", low=0.0, high=1.0, low_open=True, high_open=True)
-    table = pilot.table if hasattr(pilot, "table") else pd.DataFrame(pilot)
+    table = pilot if isinstance(pilot, pd.DataFrame) else pilot.to_frame()
     kappa = table["kurtosis"].to_numpy(dtype=float)
     return pd.DataFrame({"batch_size": table["batch_size"].to_numpy(), "kurtosis": kappa,
                          "replicates": replicates_for_rel_se(kappa, t)})

@@ -64,7 +64,7 @@ def run(name: str, argv=None) -> int:
     return get(name).main(argv)
 
 
-def verify(folder) -> results.VerifyReport:
+def verify(folder) -> results.VerifyResult:
     """Check the inputs of a results folder, rerun its study from the manifest and
     compare the tables (:func:`lossvar.results.verify`).
 

@@ -117,8 +117,9 @@ def compute(args, folder):
         fit = lossvar.stats.power_law_fit(t.effective_n, t.spread, t.spread_se,
                                           confidence=args.confidence)  # tests a = -1
         fits.append(dict(noise_std=sigma, var_div=t.var_div.iloc[0], exponent=fit.exponent,
-                         se=fit.se, ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue,
-                         chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue, confidence=fit.confidence))
+                         se=fit.se, ci_low=fit.exponent_ci.low, ci_high=fit.exponent_ci.high,
+                         pvalue=fit.pvalue, chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue,
+                         confidence=fit.confidence))
     fits = pd.DataFrame(fits)
     fits["holm_pvalue"] = lossvar.stats.holm(fits.pvalue.to_numpy(float))  # a family, as the verdicts
     verdicts = _verdicts(spread, args.confidence)

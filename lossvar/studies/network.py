@@ -203,7 +203,7 @@ def curves(runs: dict, key: str, confidence: float, per_epoch: int | None = None
 
     out = []
     for name, tr in runs.items():
-        s = tr.summary
+        s = tr.by_step
         t = pd.DataFrame({key: name, "step": s.step})
         if per_epoch:
             t["epoch"] = s.step / per_epoch

@@ -183,7 +183,7 @@ def compute(args, folder):
             a = theory.sgd_asymptote(c, p, mu, sigma2)
             exponent, regime = a.exponent, a.regime
         ex = theory.quadratic_moments(sched, mu, sigma2, args.w0, steps=args.steps)
-        s = tr.summary
+        s = tr.by_step
         steps = s.step.to_numpy()
         exact = ex.mse[steps]
         exact_avg = ex.avg_mse[steps]
@@ -214,8 +214,8 @@ def compute(args, folder):
             rm_satisfied=report.satisfied, theory_satisfied=rm_rule,
             verdict_matches=report.satisfied == rm_rule, theory_converges=converges,
             regime=regime, theory_exponent=exponent, exact_local_exponent=local,
-            fitted_exponent=fit.exponent, fitted_se=fit.se, fitted_ci_low=fit.ci_low,
-            fitted_ci_high=fit.ci_high, plateau=fit.plateau, steps=args.steps,
+            fitted_exponent=fit.exponent, fitted_se=fit.se, fitted_ci_low=fit.exponent_ci.low,
+            fitted_ci_high=fit.exponent_ci.high, plateau=fit.plateau, steps=args.steps,
             mc_final=final, mc_final_se=final_se, exact_final=float(ex.mse[-1]),
             avg_scaled=n_avg * avg_final, avg_scaled_se=n_avg * avg_se,
             avg_scaled_exact=n_avg * float(ex.avg_mse[-1]),

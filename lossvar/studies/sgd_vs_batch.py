@@ -157,7 +157,7 @@ def _run(case, data, batch, epochs, replicates, seed, args, per_epoch_records=1)
                  sampling="full" if batch == "full" else "reshuffle",
                  replicates=1 if batch == "full" else replicates, record=record, rng=seed,
                  w0=case.w0, **studies.execution(args))
-    s = tr.summary
+    s = tr.by_step
     out = pd.DataFrame({"epoch": s.step / per_epoch, "step": s.step,
                         "excess_loss": s.loss_mean - tr.loss_star,
                         "excess_loss_se": s.loss_se.fillna(0.0) if batch != "full" else 0.0,

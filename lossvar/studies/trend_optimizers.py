@@ -174,7 +174,7 @@ def compute(args, folder):
             updates.append(dict(optimizer=name, coordinate=coord, mean_sq_update=m,
                                 se=se, ci_low=low, ci_high=high, exact=exact,
                                 steps_averaged=steady.shape[1], replicates=v.size))
-        s = tr.summary
+        s = tr.by_step
         curves.append(pd.DataFrame({"problem": "quadratic", "optimizer": name, "step": s.step,
                                     "epoch": np.nan, "excess_loss": s.loss_mean - tr.loss_star,
                                     "se": s.loss_se}))
@@ -237,7 +237,7 @@ def _real(args, seed, kw):
                         replicates=args.real_replicates, rng=seed, record=record, **kw)
                 for opt in opts.values()]
     for name, tr in zip(opts, runs, strict=True):
-        s = tr.summary
+        s = tr.by_step
         out.append(pd.DataFrame({"problem": args.data, "optimizer": name, "step": s.step,
                                  "epoch": s.step / per_epoch,
                                  "excess_loss": s.loss_mean - tr.loss_star, "se": s.loss_se}))

@@ -11,11 +11,9 @@ with the test of a = -1.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import lossvar
 from lossvar import studies
@@ -189,8 +187,8 @@ def compute(args, folder):
     except ValueError as exc:
         lines.append(f"No scaling fit: {studies.plain(exc)}")
     else:
-        folder.table("scaling_fit", pd.DataFrame([{k: v for k, v in asdict(fit).items()
-                                                   if not isinstance(v, (tuple, dict))}]))
+        folder.table("scaling_fit", fit.to_frame().rename(
+            columns={"exponent_ci_low": "ci_low", "exponent_ci_high": "ci_high"}))
         lines.append(f"Scaling fit: {fit}")
     folder.figure("variance", _figure(res.table, what, args.confidence))
     print(f"lossvar {lossvar.__version__}: {what}; seed {args.seed}")

@@ -120,8 +120,8 @@ def compute(args, folder):
     for src, r in runs:
         fit = lossvar.scaling_fit(r, confidence=args.confidence)
         fits.append(dict(source=src, sampling=r.table.sampling.iloc[0], exponent=fit.exponent,
-                         se=fit.se, ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue,
-                         chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue,
+                         se=fit.se, ci_low=fit.exponent_ci.low, ci_high=fit.exponent_ci.high,
+                         pvalue=fit.pvalue, chi2=fit.chi2, chi2_pvalue=fit.chi2_pvalue,
                          batch_sizes=" ".join(str(b) for b in fit.batch_sizes),
                          confidence=fit.confidence))
     fit_table = _holm(pd.DataFrame(fits))

@@ -49,12 +49,12 @@ from .quadratic import (
     stall_factor,
     stationary_covariance,
 )
-from .robbins_monro import RobbinsMonroReport, family_verdict, tail_verdict
+from .robbins_monro import RobbinsMonroResult, family_verdict, tail_verdict
 from .updates import sgd_update_floor
 
 __all__ = [
     "NCX2_LIMIT", "SCHEMES", "Asymptote", "OneStep", "PopulationMoments", "QuadraticMoments",
-    "RobbinsMonroReport", "batch_mean_fourth_moment", "batch_mean_kurtosis", "batch_mean_variance",
+    "RobbinsMonroResult", "batch_mean_fourth_moment", "batch_mean_kurtosis", "batch_mean_variance",
     "constant_step_floor", "erm_spread", "family_verdict", "finite_population_factor",
     "fourth_moment_from_moments", "inverse_k_exact", "mean_square_pvalues", "one_step_expected_loss",
     "optimal_learning_rate", "polyak_ruppert_limit", "population_moments", "population_variance",

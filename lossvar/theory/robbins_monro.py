@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["TAIL_K", "RobbinsMonroReport", "family_verdict", "tail_verdict"]
+from .._result import ResultBase
+
+__all__ = ["TAIL_K", "RobbinsMonroResult", "family_verdict", "tail_verdict"]
 
 _NOTE = (
     "The Robbins-Monro conditions (sum eta_k = inf, sum eta_k^2 < inf) are sufficient, "
@@ -27,8 +30,12 @@ _NOTE = (
 
 
 @dataclass(frozen=True)
-class RobbinsMonroReport:
+class RobbinsMonroResult(ResultBase):
     """Verdict on the Robbins-Monro conditions for one schedule.
+
+    A result (docs/guide/results.md): ``to_frame()`` is one row of its fields.
+    The verdict is decided, not estimated: it has no interval (``confidence``
+    is None).
 
     Attributes
     ----------
@@ -51,8 +58,10 @@ class RobbinsMonroReport:
     satisfied: bool | None
     basis: str
     note: str = _NOTE
+    confidence: ClassVar[None] = None
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The verdict on each condition, how it was decided, and the note."""
         def word(v):
             return "inconclusive" if v is None else ("yes" if v else "no")
 
@@ -64,14 +73,14 @@ class RobbinsMonroReport:
         )
 
 
-def _report(sum_diverges, sum_squares_converges, basis) -> RobbinsMonroReport:
+def _report(sum_diverges, sum_squares_converges, basis) -> RobbinsMonroResult:
     if sum_diverges is False or sum_squares_converges is False:
         satisfied = False
     elif sum_diverges and sum_squares_converges:
         satisfied = True
     else:
         satisfied = None
-    return RobbinsMonroReport(sum_diverges, sum_squares_converges, satisfied, basis)
+    return RobbinsMonroResult(sum_diverges, sum_squares_converges, satisfied, basis)
 
 
 # -- exact: the families -----------------------------------------------------------------
@@ -81,7 +90,7 @@ FAMILIES = {"constant": (), "polynomial": ("p",), "inverse_time": (), "exponenti
             "step": ("factor",), "cosine": ("total_steps",)}
 
 
-def family_verdict(family: str, **params) -> RobbinsMonroReport:
+def family_verdict(family: str, **params) -> RobbinsMonroResult:
     """The exact verdict for a schedule family (integral test and geometric series).
 
     - ``"polynomial"``, eta_k = c/(k + k0)^p: sum eta_k = inf iff p <= 1,
@@ -170,7 +179,7 @@ def _tends_to_constant(z) -> bool:
     return bool((d[1:] <= 0.5 * d[:-1]).all())
 
 
-def tail_verdict(eta) -> RobbinsMonroReport:
+def tail_verdict(eta) -> RobbinsMonroResult:
     """The verdict from eta_k at the steps :data:`TAIL_K`, or inconclusive.
 
     For m = 1 (sum eta_k) and m = 2 (sum eta_k^2), with q = m p:

@@ -161,7 +161,8 @@ def one_step(spec, ref, args, root):
         best, fit = ref.one_step(b), critical.best_step_fit(gains[b], eps, confidence=args.confidence)
         opt_rows.append(dict(problem=label, batch_size=b, eps_opt=best.learning_rate,
                              eps_opt_mc=fit.learning_rate, eps_opt_mc_se=fit.se,
-                             eps_opt_mc_ci_low=fit.ci_low, eps_opt_mc_ci_high=fit.ci_high,
+                             eps_opt_mc_ci_low=fit.learning_rate_ci.low,
+                             eps_opt_mc_ci_high=fit.learning_rate_ci.high,
                              eps_opt_estimable=fit.estimable, eps_max=best.eps_max,
                              b_noise=best.b_noise, improvement_opt=best.improvement, theory_kind=kind))
     return pd.DataFrame(rows), pd.DataFrame(opt_rows)
@@ -201,7 +202,7 @@ def steps_to_target(spec, ref, sizes, args, root, bar):
                 base=base, factor=args.lr_factor, start=start, cap=cap, first_cap=spec.first_cap,
                 rng=seed, replicates=args.replicates, tune_replicates=args.tune_replicates)
         tuning += [dict(problem=spec.label, batch_size=b, **r) for r in m.tuning]
-        rows.append(dict(problem=spec.label, batch_size=b, **m.to_dict()))
+        rows.append(dict(problem=spec.label, batch_size=b, **m.to_frame().to_dict("records")[0]))
         start, cap = start if m.search.index is None else m.search.index, m.search.cap
         if m.reached.size >= 2:
             runs[b] = m.reached
@@ -219,7 +220,7 @@ def critical_batch(spec, runs, args, seed, path, measured):
                                     rng=seed)
     start = path.iloc[0]
     end = path[path.point == f"excess {spec.target:g} of initial"].iloc[0]
-    return dict(problem=spec.label, **f.to_dict(), b_noise_start=start.b_noise,
+    return dict(problem=spec.label, **f.to_frame().to_dict("records")[0], b_noise_start=start.b_noise,
                 b_simple_start=start.b_simple, b_noise_target=end.b_noise,
                 b_simple_target=end.b_simple, target=spec.target,
                 lr_interior_all=bool(measured.lr_interior.fillna(False).astype(bool).all()))
@@ -255,7 +256,7 @@ def gradient_noise_table(spec, ref, sizes, args, root):
                                                 "exact": "exact_variance"})
         fit = lossvar.scaling_fit(as_variance, confidence=args.confidence)
         fits.append(dict(problem=label, sampling=sampling, exponent=fit.exponent, se=fit.se,
-                         ci_low=fit.ci_low, ci_high=fit.ci_high, pvalue=fit.pvalue))
+                         ci_low=fit.exponent_ci.low, ci_high=fit.exponent_ci.high, pvalue=fit.pvalue))
     table = pd.concat(tables, ignore_index=True)
     table = table[["problem", *[c for c in table.columns if c != "problem"]]]
     return table, pd.DataFrame(fits)
