@@ -317,6 +317,13 @@ def _summary(args, curves, sweep, r_main, cases):
     for r in sweep.itertuples():
         lines.append(f"| {r.problem} | {r.sweep} | {r.copies} | {r.diversity:g} | {r.var_div:.4g} | "
                      f"{r.advantage:.4g} | {plots.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
+    lines += ["", "Verdicts (empirical, from the intervals of the diversity sweep):", ""]
+    for label, t in sweep[sweep.sweep == "diversity"].groupby("problem", sort=False):
+        lo, hi = t.iloc[0], t.iloc[-1]
+        falls = "decreases" if hi.ci_high < lo.ci_low else "does not clearly decrease"
+        stays = "does not vanish (its interval is above 1)" if hi.ci_low > 1 else "may vanish"
+        lines.append(f"- {label}: the advantage {falls} with diversity, {lo.advantage:.3g} at s = "
+                     f"{lo.diversity:g} to {hi.advantage:.3g} at s = {hi.diversity:g}, and {stays}.")
     return "\n".join(lines)
 
 
