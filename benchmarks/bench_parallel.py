@@ -2,6 +2,7 @@
 
     python benchmarks/bench_parallel.py                 # 10^6 replicates per B (a few minutes)
     python benchmarks/bench_parallel.py --replicates 200000
+    python benchmarks/bench_parallel.py --workers 2,4,8,16   # scaling on a larger machine
 
 The work is the foundation benchmark's grid (N = 10^6 losses, B in {1, 4, 16,
 64, 256, 1024}, without replacement) at ``--replicates`` per batch size. All
@@ -81,8 +82,16 @@ def main(argv=None):
     p.add_argument("--replicates", type=int, default=10**6)
     p.add_argument("--repeat", type=int, default=1,
                    help="time every leg this many times, in turn; keep the best of each")
+    p.add_argument("--workers", default="2",
+                   help="comma-separated process counts to time against 1 worker (default 2)")
     p.add_argument("--_rss", type=int, default=0, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    try:
+        counts = [int(w) for w in a.workers.split(",")]
+    except ValueError:
+        p.error(f"--workers must be comma-separated integers >= 2; got {a.workers!r}")
+    if not counts or min(counts) < 2:
+        p.error(f"--workers must be comma-separated integers >= 2; got {a.workers!r}")
     losses = _losses(a.n)
     if a._rss:
         lossvar.loss_variance(losses, [64], replicates=a._rss, rng=1,
@@ -114,16 +123,18 @@ def main(argv=None):
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
         runs = ((DASK, environ), (DASK_TUNED, {**environ, **DASK_MALLOC}))
     pool_name = "2 workers (processes)"
+    names = {w: f"{w} workers (processes)" for w in counts}
     for k in range(max(a.repeat, 1)):  # each leg's time in every round, in turn
         if k:
             t0 = time.perf_counter()
             again = lossvar.loss_variance(losses, GRID, **kw)
             rounds["1 worker"].append(time.perf_counter() - t0)
             pd.testing.assert_frame_equal(serial.table, again.table, check_exact=True)
-        t0 = time.perf_counter()
-        pool = lossvar.loss_variance(losses, GRID, **kw, execution=lossvar.Execution(workers=2))
-        rounds.setdefault(pool_name, []).append(time.perf_counter() - t0)
-        pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
+        for w in counts:
+            t0 = time.perf_counter()
+            pool = lossvar.loss_variance(losses, GRID, **kw, execution=lossvar.Execution(workers=w))
+            rounds.setdefault(names[w], []).append(time.perf_counter() - t0)
+            pd.testing.assert_frame_equal(serial.table, pool.table, check_exact=True)
         for name, env in runs:
             with _cluster(env) as client:
                 seen = client.run(lambda: {k: os.environ.get(k) for k in DASK_MALLOC})
@@ -144,7 +155,7 @@ def main(argv=None):
     for name, t in times.items():
         print(f"{name:>48}: {t:8.2f} s   throughput x{times['1 worker'] / t:.2f} of 1 worker")
     for name in (DASK, DASK_TUNED):
-        if name in times:
+        if name in times and pool_name in times:
             print(f"{name} / process pool time: {times[name] / times[pool_name]:.2f}")
             if a.repeat > 1:
                 # The same ratio round by round (each dask run against the pool run just

@@ -13,7 +13,7 @@ asked directly (:func:`lossvar.results.environment`).
 
 import importlib
 
-version = "0.2.0"
+version = "0.3.0"
 
 
 def _recorded() -> tuple[str | None, bool | None]:

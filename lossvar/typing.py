@@ -63,6 +63,11 @@ class Problem(Protocol):
     minimizer, for :func:`lossvar.run_sgd`'s distance ``dist2``; without it
     the distance is NaN); ``init(rng, size=None)`` (a random start);
     attributes ``name`` and ``l2`` (for tables).
+    ``device_arrays(w, X, y)``: ``(w, X, y)`` as the arrays the problem
+    computes in (e.g. torch tensors on a device; ``None`` stays ``None``);
+    :func:`lossvar.run_sgd` then keeps parameters, optimizer state, batches
+    and records in those arrays and passes buffers of that kind as ``out=``
+    (docs/guide/problems.md).
     """
 
     def n_params(self, d: int) -> int:

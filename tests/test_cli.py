@@ -233,10 +233,13 @@ def test_stale_staging_of_dead_runs_is_removed(losses):
 
 def _start(tmp_path, *argv):
     # A session of its own, as a terminal's process group: a signal to the group reaches
-    # the worker processes too, as Ctrl-C in a terminal does.
+    # the worker processes too, as Ctrl-C in a terminal does. SIGINT at its default, as
+    # in a terminal: a suite started in the background of a shell inherits it ignored
+    # (POSIX), and Python then keeps ignoring it.
     return subprocess.Popen([sys.executable, "-m", "lossvar", *argv], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig, status, word, workers", [(signal.SIGTERM, 143, "terminated", "1"),

@@ -616,6 +616,15 @@ def _torch_optimizers(torch, params):
         (optim.amsgrad(0.01, 0.9, 0.9), o.Adam(params, lr=0.01, betas=(0.9, 0.9), amsgrad=True)),
         (optim.adamw(0.01, weight_decay=0.1), o.AdamW(params, lr=0.01, weight_decay=0.1)),
         (optim.adagrad(0.1), o.Adagrad(params, lr=0.1)),
+        # torch's weight_decay on these adds wd * w to the gradient: the decay first in the chain
+        (optim.chain(optim.add_decayed_weights(0.1), optim.momentum(0.05, 0.9)),
+         o.SGD(params, lr=0.05, momentum=0.9, weight_decay=0.1)),
+        (optim.chain(optim.add_decayed_weights(0.1), optim.adam(0.01)),
+         o.Adam(params, lr=0.01, weight_decay=0.1)),
+        (optim.chain(optim.add_decayed_weights(0.1), optim.rmsprop(0.01, 0.99, eps_in_sqrt=False)),
+         o.RMSprop(params, lr=0.01, weight_decay=0.1)),
+        (optim.chain(optim.add_decayed_weights(0.1), optim.adagrad(0.1)),
+         o.Adagrad(params, lr=0.1, weight_decay=0.1)),
     ]
 
 

@@ -148,7 +148,7 @@ def test_compare_bytes_rules():
 
 
 def test_manifest_records_the_machine_and_revision(tmp_path):
-    if (not (Path(results.__file__).resolve().parents[1] / ".git").exists()
+    if (not (Path(results.__file__).resolve().parents[2] / ".git").exists()
             and results.environment()["git"]["commit"] is None):
         pytest.skip("no revision to record: lossvar runs from a source tree without .git (a copy, "
                     "or an sdist not built from a checkout) and its build recorded no commit")

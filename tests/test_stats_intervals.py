@@ -102,6 +102,28 @@ def test_fieller_interval_is_nan_where_the_denominator_is_not_significant():
     assert lo < 0.5 < hi and hi - lo < 1e-2
 
 
+def test_fieller_interval_with_a_lower_bound_reports_the_hull_above_it():
+    z2 = st.norm.ppf(0.975) ** 2
+    # Both estimates clearly positive: the bounded interval, unchanged by the bound.
+    assert stats.fieller_interval(1.0, 2.0, 1e-6, 1e-6, 0.0, lower=0.0) == stats.fieller_interval(
+        1.0, 2.0, 1e-6, 1e-6, 0.0)
+    # An interval reaching below the bound is cut at it: t/s = 0.05, and
+    # (t - rho s)^2 <= z^2 v_t holds down to rho = (t - z sqrt(v_t)) / s < 0.
+    lo, hi = stats.fieller_interval(0.1, 2.0, 0.01, 1e-8, 0.0, lower=0.0)
+    assert lo == 0.0 and hi == pytest.approx((0.1 + np.sqrt(z2 * 0.01)) / 2.0, rel=1e-6)
+    # The denominator not significant but the numerator is: a ray [r, inf) above the bound,
+    # with r the positive root of (t - rho s)^2 = z^2 (v_t + rho^2 v_s).
+    t, s, v_t, v_s = 1.0, 0.1, 1e-4, 0.01
+    lo, hi = stats.fieller_interval(t, s, v_t, v_s, 0.0, lower=0.0)
+    assert hi == np.inf and (t - lo * s) ** 2 == pytest.approx(z2 * (v_t + lo**2 * v_s))
+    assert lo > 0 and np.isnan(stats.fieller_interval(t, s, v_t, v_s, 0.0)).all()
+    # Neither significant: every ratio above the bound.
+    assert stats.fieller_interval(0.01, 0.01, 1.0, 1.0, 0.0, lower=0.0) == (0.0, np.inf)
+    # A set entirely below the bound is empty there.
+    assert np.isnan(stats.fieller_interval(-1.0, 2.0, 1e-6, 1e-6, 0.0, lower=0.0)).all()
+    assert np.isnan(stats.fieller_interval(np.nan, 2.0, 1e-6, 1e-6, 0.0, lower=0.0)).all()
+
+
 def test_bootstrap_standard_error_of_independent_samples():
     # A stratified bootstrap of the difference of two means: each sample resampled by
     # itself, so SE^2 = s1^2/n1 + s2^2/n2 (plug-in, ddof 0). With 4000 resamples the

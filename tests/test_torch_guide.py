@@ -1,11 +1,12 @@
 """docs/guide/pytorch.md runs as written: every ```python block, each in a fresh namespace.
 
-The five-line example prints exact statistics (6 significant digits of float64 sums), so its
-output must equal the page's text block; the training script's output is checked for its
-shape (three checkpoints) and for the page's claim that the estimate at each checkpoint's
-parameters covers the exact value (fixed seeds: deterministic on a given machine; 95% intervals,
-so a fresh seed would miss at one of the three with probability about 0.14). Fragments that
-cannot run alone are fenced as ```{code-block} python.
+The five-line example prints exact statistics (6 significant digits of float64 sums), and the
+replicate trainings 4 significant digits of float64 trainings that agree with torch.optim's to
+1e-15 (tests/test_torch_sgd.py), so their outputs must equal the page's text blocks; the training
+script's output is checked for its shape (three checkpoints) and for the page's claim that the
+estimate at each checkpoint's parameters covers the exact value (fixed seeds: deterministic on a
+given machine; 95% intervals, so a fresh seed would miss at one of the three with probability
+about 0.14). Fragments that cannot run alone are fenced as ```{code-block} python.
 """
 
 import re
@@ -33,8 +34,8 @@ def _restore_threads():
     torch.set_num_threads(threads)
 
 
-def test_the_guide_has_its_three_examples():
-    assert len(_blocks()) == 3
+def test_the_guide_has_its_four_examples():
+    assert len(_blocks()) == 4
 
 
 def test_five_lines_print_the_page_output(capsys, tmp_path):
@@ -54,8 +55,16 @@ def test_every_engine_example_runs(capsys, tmp_path):
     assert ns["Hv"].shape == (ns["problem"].p,) and ns["pairs"].n_pairs == 200
 
 
+def test_replicate_trainings_print_the_page_output(capsys, tmp_path):
+    code, expected = _blocks()[2]
+    path = tmp_path / "replicates.py"
+    path.write_text(code)
+    runpy.run_path(str(path), run_name="__main__")
+    assert capsys.readouterr().out == expected
+
+
 def test_training_script_measures_three_checkpoints(capsys, tmp_path):
-    code, _ = _blocks()[2]
+    code, _ = _blocks()[3]
     path = tmp_path / "training.py"
     path.write_text(code)
     runpy.run_path(str(path), run_name="__main__")

@@ -383,10 +383,17 @@ def test_float32_problem_returns_float64_close_to_float64(digits):
     module = _mlp()
     w = flatten_params(module)
     g64 = TorchProblem(module, CE).grad(w, X, y)
-    g32 = TorchProblem(module.float(), CE, dtype=torch.float32).grad(w, X, y)
+    m64 = TorchProblem(module, CE).mean_grad(w, X, y)
+    p32 = TorchProblem(module.float(), CE, dtype=torch.float32)
+    g32 = p32.grad(w, X, y)
     assert g32.dtype == np.float64
     # float32 rounds each entry by about width eps_32 = 16 * 1.2e-7 relative to the row.
     _assert_rows_close(g32, g64, rtol=16 * 4 * np.finfo(np.float32).eps)
+    # The mean into a float64 host buffer: the rows' rounding plus at most n roundings of
+    # the float32 sum, each below eps_32 times the largest entry.
+    m32 = p32.mean_grad(w, X, y, out=np.empty(p32.p))
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(m32, m64, rtol=0, atol=(16 * 4 + len(X)) * eps * np.abs(g64).max())
 
 
 def test_tensors_on_the_device_are_used_as_they_are(digits):
@@ -396,6 +403,40 @@ def test_tensors_on_the_device_are_used_as_they_are(digits):
     w = flatten_params(module)
     by_tensor = problem.grad(torch.tensor(w), torch.tensor(X), torch.tensor(y))
     np.testing.assert_array_equal(by_tensor, problem.grad(w, X, y))
+
+
+def test_results_written_into_out_stay_where_out_is(digits):
+    # out= a host array or a tensor on the device: the result of the call without out,
+    # written there (the same computation, another destination), and out itself returned.
+    X, y = digits
+    problem = TorchProblem(_mlp(), CE)
+    w = np.stack([flatten_params(problem.module), flatten_params(_mlp()) * 0.5])
+    Xb = np.stack([X[:20], X[20:40]])
+    yb = np.stack([y[:20], y[20:40]])
+    wt, Xt, yt = problem.device_arrays(w, Xb, yb)
+    assert yt.dtype == torch.long and Xt.dtype == torch.float64
+    for method, shape in (("mean_grad", (2, problem.p)), ("mean_loss", (2,)), ("grad", (2, 20, problem.p))):
+        expected = getattr(problem, method)(w, Xb, yb)
+        host, tensor = np.empty(shape), torch.empty(shape, dtype=torch.float64)
+        assert getattr(problem, method)(w, Xb, yb, out=host) is host
+        assert getattr(problem, method)(wt, Xt, yt, out=tensor) is tensor
+        np.testing.assert_array_equal(host, expected)
+        np.testing.assert_array_equal(tensor.numpy(), expected)
+    with pytest.raises(ValueError, match=r"`out` must be a writeable C-contiguous float64 array of shape "
+                                         r"\(2,\), or a contiguous tensor of that shape on the module's "
+                                         r"device cpu in torch.float64; got a torch.float32 tensor"):
+        problem.mean_loss(wt, Xt, yt, out=torch.empty(2, dtype=torch.float32))
+    # With out (an engine's call), a diverged row is not refused: its values are NaN.
+    wt[1, 0] = np.nan
+    out = torch.empty(2, dtype=torch.float64)
+    problem.mean_loss(wt, Xt, yt, out=out)
+    assert np.isfinite(out[0].item()) and np.isnan(out[1].item())
+    with pytest.raises(ValueError, match=r"`w` must be finite"):
+        problem.mean_loss(wt, Xt, yt)
+    with pytest.raises(ValueError, match=r"`w` must be finite"):
+        problem.device_arrays(wt, None, None)
+    with pytest.raises(ValueError, match=r"`y` needs `X`"):
+        problem.device_arrays(None, None, y)
 
 
 def test_pickles_for_worker_processes(digits):

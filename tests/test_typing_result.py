@@ -20,7 +20,7 @@ from scipy import stats as st
 import lossvar
 from lossvar import critical, optim, results, schedules, stats, theory
 
-GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "results.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs/guide/results.md"
 BINOM_LEVEL = 1e-3
 
 

@@ -34,7 +34,7 @@ from scipy import stats as _st
 from .. import sampling as _sampling
 from .._result import ConfidenceInterval, ResultBase
 from .._validate import as_choice, as_finite_array, as_float, as_int
-from ..stats import two_sided_z
+from ..stats import fieller_interval, two_sided_z
 from ..streams import as_seed_sequence, stream
 from ..typing import ArrayLike, RNGLike
 from ._arrays import frozen, ratio
@@ -145,35 +145,6 @@ class TwoBatchDesign:
         g2 = (k_s * self.b_big * big_norm2 - k_b * self.b_small * small_norm2) / den
         tr = self.b_small * self.b_big * (small_norm2 - big_norm2) / den
         return g2, tr
-
-
-def _fieller(t, s, v_t, v_s, c, z) -> tuple[float, float]:
-    r"""Fieller's interval for t/s, intersected with [0, inf] and reported by its hull.
-
-    The set :math:`\{\rho \ge 0 : (t - \rho s)^2 \le z^2 (v_t - 2 \rho c + \rho^2 v_s)\}`,
-    with v_t, v_s, c the variances and covariance of the means t, s. It is a
-    bounded interval when s is significantly nonzero (:math:`s^2 > z^2 v_s`),
-    else a ray or all of [0, inf]. (nan, nan) when empty or undefined.
-    """
-    if not all(math.isfinite(x) for x in (t, s, v_t, v_s, c)):
-        return math.nan, math.nan
-    z2 = z * z
-    a, b, k = s * s - z2 * v_s, -2.0 * (t * s - z2 * c), t * t - z2 * v_t
-    if a == 0.0:  # linear: b rho + k <= 0
-        if b == 0.0:
-            return (0.0, math.inf) if k <= 0 else (math.nan, math.nan)
-        q = -k / b
-        return (max(q, 0.0), math.inf) if b < 0 else ((0.0, q) if q >= 0 else (math.nan, math.nan))
-    disc = b * b - 4.0 * a * k
-    if disc < 0:  # a > 0: empty (only by rounding, t/s is always inside); a < 0: every rho
-        return (math.nan, math.nan) if a > 0 else (0.0, math.inf)
-    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))  # the roots q/a and k/q without cancellation
-    roots = sorted((q / a, k / q if q != 0 else 0.0))
-    r1, r2 = roots
-    if a > 0:  # [r1, r2]
-        return (max(r1, 0.0), r2) if r2 >= 0 else (math.nan, math.nan)
-    # a < 0: (-inf, r1] and [r2, inf); within [0, inf] the hull is [r2, inf] or all of it
-    return (max(r2, 0.0), math.inf) if r1 < 0 else (0.0, math.inf)
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,7 +279,7 @@ class TwoBatchResult(ResultBase):
             grad_norm2=s, trace_cov=t, b_simple=b, grad_norm2_se=se_s, trace_cov_se=se_t, b_simple_se=b_se,
             grad_norm2_ci=ConfidenceInterval(s - z * se_s, s + z * se_s),
             trace_cov_ci=ConfidenceInterval(t - z * se_t, t + z * se_t),
-            b_simple_ci=ConfidenceInterval(*_fieller(t, s, v_t, v_s, c, z)), confidence=confidence,
+            b_simple_ci=fieller_interval(t, s, v_t, v_s, c, confidence, lower=0.0), confidence=confidence,
             n_pairs=int(n_pairs),
             n_eff=float(n_eff), b_small=design.b_small, b_big=design.b_big, n=design.n,
             sampling=design.sampling, flags=flags,

@@ -41,6 +41,21 @@ of its ``update`` and :func:`~lossvar.optim.apply_updates`). A record's loss is
 ``problem.mean_loss`` on parts of the stack (on threads when large; each
 row's value is its own). Only the protocol :class:`lossvar.typing.Problem` is
 used, so a problem class from elsewhere gets the same calls as a built-in.
+
+On the problem's device. A problem with the optional method
+``device_arrays(w, X, y)`` (:class:`lossvar.torch.TorchProblem`) computes in
+arrays of its own (torch tensors on the module's device): each block then
+converts its (R_b, p) start and the data once, and keeps there the
+parameters, the optimizer's state (the same in-place form, on those arrays),
+the batches (gathered there from the indices above: only the integers of
+each step travel) and the records' arithmetic; each step calls
+``mean_grad(w, X_b, y_b, out=g)`` with those arrays and ``g`` of w's kind,
+each record ``mean_loss(w, X, y, out=l)``, and reads back one number (the
+divergence check) and, at records, the recorded numbers. The block is the
+stack the problem evaluates at once (with torch, one ``vmap`` over its R_b
+rows), fixed by ``replicates`` and :data:`BLOCK_SIZE` alone: on a CPU the
+bits do not depend on the chunking, workers or executor either. On a GPU
+they depend on the device.
 """
 
 from __future__ import annotations
@@ -64,6 +79,7 @@ from ..streams import as_seed_sequence, describe
 from ..theory import QuadraticMoments, mean_square_pvalues
 from ..typing import ArrayLike, DataSource, Problem, RNGLike
 from ._block import Block
+from ._device import DeviceBlock, array_kind, check_optimizer, start_arrays
 from ._inputs import BLOCK_SIZE, Spec, check_inputs
 
 __all__ = ["BLOCK_SIZE", "DivergenceWarning", "SGDResult", "run_sgd"]
@@ -252,7 +268,12 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
     ----------
     problem : Problem
         Any object meeting :class:`lossvar.typing.Problem` (the built-ins, an
-        :class:`~lossvar.MLP`, a class of your own): only its protocol is used.
+        :class:`~lossvar.MLP`, :class:`lossvar.torch.TorchProblem`, a class of
+        your own): only its protocol is used; one with ``device_arrays``
+        (a :class:`~lossvar.torch.TorchProblem`) trains on its device (see
+        the module's docstring). Its ``optimizer`` then runs on its arrays
+        (lossvar.optim's do), and ``w0`` and the source's data may be its
+        arrays (on its device, in its dtype).
     source : Dataset or population
         A :class:`~lossvar.Dataset` (fixed data of N examples) or a population
         (anything with ``sample(n, rng)``, ``w_star`` and ``n_features``). For
@@ -309,6 +330,13 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
       overflows, is marked at that step, its parameters are set to NaN (NaN
       is absorbing in every optimizer), it is listed in ``diverged``, excluded
       from ``by_step``, and a :class:`DivergenceWarning` names it.
+    - On a problem's device (``device_arrays``), an optimizer is first
+      probed with one step on a copy of the first start: one that cannot run
+      on the problem's arrays (a transformation written with numpy, a
+      schedule whose value those arrays cannot take) is refused before any
+      work, naming ``optimizer``; so are ``w0`` and a source's data held
+      elsewhere or in another dtype. ``info["arrays"]`` says where the
+      ensemble ran (e.g. ``"torch.Tensor of dtype torch.float64 on cpu"``).
 
     Examples
     --------
@@ -323,16 +351,21 @@ def run_sgd(problem: Problem, source: DataSource, optimizer: GradientTransformat
     how = as_execution(execution)
     spec = check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling,
                          w0, record, average, record_params)
+    if spec.device:
+        probe = start_arrays(spec)
+        check_optimizer(spec.optimizer, probe)
+        spec.info["arrays"] = array_kind(probe)
     root = as_seed_sequence(rng)
     # The records' losses may use this process's cores when the blocks run here,
     # one after another; elsewhere the engine's workers already use them.
     threads = _threads.cores() if how.in_process else 1
+    kind = DeviceBlock if spec.device else Block
     conditions = []
     for j, start in enumerate(range(0, spec.replicates, BLOCK_SIZE)):
         size = min(BLOCK_SIZE, spec.replicates - start)
         start_rows = spec.w0[start:start + size] if spec.w0.ndim == 2 else spec.w0
         conditions.append(Condition(key=(0, j), replicates=size, block_size=BLOCK_SIZE,
-                                    simulate=Block(spec, start, start_rows, threads),
+                                    simulate=kind(spec, start, start_rows, threads),
                                     label=f"block {j}", reduce="stack"))
     fingerprint = None
     if how.checkpoint is not None:

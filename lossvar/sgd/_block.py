@@ -143,67 +143,81 @@ class Block:
     def _batches(self, rng, size):
         """A function t -> (X_batch, y_batch) for update t = 1, 2, ..."""
         s = self.spec
-        B = s.batch_size
         if s.sampling == "full":
             return lambda t: (s.X, s.y)
         if s.sampling == "fresh":
-            d = s.population.n_features
-
-            # One draw serves several steps: a population draw has a fixed cost
-            # much larger than a small batch's.
-            chunk = int(np.clip(_FRESH_ELEMENTS // (size * B * d), 1, _FRESH_MAX_STEPS))
-            cache = {}
-
-            def fresh(t):
-                i = (t - 1) % chunk
-                if i == 0:
-                    n_steps = min(chunk, s.steps - t + 1)
-                    data = s.population.sample(n_steps * size * B, rng)
-                    cache["X"] = data.X.reshape(n_steps, size, B, d)
-                    cache["y"] = np.asarray(data.y, np.float64).reshape(n_steps, size, B)
-                return cache["X"][i], cache["y"][i]
-            return fresh
-        n = s.X.shape[0]
+            return batches(s, rng, size, self.threads, None,
+                           lambda X, y: (X, np.asarray(y, np.float64)))
         # The batches are gathered into two arrays made once per block (the
         # steps of a block use them one after another); mode="clip" because
         # "raise" would buffer ``out`` anew (the indices are in range).
-        Xb = np.empty((size, B, s.X.shape[1]))
-        yb = np.empty((size, B))
+        Xb = np.empty((size, s.batch_size, s.X.shape[1]))
+        yb = np.empty((size, s.batch_size))
 
         def gather(idx):
             np.take(s.X, idx, axis=0, out=Xb, mode="clip")
             np.take(s.y, idx, out=yb, mode="clip")
             return Xb, yb
-        if s.sampling == "with_replacement":
-            # The indices of several steps in one draw, of shape (k, size, B): the
-            # same numbers as one draw per step (see the module docstring). As intp,
-            # which np.take would otherwise make of them at every call (the values of
-            # an integer draw do not depend on its dtype).
-            per_draw = max(1, min(s.steps, _DRAW_ELEMENTS // (size * B)))
-            ahead = self.threads > 1
-            drawn = {}
+        return batches(s, rng, size, self.threads, gather, None)
 
-            def draw(t):
-                k = min(per_draw, s.steps - t + 1)
-                return rng.integers(0, n, (k, size, B), dtype=np.intp)
 
-            def with_replacement(t):
-                i = (t - 1) % per_draw
-                if i == 0:
-                    pending = drawn.pop("next", None)
-                    drawn["idx"] = draw(t) if pending is None else pending.result()
-                    if ahead and t + per_draw <= s.steps:
-                        # The next chunk is drawn in a thread while this one is
-                        # used: the same calls in the same order, one at a time.
-                        drawn["next"] = _threads.Later(draw, t + per_draw)
-                return gather(drawn["idx"][i])
-            return with_replacement
-        per_epoch = n // B
-        epoch = {}
+def batches(s, rng, size, threads, gather, arrays):
+    """A function t -> (X_batch, y_batch) for update t = 1, 2, ... of a block of ``size``
+    replicates, drawing from ``rng`` as the module docstring of :mod:`lossvar.sgd` says.
 
-        def reshuffled(t):
-            i = (t - 1) % per_epoch
+    ``gather(idx)`` makes the batches of a data set from their indices, shape (size, B);
+    ``arrays(X, y)`` the arrays of a population's draw for several steps, X of shape
+    (steps, size, B, d) and y (steps, size, B), which are then indexed by the step.
+    """
+    B = s.batch_size
+    if s.sampling == "fresh":
+        d = s.population.n_features
+
+        # One draw serves several steps: a population draw has a fixed cost
+        # much larger than a small batch's.
+        chunk = int(np.clip(_FRESH_ELEMENTS // (size * B * d), 1, _FRESH_MAX_STEPS))
+        cache = {}
+
+        def fresh(t):
+            i = (t - 1) % chunk
             if i == 0:
-                epoch["batches"] = _sampling.epoch_batches(rng, n, B, size)
-            return gather(epoch["batches"][:, i])
-        return reshuffled
+                n_steps = min(chunk, s.steps - t + 1)
+                data = s.population.sample(n_steps * size * B, rng)
+                cache["X"], cache["y"] = arrays(data.X.reshape(n_steps, size, B, d),
+                                                np.asarray(data.y).reshape(n_steps, size, B))
+            return cache["X"][i], cache["y"][i]
+        return fresh
+    n = s.X.shape[0]
+    if s.sampling == "with_replacement":
+        # The indices of several steps in one draw, of shape (k, size, B): the
+        # same numbers as one draw per step (see the module docstring). As intp,
+        # which np.take would otherwise make of them at every call (the values of
+        # an integer draw do not depend on its dtype).
+        per_draw = max(1, min(s.steps, _DRAW_ELEMENTS // (size * B)))
+        ahead = threads > 1
+        drawn = {}
+
+        def draw(t):
+            k = min(per_draw, s.steps - t + 1)
+            return rng.integers(0, n, (k, size, B), dtype=np.intp)
+
+        def with_replacement(t):
+            i = (t - 1) % per_draw
+            if i == 0:
+                pending = drawn.pop("next", None)
+                drawn["idx"] = draw(t) if pending is None else pending.result()
+                if ahead and t + per_draw <= s.steps:
+                    # The next chunk is drawn in a thread while this one is
+                    # used: the same calls in the same order, one at a time.
+                    drawn["next"] = _threads.Later(draw, t + per_draw)
+            return gather(drawn["idx"][i])
+        return with_replacement
+    per_epoch = n // B
+    epoch = {}
+
+    def reshuffled(t):
+        i = (t - 1) % per_epoch
+        if i == 0:
+            epoch["batches"] = _sampling.epoch_batches(rng, n, B, size)
+        return gather(epoch["batches"][:, i])
+    return reshuffled

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import array_api_compat
 import numpy as np
 
 from .._validate import as_choice, as_finite_array, as_int
@@ -45,6 +46,8 @@ class Spec:
     loss_known: bool
     dist_known: bool
     info: dict
+    #: Whether the problem has ``device_arrays``: the blocks then keep their work on its device.
+    device: bool = False
 
 
 def check_inputs(problem, source, optimizer, steps, batch_size, replicates, sampling, w0,
@@ -59,6 +62,7 @@ def check_inputs(problem, source, optimizer, steps, batch_size, replicates, samp
                         f"(init, update); got {optimizer!r}")
     steps = as_int(steps, "steps", low=1)
     replicates = as_int(replicates, "replicates", low=1)
+    device = callable(getattr(problem, "device_arrays", None))
     is_population = hasattr(source, "sample")
     if not is_population and not hasattr(source, "X"):
         raise TypeError(f"`source` must be a Dataset or a population (with sample(n, rng)); "
@@ -72,13 +76,13 @@ def check_inputs(problem, source, optimizer, steps, batch_size, replicates, samp
     else:
         sampling = as_choice("reshuffle" if sampling is None else sampling, "sampling",
                              DATASET_SAMPLINGS)
-        X = np.ascontiguousarray(source.X, dtype=np.float64)
-        # Labels as float64 once, not once per step inside the problem.
-        y = np.asarray(source.y, dtype=np.float64)
+        X, y = _data(problem, source, device)
         n, d = X.shape
     batch_size = _batch_size(batch_size, sampling, n)
     p = problem.n_params(d)
     problem.check_params(np.zeros(p), np.empty((0, d)))
+    if device and _foreign(w0):
+        w0 = _host_start(problem, w0)
     w0 = _start(w0, p, replicates)
     record = _record_steps(record, steps)
     average = bool(average)
@@ -102,7 +106,46 @@ def check_inputs(problem, source, optimizer, steps, batch_size, replicates, samp
                 n=n, average=average, block_size=BLOCK_SIZE)
     return Spec(problem, X, y, source if is_population else None, optimizer, steps,
                  batch_size, replicates, sampling, w0, w_star, record, average, param_rows,
-                 fields, loss_known, dist_known, info)
+                 fields, loss_known, dist_known, info, device)
+
+
+def to_host(a) -> np.ndarray:
+    """An array of any array-API namespace as a numpy array (a copy from its device)."""
+    if isinstance(a, np.ndarray):
+        return a
+    return np.asarray(array_api_compat.to_device(a, "cpu"))
+
+
+def _foreign(a) -> bool:
+    """An array of another namespace than numpy's (a torch tensor, say)."""
+    return array_api_compat.is_array_api_obj(a) and not isinstance(a, (np.ndarray, np.generic))
+
+
+def _data(problem, source, device):
+    """The data set's (X, y): numpy arrays (X float64; y float64 labels, once, not once per
+    step inside the problem, except for a problem with ``device_arrays``, which converts
+    the targets itself); for such a problem, arrays of another namespace as they are, once
+    the problem has accepted them (on its device, in its dtype)."""
+    X, y = source.X, source.y
+    if device and (_foreign(X) or _foreign(y)):
+        try:
+            problem.device_arrays(None, X, y)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"`source` must hold its data where the problem computes: "
+                            f"problem.device_arrays refused source.X or source.y: {exc}") from exc
+        return X, y
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    return X, (np.asarray(y) if device else np.asarray(y, dtype=np.float64))
+
+
+def _host_start(problem, w0) -> np.ndarray:
+    """``w0`` of the problem's own kind (a tensor), checked by it, as float64 on the host."""
+    try:
+        wt = problem.device_arrays(w0, None, None)[0]
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"`w0` must be on the problem's device in its dtype (or a numpy array): "
+                        f"problem.device_arrays refused it: {exc}") from exc
+    return to_host(wt).astype(np.float64)
 
 
 def _param_rows(record_params, replicates) -> np.ndarray:

@@ -182,7 +182,7 @@ def variance_interval(moments: Moments, confidence: float, method: str = "fourth
 
 def fieller_interval(numerator: float, denominator: float, var_numerator: float,
                      var_denominator: float, covariance: float,
-                     confidence: float = 0.95) -> ConfidenceInterval:
+                     confidence: float = 0.95, *, lower: float | None = None) -> ConfidenceInterval:
     r"""Fieller's ``confidence`` interval for a ratio of two normal estimates, ``t / s``.
 
     The set :math:`\{\rho : (t - \rho s)^2 \le z^2 (v_t - 2 \rho c + \rho^2 v_s)\}`
@@ -192,25 +192,63 @@ def fieller_interval(numerator: float, denominator: float, var_numerator: float,
     divided by the number of replicates). Unlike the delta method it is exact
     for normal estimates, and it says when the ratio cannot be bounded.
 
+    Parameters
+    ----------
+    numerator, denominator : float
+        The estimates ``t`` and ``s``.
+    var_numerator, var_denominator, covariance : float
+        Their variances and covariance.
+    confidence : float in (0, 1)
+    lower : float, optional
+        A bound the ratio cannot cross (0 for a ratio of nonnegative
+        quantities, such as a noise scale): the set is intersected with
+        ``[lower, inf)`` and reported by its hull, whose upper end is ``inf``
+        when the ratio is unbounded above.
+
     Returns
     -------
     ConfidenceInterval
-        The interval when it is one: when ``s`` is significantly nonzero
-        (:math:`s^2 > z^2 v_s`). Otherwise the set is unbounded (a pair of rays,
-        or the whole line) and both ends are NaN.
+        Without ``lower``: the interval when it is one, that is when ``s`` is
+        significantly nonzero (:math:`s^2 > z^2 v_s`); otherwise the set is
+        unbounded (a pair of rays, or the whole line) and both ends are NaN.
+        With ``lower``: the hull of the set within ``[lower, inf)``; NaN ends
+        when that is empty. NaN ends when an input is not finite.
 
     References
     ----------
     E. C. Fieller (1954), "Some problems in interval estimation", J. R. Statist.
     Soc. B 16:175-185.
     """
-    z = two_sided_z(confidence)
-    t, s = numerator, denominator
-    q2, q1, q0 = s**2 - z**2 * var_denominator, t * s - z**2 * covariance, t**2 - z**2 * var_numerator
-    disc = q1**2 - q2 * q0
-    if not (q2 > 0 and disc >= 0):
-        return ConfidenceInterval(math.nan, math.nan)
-    return ConfidenceInterval(float((q1 - np.sqrt(disc)) / q2), float((q1 + np.sqrt(disc)) / q2))
+    nan = ConfidenceInterval(math.nan, math.nan)
+    t, s, v_t, v_s, c = (float(x) for x in (numerator, denominator, var_numerator, var_denominator,
+                                             covariance))
+    if not all(math.isfinite(x) for x in (t, s, v_t, v_s, c)):
+        return nan
+    z2 = two_sided_z(confidence) ** 2
+    # a rho^2 + b rho + k <= 0
+    a, b, k = s * s - z2 * v_s, -2.0 * (t * s - z2 * c), t * t - z2 * v_t
+    if a == 0.0 or b * b - 4.0 * a * k < 0:
+        # a == 0: a half-line or every ratio; disc < 0 with a > 0: empty (only by rounding,
+        # t/s is always inside); with a < 0: every ratio
+        if lower is None:
+            return nan
+        if a != 0.0:
+            return nan if a > 0 else ConfidenceInterval(lower, math.inf)
+        if b == 0.0:
+            return ConfidenceInterval(lower, math.inf) if k <= 0 else nan
+        q = -k / b  # b rho + k <= 0
+        if b < 0:
+            return ConfidenceInterval(max(q, lower), math.inf)
+        return ConfidenceInterval(lower, q) if q >= lower else nan
+    disc = b * b - 4.0 * a * k
+    q = -0.5 * (b + math.copysign(math.sqrt(disc), b))  # the roots q/a and k/q without cancellation
+    r1, r2 = sorted((q / a, k / q if q != 0 else 0.0))
+    if lower is None:
+        return ConfidenceInterval(r1, r2) if a > 0 else nan
+    if a > 0:  # [r1, r2]
+        return ConfidenceInterval(max(r1, lower), r2) if r2 >= lower else nan
+    # a < 0: (-inf, r1] and [r2, inf); within [lower, inf) the hull is [r2, inf) or all of it
+    return ConfidenceInterval(max(r2, lower), math.inf) if r1 < lower else ConfidenceInterval(lower, math.inf)
 
 
 def plan_replicates(pilot: Result | pd.DataFrame, target_rel_se: float) -> pd.DataFrame:

@@ -149,6 +149,29 @@ def probe(call, loss_fn, X: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -
             "use per-example operations (module.eval() for BatchNorm, GroupNorm or LayerNorm instead)")
 
 
+def out_tensor(out, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The caller's ``out`` as a tensor to write a result of ``shape`` into.
+
+    A writeable C-contiguous float64 ndarray (host memory, shared with the returned tensor), or
+    a contiguous tensor on the module's ``device`` in the problem's ``dtype`` (the result stays
+    there: what :func:`lossvar.run_sgd` passes when it keeps an ensemble on the device).
+    """
+    if is_tensor(out):
+        if (out.device == device and out.dtype == dtype and tuple(out.shape) == shape
+                and out.is_contiguous()):
+            return out
+        got = f"a {out.dtype} tensor of shape {tuple(out.shape)} on {out.device}"
+    elif (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == shape
+          and out.flags.c_contiguous and out.flags.writeable):
+        return torch.from_numpy(out)
+    else:
+        got = (f"a {out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray)
+               else f"a {type(out).__name__}")
+    raise ValueError(f"`out` must be a writeable C-contiguous float64 array of shape {shape}, or a "
+                     f"contiguous tensor of that shape on the module's device {device} in {dtype}; "
+                     f"got {got}")
+
+
 def check_finite(out: np.ndarray, what: str) -> None:
     """ValueError naming the first NaN or inf of a result."""
     bad = ~np.isfinite(out)

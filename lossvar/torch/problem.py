@@ -36,6 +36,13 @@ from .params import ParameterSlot, parameter_layout
 
 __all__ = ["TorchProblem"]
 
+
+def _same_place(out: torch.Tensor, part: torch.Tensor) -> bool:
+    """Whether ``torch.cat(..., out=out)`` can take ``part``: same device and dtype (a host
+    ``out`` of a GPU's result, or a float64 one of float32, is filled by ``copy_``)."""
+    return out.device == part.device and out.dtype == part.dtype
+
+
 #: Per-example gradient numbers per block by default (32 MiB in float64): the
 #: examples of a block times the replicates of a stack times p stay below it.
 _BLOCK_ELEMENTS = 2**22
@@ -93,8 +100,13 @@ class TorchProblem:
     targets in ``dtype`` unless ``target_dtype`` says otherwise). Tensors are
     used as they are: they must already be on the module's device, inputs in
     ``dtype`` (nothing is converted silently; the error says what to change).
-    Results are float64 numpy arrays. The work runs in blocks of examples
-    (``block_size``), so memory stays bounded whatever n is.
+    Results are float64 numpy arrays, or, for :meth:`mean_grad`,
+    :meth:`mean_loss` and :meth:`grad`, written into an ``out`` tensor on the
+    device, where they stay. :meth:`device_arrays` converts once what an
+    engine keeps on the device: :func:`lossvar.run_sgd` trains its replicates
+    there (docs/guide/pytorch.md, "R replicate trainings"). The work runs in
+    blocks of examples (``block_size``), so memory stays bounded whatever n
+    is.
 
     **Bits.** On a CPU in float64 the same call gives the same bits run to
     run. A stack with ``stack="loop"`` gives the same bits as a loop over its
@@ -102,7 +114,9 @@ class TorchProblem:
     differently from the same replicate alone (for example, on CPU torch 2.13
     computes a batch of one matrix product by ``mm`` and a batch of several
     by a batched kernel that can differ in the last bit): a stack then
-    agrees with a loop to rounding. On a GPU results depend on the device.
+    agrees with a loop to rounding, and a replicate's bits depend on the shape
+    of its stack (in :func:`lossvar.run_sgd`, its block of replicates, fixed by
+    the number of replicates alone). On a GPU results depend on the device.
 
     Parameters
     ----------
@@ -317,6 +331,10 @@ class TorchProblem:
         """(start, stop) of each block of examples (see ``block_size``)."""
         default = _BLOCK_ELEMENTS // (replicates * self.p) if per_example else _BLOCK_ROWS // replicates
         b = self.block_size or max(1, default)
+        if per_example and self.block_size is None:
+            # Blocks of equal sizes (a call costs more than its examples): nothing is summed
+            # across blocks of per-example gradients, so the bits do not depend on them.
+            b = -(-n // -(-n // b))
         for i in range(0, n, b):
             yield i, min(n, i + b)
 
@@ -341,11 +359,22 @@ class TorchProblem:
         _inputs.check_finite(out, "losses")
         return out
 
-    def mean_loss(self, w, X, y) -> np.ndarray:
-        """Mean of the per-example losses over the rows of ``X``, shape lead."""
-        arrays, dims, lead = self._inputs(w, X, y)
+    def mean_loss(self, w, X, y, *, out=None) -> np.ndarray:
+        """Mean of the per-example losses over the rows of ``X``, shape lead.
+
+        With ``out`` (a writeable C-contiguous float64 array of shape lead, or a
+        contiguous tensor of that shape on the module's device in ``dtype``) the
+        mean is written into it and ``out`` is returned, and, as in
+        :meth:`mean_grad`, nothing is checked for NaN or inf: a diverged row of
+        ``w`` gets a NaN or inf mean (what :func:`lossvar.run_sgd` records).
+        """
+        checked = out is None
+        arrays, dims, lead = self._inputs(w, X, y, check_finite=checked)
         n = arrays[1].shape[-2]
         self._need_rows(n)
+        if checked:
+            out = np.empty(lead)
+        view = _inputs.out_tensor(out, lead, self.dtype, self.device).reshape(-1)
         fn = self._stacked(lambda w_, X_, y_: self._losses(self._params(w_), X_, y_).sum(), dims)
         total = None
         with torch.no_grad():
@@ -353,24 +382,43 @@ class TorchProblem:
                 part = fn(*self._split(arrays, i, j))
                 total = part if total is None else total + part
         assert total is not None
-        out = (total / n).to("cpu", torch.float64).numpy().reshape(lead)
-        _inputs.check_finite(out, "mean loss")
+        view.copy_((total / n).reshape(-1))
+        if checked:
+            _inputs.check_finite(out, "mean loss")
         return out
 
-    def grad(self, w, X, y) -> np.ndarray:
-        """Per-example gradients by ``torch.func.grad`` under ``vmap``, shape lead + (n, p)."""
-        arrays, dims, lead = self._inputs(w, X, y)
+    def grad(self, w, X, y, *, out=None) -> np.ndarray:
+        """Per-example gradients by ``torch.func.grad`` under ``vmap``, shape lead + (n, p).
+
+        With ``out`` (a writeable C-contiguous float64 array of that shape, or a
+        contiguous tensor of that shape on the module's device in ``dtype``) the
+        gradients are written into it, block by block, and ``out`` is returned:
+        a caller that asks for the gradients of many batches reuses one buffer
+        instead of a new (n, p) array each time. As in :meth:`mean_grad`, with
+        ``out`` neither the inputs nor the result are checked for NaN or inf
+        (the caller checks); without, they are refused.
+        """
+        checked = out is None
+        arrays, dims, lead = self._inputs(w, X, y, check_finite=checked)
         n = arrays[1].shape[-2]
-        out = np.empty(lead + (n, self.p))
-        view = torch.from_numpy(out.reshape(-1, n, self.p))
+        shape = lead + (n, self.p)
+        if checked:
+            out = np.empty(shape)
+        view = _inputs.out_tensor(out, shape, self.dtype, self.device).reshape(-1, n, self.p)
         fn = self._stacked(lambda w_, X_, y_: self._grads(self._params(w_), X_, y_), dims)
         for i, j in self._blocks(n, view.shape[0], per_example=True):
             block = fn(*self._split(arrays, i, j))
+            parts = [block[s.name].reshape(view.shape[0], j - i, s.size) for s in self.layout]
             target = view[:, i:j]
-            for s in self.layout:
-                target[:, :, s.slice].copy_(block[s.name].reshape(view.shape[0], j - i, s.size))
+            if not _same_place(target, parts[0]):  # a host buffer of a GPU's gradients
+                target.copy_(torch.cat(parts, dim=2))  # one transfer a block
+            elif target.is_contiguous():  # one pass, into the buffer's rows
+                torch.cat(parts, dim=2, out=target)
+            else:
+                for s, part in zip(self.layout, parts, strict=True):
+                    target[:, :, s.slice].copy_(part)
             # One read of each block: the sum is NaN or inf when an entry is (or, rarely, on overflow).
-            if not bool(torch.isfinite(torch.stack([g.sum() for g in block.values()]).sum())):
+            if checked and not bool(torch.isfinite(torch.stack([g.sum() for g in parts]).sum())):
                 _inputs.check_finite(out[..., :j, :], "per-example gradients")
         return out
 
@@ -385,25 +433,22 @@ class TorchProblem:
         ----------
         w, X, y
             As in :meth:`grad`.
-        out : ndarray, optional
-            A writeable C-contiguous float64 array of the result's shape: the
-            gradient is written into it and returned. With ``out`` neither the
-            inputs nor the result are checked for NaN or inf (engines check
-            them once and watch for divergence themselves).
+        out : ndarray or torch.Tensor, optional
+            A writeable C-contiguous float64 array of the result's shape, or a
+            contiguous tensor of that shape on the module's device in ``dtype``
+            (the gradient then stays on the device): the gradient is written into
+            it and ``out`` is returned. With ``out`` neither the inputs nor the
+            result are checked for NaN or inf (engines check them once and watch
+            for divergence themselves).
         """
         checked = out is None
         arrays, dims, lead = self._inputs(w, X, y, check_finite=checked)
         n = arrays[1].shape[-2]
         self._need_rows(n)
         shape = lead + (self.p,)
-        if out is None:
+        if checked:
             out = np.empty(shape)
-        elif not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == shape
-                  and out.flags.c_contiguous and out.flags.writeable):
-            got = (f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray)
-                   else type(out).__name__)
-            raise ValueError(f"`out` must be a writeable C-contiguous float64 array of shape {shape}; "
-                             f"got a {got}")
+        view = _inputs.out_tensor(out, shape, self.dtype, self.device).reshape(-1, self.p)
         fn = self._stacked(lambda w_, X_, y_, scale: self._mean_grad_block(self._params(w_), X_, y_, scale),
                            dims, extra=1)
         total: dict[str, torch.Tensor] | None = None
@@ -411,12 +456,40 @@ class TorchProblem:
             part = fn(*self._split(arrays, i, j), 1.0 / n)
             total = part if total is None else {k: total[k] + part[k] for k in total}
         assert total is not None
-        view = torch.from_numpy(out.reshape(-1, self.p))
-        for s in self.layout:
-            view[:, s.slice].copy_(total[s.name].reshape(view.shape[0], s.size))
+        flat = [total[s.name].reshape(view.shape[0], s.size) for s in self.layout]
+        if _same_place(view, flat[0]):
+            torch.cat(flat, dim=1, out=view)
+        else:  # a host array of a GPU's gradient (or float64 of float32): one transfer
+            view.copy_(torch.cat(flat, dim=1))
         if checked:
             _inputs.check_finite(out, "mean gradient")
         return out
+
+    def device_arrays(self, w, X, y):
+        """``(w, X, y)`` as tensors on the module's device, for engines that keep their work there.
+
+        ``w`` (..., p) and ``X`` (..., n, d) in ``dtype``, ``y`` (..., n) as the
+        targets ``loss_fn`` gets (integer labels as ``torch.long``): numpy arrays
+        are copied there (sharing memory where torch can: a float64 array on the
+        CPU), tensors must already be there in that dtype and are used as they
+        are; NaN and inf are refused. Any of the three may be None (and is
+        returned as None; ``y`` needs ``X``). :func:`lossvar.run_sgd` calls it once
+        per block of replicates for their start and the data, then keeps the
+        parameters, the optimizer's state and the batches on the device, calling
+        :meth:`mean_grad` and :meth:`mean_loss` with these tensors and tensor
+        ``out`` arrays.
+        """
+        wt = None if w is None else _inputs.as_tensor(w, "w", self.dtype, self.device, check_finite=True)
+        Xt = yt = None
+        if X is not None:
+            Xt = _inputs.as_tensor(X, "X", self.dtype, self.device, check_finite=True)
+            if Xt.ndim < 2:
+                raise ValueError(f"`X` must have shape (..., n, d); got shape {tuple(Xt.shape)}")
+        if y is not None:
+            if Xt is None:
+                raise ValueError("`y` needs `X` (one target per row); got X=None")
+            yt = _inputs.as_targets(y, Xt.shape[-2], self.dtype, self.target_dtype, self.device)
+        return wt, Xt, yt
 
     def hvp(self, w, X, y, v) -> np.ndarray:
         r"""Hessian of the mean loss times ``v``, exactly, by forward-over-reverse differentiation.
