@@ -1,6 +1,7 @@
-"""Benchmark of the multi-layer perceptron's gradients against torch.func and a hand-written numpy floor.
+"""Benchmark of the multi-layer perceptron: its gradients and run_sgd's network ensembles against
+torch.func, PyTorch's optimizer, JAX and hand-written numpy floors.
 
-    python benchmarks/bench_mlp.py        # about half a minute
+    python benchmarks/bench_mlp.py        # a few minutes (--skip-sgd: half a minute)
 
 Network: digits (1797 examples, 64 standardized pixels, 10 classes), 64-32-10
 tanh, softmax cross-entropy, l2 = 1e-2, float64, on the CPU.
@@ -17,6 +18,23 @@ tanh, softmax cross-entropy, l2 = 1e-2, float64, on the CPU.
   (stacked matmuls, one array per layer, one-hot labels made beforehand), the
   floor for run_sgd's MLP ensembles. Target: lossvar / floor <= 1.2.
 
+- run_sgd on an ensemble: R = 256 networks from their own Glorot starts,
+  Adam (lr 1e-2, PyTorch's form), B = 32 with replacement, 500 steps, the
+  full-data loss and ||w - w*||^2 of every run recorded at steps 0 and 500
+  (``record=[0, 500]``; w* the reference point, computed once and cached
+  before the timing). Against (a) a hand-written vectorized numpy loop doing
+  the same arithmetic on the same batches (run_sgd's own draws: stream (0, 0,
+  0) of its seed) with the same two records, target run_sgd / floor <= 1.5;
+  (b) the runs one after another with ``torch.optim.Adam`` (weight_decay =
+  l2: the gradient of the same ridge) on a ``torch.nn.Sequential``, timed on
+  ``--loop-runs`` runs and scaled to 256, target torch / run_sgd >= 30;
+  (c) ``jax.jit(jax.vmap(scan))`` with ``optax.adam`` in float64 on the same
+  batch indices with the same records in the same jit (compile time excluded
+  and printed; skipped when JAX is absent: ``pip install --target DIR jax
+  optax`` and DIR on the path is enough). The scratch that run_sgd's
+  thread keeps afterwards (the network's and lossvar.scratch's) is printed:
+  it does not grow with the number of steps or of blocks.
+
 Each leg is timed as the best of several rounds, the legs of a round one after
 the other, so that a busy machine slows both alike; the CPU time that other
 processes took during the run is printed (benchmarks/_common.py). The
@@ -27,6 +45,7 @@ tests do not assert on wall-clock time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,13 +53,20 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 import lossvar.datasets
+import lossvar.scratch
+from lossvar import optim
 from lossvar.problems import MLP
+from lossvar.sampling import with_replacement
+from lossvar.sgd import run_sgd
+from lossvar.streams import as_seed_sequence, stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CpuMeter, best_time, machine  # noqa: E402
 
 SIZES = (64, 32, 10)
 L2 = 1e-2
+R, STEPS, B, LR = 256, 500, 32, 1e-2
+B1, B2, EPS = 0.9, 0.999, 1e-8
 
 
 def blas_threads() -> int:
@@ -80,11 +106,187 @@ def floor_mean_grad(W1, b1, W2, b2, X, onehot):
             A1.transpose(0, 2, 1) @ D2 + L2 * W2, D2.sum(axis=1) + L2 * b2)
 
 
+def _layers(W):
+    """Views of the stacked flat parameters (R, p) as W1 (R, 64, 32), b1, W2 (R, 32, 10), b2
+    (lossvar's layout: each layer's weights in C order, then its bias)."""
+    (i, o), (o2, c) = SIZES[:2], SIZES[1:]
+    a, b = i * o, i * o + o
+    return (W[:, :a].reshape(-1, i, o), W[:, a:b], W[:, b:b + o2 * c].reshape(-1, o2, c),
+            W[:, b + o2 * c:])
+
+
+def floor_full_loss(W, X, y):
+    """The mean cross-entropy plus the ridge of R stacked networks on all the data, (R,)."""
+    W1, b1, W2, b2 = _layers(W)
+    F = np.tanh(X @ W1 + b1[:, None, :]) @ W2 + b2[:, None, :]
+    top = F.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(F - top).sum(axis=-1)) + top[..., 0]
+    return np.mean(lse - np.take_along_axis(F, y[None, :, None], -1)[..., 0], axis=-1) \
+        + 0.5 * L2 * np.sum(W * W, axis=1)
+
+
+def floor_sgd(W0, X, y, w_star, seed):
+    """run_sgd's arithmetic written by hand: the 256 stacked networks, Adam inline, run_sgd's
+    batches, the two records in one shot each."""
+    n = X.shape[0]
+    onehot = (y[:, None] == np.arange(SIZES[-1])).astype(np.float64)
+    rng = stream(as_seed_sequence(seed), 0, 0, 0)
+    W = W0.copy()
+    G, m, v = np.empty_like(W), np.zeros_like(W), np.zeros_like(W)
+    grads = _layers(G)
+    loss0, dist0 = floor_full_loss(W, X, y), np.sum((W - w_star) ** 2, axis=1)
+    for t in range(1, STEPS + 1):
+        idx = with_replacement(rng, n, B, R)
+        W1, b1, W2, b2 = _layers(W)
+        for into, g in zip(grads, floor_mean_grad(W1, b1, W2, b2, np.take(X, idx, axis=0),
+                                                  np.take(onehot, idx, axis=0)), strict=True):
+            into[...] = g
+        m *= B1
+        m += (1 - B1) * G
+        v *= B2
+        v += (1 - B2) * G * G
+        W -= LR * (m / (1 - B1**t)) / (np.sqrt(v / (1 - B2**t)) + EPS)
+    return W, loss0, dist0, floor_full_loss(W, X, y), np.sum((W - w_star) ** 2, axis=1)
+
+
+def torch_loop(torch, W0, X, y, runs, seed):
+    """The first ``runs`` runs one after another with torch.optim.Adam (no records)."""
+    Xt, yt = torch.from_numpy(np.array(X)), torch.from_numpy(np.array(y))  # writable copies
+    rng = np.random.default_rng(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10))
+    model = model.double()
+    for r in range(runs):
+        with torch.no_grad():
+            for layer, (Wj, bj) in zip((model[0], model[2]), MLP(SIZES).unflatten(W0[r]), strict=True):
+                layer.weight.copy_(torch.from_numpy(Wj.T.copy()))
+                layer.bias.copy_(torch.from_numpy(bj))
+        opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(B1, B2), eps=EPS, weight_decay=L2)
+        for _ in range(STEPS):
+            idx = torch.from_numpy(rng.integers(0, X.shape[0], B))
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+
+
+def jax_ensemble(W0, X, y, w_star, seed):
+    """jit(vmap(scan)) with optax.adam on run_sgd's batch indices, with the same records;
+    (compiled, args, compile seconds, versions), or None without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import optax
+    except ImportError:
+        return None
+    import time
+
+    jax.config.update("jax_enable_x64", True)
+    opt = optax.adam(LR, b1=B1, b2=B2, eps=EPS)
+    rng = stream(as_seed_sequence(seed), 0, 0, 0)
+    idx = np.stack([with_replacement(rng, X.shape[0], B, R) for _ in range(STEPS)], axis=1)
+
+    def unflat(w):
+        (i, o), c = SIZES[:2], SIZES[2]
+        a, b = i * o, i * o + o
+        return w[:a].reshape(i, o), w[a:b], w[b:b + o * c].reshape(o, c), w[b + o * c:]
+
+    def loss(w, Xb, yb):
+        W1, b1, W2, b2 = unflat(w)
+        F = jnp.tanh(Xb @ W1 + b1) @ W2 + b2
+        ce = jax.nn.logsumexp(F, axis=-1) - jnp.take_along_axis(F, yb[:, None], -1)[:, 0]
+        return jnp.mean(ce) + 0.5 * L2 * jnp.sum(w * w)
+
+    def run(idx_all, W0, Xa, ya, w_star):
+        def one_run(w0, idx_run):
+            def body(carry, ib):
+                w, state = carry
+                updates, state = opt.update(jax.grad(loss)(w, Xa[ib], ya[ib]), state, w)
+                return (optax.apply_updates(w, updates), state), None
+
+            (w, _), _ = jax.lax.scan(body, (w0, opt.init(w0)), idx_run)
+            return w
+
+        W = jax.vmap(one_run)(W0, idx_all)
+        full = jax.vmap(loss, in_axes=(0, None, None))
+        return (W, full(W0, Xa, ya), jnp.sum((W0 - w_star) ** 2, axis=1), full(W, Xa, ya),
+                jnp.sum((W - w_star) ** 2, axis=1))
+
+    args = tuple(jnp.asarray(a) for a in (idx, W0, X, y, w_star))
+    t0 = time.perf_counter()
+    compiled = jax.jit(run).lower(*args).compile()
+    return compiled, args, time.perf_counter() - t0, f"jax {jax.__version__}, optax {optax.__version__}"
+
+
+def sgd_part(net, data, rounds, loop_runs):
+    """run_sgd on the ensemble against the numpy floor, a per-run torch.optim loop and JAX."""
+    X, y = data.X, np.asarray(data.y, np.int64)
+    W0 = net.init(rng=3, size=R)
+    opt = optim.adam(LR, B1, B2, EPS)
+
+    def engine():
+        return run_sgd(net, data, opt, steps=STEPS, batch_size=B, replicates=R, w0=W0,
+                       sampling="with_replacement", rng=1, record=[0, STEPS])
+
+    print(f"\nrun_sgd: R = {R} networks, Adam lr {LR}, B = {B} with replacement, {STEPS} steps, "
+          f"records at 0 and {STEPS} (best of {rounds}); load average (1 min) "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    ours = run_sgd(net, data, opt, steps=5, batch_size=B, replicates=R, w0=W0,
+                   sampling="with_replacement", rng=1)  # warm-up; w* computed and cached
+    w_star = ours.w_star
+    ours = engine()
+    mine = floor_sgd(W0, X, y, w_star, 1)
+    rec = ours.table.sort_values(["replicate", "step"])
+    loss_ours = rec["loss"].to_numpy().reshape(R, 2)
+    print(f"  same numbers: max |w| diff run_sgd vs floor {np.max(np.abs(mine[0] - ours.final_params)):.1e}, "
+          f"max rel diff of the final losses {np.max(np.abs(mine[3] / loss_ours[:, 1] - 1)):.1e}")
+    legs = {"run_sgd": engine, "floor": lambda: floor_sgd(W0, X, y, w_star, 1)}
+    jx = jax_ensemble(W0, X, y, w_star, 1)
+    if jx is not None:
+        compiled, jargs, t_compile, versions = jx
+        got = [np.asarray(o) for o in compiled(*jargs)]
+        print(f"  same numbers: max |w| diff run_sgd vs JAX {np.max(np.abs(got[0] - ours.final_params)):.1e},"
+              " "
+              f"max rel diff of the final losses {np.max(np.abs(got[3] / loss_ours[:, 1] - 1)):.1e}")
+        legs["jax"] = lambda: [o.block_until_ready() for o in compiled(*jargs)]
+    times = dict.fromkeys(legs, float("inf"))
+    for _ in range(rounds):  # interleaved: a burst of load from elsewhere hits every leg alike
+        for name, fn in legs.items():
+            times[name] = min(times[name], best_time(fn, 1))
+    us = 1e6 / (R * STEPS)
+    t_engine, t_floor = times["run_sgd"], times["floor"]
+    print(f"  run_sgd                 {t_engine:8.3f} s  ({t_engine * us:6.2f} us per run-step)")
+    print(f"  numpy floor             {t_floor:8.3f} s  ({t_floor * us:6.2f} us per run-step)")
+    print(f"  run_sgd / floor         {t_engine / t_floor:8.2f}   (target <= 1.5)")
+    try:
+        import torch
+    except ImportError:
+        print("  torch per-run loop: skipped (torch not installed)")
+    else:
+        torch.set_num_threads(1)
+        t_torch = best_time(lambda: torch_loop(torch, W0, X, y, loop_runs, 2), 1) * R / loop_runs
+        print(f"  torch.optim per-run     {t_torch:8.3f} s  ({loop_runs} runs timed, scaled to {R}; "
+              f"torch {torch.__version__}, 1 thread)")
+        print(f"  torch loop / run_sgd    {t_torch / t_engine:8.1f}   (target >= 30)")
+    if jx is None:
+        print("  JAX: skipped (not importable: pip install jax optax)")
+    else:
+        print(f"  JAX jit(vmap(scan))     {times['jax']:8.3f} s  ({versions}, float64, same records; "
+              f"compile {t_compile:.1f} s excluded)")
+        print(f"  run_sgd / JAX           {t_engine / times['jax']:8.2f}")
+    held = lossvar.scratch.scratch_nbytes()
+    print(f"  scratch after the runs: the network's {net.scratch_nbytes() / 2**20:.2f} MiB in this thread; "
+          f"lossvar.scratch {held['bytes'] / 2**20:.2f} MiB in {held['threads']} thread(s), at most "
+          f"{held['max_thread_bytes'] / 2**20:.2f} MiB in one")
+    print(f"  load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=7, help="best of this many rounds (default 7)")
     p.add_argument("--replicates", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--loop-runs", type=int, default=8,
+                   help="runs of the per-run torch loop timed, scaled to 256 (default 8)")
+    p.add_argument("--skip-sgd", action="store_true", help="the gradient parts only")
     a = p.parse_args(argv)
     meter = CpuMeter()
     data = lossvar.datasets.load("digits")
@@ -147,6 +349,8 @@ def main(argv=None):
     print(f"  numpy floor             {t_floor * 1e3:8.3f} ms per call")
     print(f"  lossvar / floor         {t_mean / t_floor:8.2f}   (target <= 1.2)")
     print(f"  scratch kept by mean_grad in this thread: {net.scratch_nbytes() / 2**20:.2f} MiB")
+    if not a.skip_sgd:
+        sgd_part(net, data, a.rounds, a.loop_runs)
     load = meter.others()
     if load is not None:
         print(f"\nCPU during the run: this process {load['own']:.1f} s, other processes "

@@ -26,27 +26,29 @@ COMMON = {"--seed": {"0", "1", HUGE}, "--workers": {"-1", "1"}, "--dpi": {"1"}}
 VALID = {
     "variance_scaling": {  # replicates >= 21; sizes: 3 below each N; --n 1 leaves none
         "--replicates": set(), "--batch-sizes": set(), "--n": set(),
-        "--noise-std": {"0", "1", HUGE}, "--data": set(), "--confidence": set()},
+        "--noise-std": {"0", "1", HUGE}, "--data": set(), "--confidence": set(), "--network": set()},
     "sgd_vs_batch": {  # --base-size >= --dim = 5; --dim >= 2 and at most --base-size = 50
         "--replicates": set(), "--epochs": {"1"}, "--base-size": set(), "--dim": set(),
         "--noise-std": {"0", "1", HUGE}, "--copies": {"1"}, "--diversity": {"0", "1", HUGE},
-        "--minibatch": {"1"}, "--confidence": set()},
+        "--minibatch": {"1"}, "--confidence": set(), "--network": set()},
     "erm_spread": {  # --sizes needs 3 entries; --dim 10^12 exceeds the sizes
         "--replicates": set(), "--sizes": set(), "--noise-std": {"1", HUGE}, "--dim": {"1"},
         "--confidence": set()},
     "robbins_monro": {  # --steps >= 15; --mu or --c of 10^12 overflows (w - w*)^2
         "--replicates": set(), "--steps": set(), "--mu": {"1"}, "--noise-std": {"1", HUGE},
-        "--w0": {"0", "-1", "1", HUGE}, "--c": {"1"}, "--confidence": set()},
+        "--w0": {"0", "-1", "1", HUGE}, "--c": {"1"}, "--confidence": set(), "--network": set(),
+        "--network-replicates": set(), "--network-steps": set()},
     "trend_optimizers": {  # --steps 1 leaves the transient; --condition 10^12 never settles
         "--replicates": set(), "--steps": set(), "--condition": {"1"}, "--noise-std": {"1", HUGE},
         "--data": set(), "--batch-size": {"1"}, "--real-replicates": set(), "--epochs": {"1"},
-        "--confidence": set()},
+        "--confidence": set(), "--network": set()},
     "critical_batch": {  # ladders need 3 sizes; --bootstrap >= 40 at 95%; --lr-factor in (1, 10]
         "--replicates": set(), "--tune-replicates": {"1"}, "--onestep-replicates": set(),
         "--noise-replicates": set(), "--batch-sizes": set(), "--softmax-batch-sizes": set(),
         "--lr-factor": set(), "--target": set(), "--n": set(), "--dim": {"1"}, "--data": set(),
         "--softmax-data": set(), "--softmax-target": set(),
-        "--softmax-onestep-replicates": {"0"}, "--bootstrap": set(), "--confidence": set()},
+        "--softmax-onestep-replicates": {"0"}, "--bootstrap": set(), "--confidence": set(),
+        "--network": set(), "--network-target": set(), "--network-batch-sizes": set()},
     "variance": {  # with --data breast_cancer (N = 569)
         "--data": set(), "--batch-sizes": {"1"}, "--replicates": set(), "--confidence": set()},
 }
@@ -189,6 +191,15 @@ RELATIONS = [
     ("critical_batch", ["--n", "6"], "--n"),
     ("critical_batch", ["--batch-sizes", "1,600,700", "--n", "500"], "--batch-sizes"),
     ("critical_batch", ["--softmax-batch-sizes", "1,2,4000"], "--softmax-batch-sizes"),
+    # --network: widths from digits' 64 pixels to its 10 classes, at most 512 hidden units
+    ("variance_scaling", ["--network", "64-32-9"], "--network"),
+    ("sgd_vs_batch", ["--network", "63-32-10"], "--network"),
+    ("robbins_monro", ["--network", "64-0-10"], "--network"),
+    ("robbins_monro", ["--network", "64-32x-10"], "--network"),
+    ("trend_optimizers", ["--network", "64-400-113-10"], "--network"),
+    ("critical_batch", ["--network", "64--10"], "--network"),
+    ("trend_optimizers", ["--data", "none", "--batch-size", "1798"], "--batch-size"),
+    ("critical_batch", ["--network-batch-sizes", "1,2,4000"], "--network-batch-sizes"),
 ]
 
 
@@ -206,6 +217,10 @@ def test_relations_between_flags_are_refused_by_name(name, argv, flag, tmp_path,
     ("trend_optimizers", ["--steps", "194"]),
     ("critical_batch", ["--bootstrap", "40"]),
     ("sgd_vs_batch", ["--minibatch", "800", "--base-size", "50", "--copies", "16"]),
+    ("variance_scaling", ["--network", "64-10"]),
+    ("trend_optimizers", ["--network", "64-400-112-10", "--data", "none", "--batch-size", "1797"]),
+    ("robbins_monro", ["--network", "none"]),
+    ("critical_batch", ["--network", "none", "--network-batch-sizes", "1,2,4000"]),
 ])
 def test_the_edges_of_the_relations_are_accepted(name, argv):
     _accepted(name, argv)

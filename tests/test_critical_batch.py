@@ -1,7 +1,8 @@
 """The critical_batch study's --quick run: complete folder, exact one-step theory, verification.
 
-One quick run (about 30 s of CPU: least squares, logistic regression on breast_cancer and
-softmax regression on digits, the last without one-step curves in quick mode) is shared by
+One quick run (about 30 s of CPU: least squares, logistic regression on breast_cancer,
+softmax regression on digits and a 64-8-10 tanh network on digits, the last two without
+one-step curves in quick mode) is shared by
 every test through a module fixture; only the verification reruns it.
 
 Agreement checks are |estimate - truth| <= Z * SE with Z = 4, a two-sided false-failure
@@ -30,7 +31,8 @@ matplotlib.use("Agg")
 Z = 4.0
 TABLES = ("one_step", "one_step_opt", "steps", "tuning", "critical_batch", "noise_path",
           "gradient_variance", "gradient_scaling")
-PROBLEMS = ["least squares (synthetic)", "logistic (breast_cancer)", "softmax (digits)"]
+PROBLEMS = ["least squares (synthetic)", "logistic (breast_cancer)", "softmax (digits)",
+            "network 64-8-10 (digits)"]
 
 
 PROGRESS = {}
@@ -92,7 +94,7 @@ def test_steps_and_critical_batch_are_sane(quick):
     assert (c.s_min > 0).all() and (c.e_min > 0).all()
     assert ((c.b_crit_ci_low <= c.b_crit) & (c.b_crit <= c.b_crit_ci_high)).all()
     assert c.set_index("problem").target.to_dict() == {PROBLEMS[0]: 0.01, PROBLEMS[1]: 0.01,
-                                                       PROBLEMS[2]: 0.1}
+                                                       PROBLEMS[2]: 0.1, PROBLEMS[3]: 0.2}
 
 
 def test_best_learning_rate_is_interior_for_every_batch_size(quick):
@@ -142,8 +144,11 @@ def test_one_labelled_bar_per_phase_ending_full(quick):
                 + [f"one-step gains, {p}" for p in PROBLEMS[1:2]]
                 + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[1:2]]
                 + [f"gradient noise, {p}" for p in PROBLEMS[1:2]]
-                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[2:]]
-                + [f"gradient noise, {p}" for p in PROBLEMS[2:]])
+                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[2:3]]
+                + [f"gradient noise, {p}" for p in PROBLEMS[2:3]]
+                + [f"SGD tuning and runs per batch size, {p}" for p in PROBLEMS[3:]]
+                + [f"gradient noise, {p}" for p in PROBLEMS[3:]]
+                + [f"noise scale at the end of training, {p}" for p in PROBLEMS[3:]])
     assert full_bars(PROGRESS["text"]) == expected
 
 
@@ -160,6 +165,27 @@ def test_gradient_noise_agrees_with_exact(quick):
     assert len(full) and (full["mean"] == 0).all()
     fits = _csv(quick, "gradient_scaling")
     assert ((fits.exponent + 1).abs() <= Z * fits.se).all(), fits
+
+
+def test_the_network_noise_scale_grows_along_training_beside_b_crit(quick):
+    # McCandlish et al. (2018): B_noise grows as the loss falls. At w0 it is exact (every run
+    # starts there); at the end of training its interval across the runs lies above it.
+    net = PROBLEMS[3]
+    n = _csv(quick, "noise_in_training")
+    assert set(n.problem) == {net} and n.exact.tolist() == [True, False]
+    start, end = n.iloc[0], n.iloc[1]
+    assert start.b_noise_ci_low == start.b_noise == start.b_noise_ci_high
+    assert end.b_noise_ci_low < end.b_noise < end.b_noise_ci_high
+    assert end.b_noise_ci_low > start.b_noise and end.loss_ci_high < start.loss
+    path = _csv(quick, "noise_path")
+    path = path[path.problem == net]
+    assert path.excess_fraction.is_monotonic_decreasing and path.b_noise.is_monotonic_increasing
+    c = _csv(quick, "critical_batch").set_index("problem").loc[net]
+    assert c.b_crit_ci_low < c.b_crit < c.b_crit_ci_high
+    assert c.b_noise_start == pytest.approx(start.b_noise, rel=1e-12)
+    text = (quick / "summary.md").read_text()
+    assert f"## The noise scale along the training of the {net}" in text
+    assert "empirical, 95% Student t intervals across the runs" in text
 
 
 @pytest.mark.reproducibility

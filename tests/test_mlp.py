@@ -1,6 +1,7 @@
 """The multi-layer perceptron: gradients and Hessian-vector products against PyTorch and finite
 differences, the parameter layout, stacks against loops, the start's distribution, the reference
-point on digits, bad input."""
+point on digits, bad input; and every engine on a network: the exact finite-population law of
+its losses, its gradient noise, SGD with every optimizer and schedule, bits across executions."""
 
 import pickle
 import re
@@ -475,3 +476,143 @@ def test_bad_data_and_parameters_are_refused():
         net.flatten([(np.zeros((3, 4)), np.zeros(4)), (np.zeros((4, 3)), np.zeros(2))])
     with pytest.raises(ValueError, match=r"`tol` must be a finite real number in \(0.0, inf\]; got 0"):
         net.minimize(X, y, tol=0)
+
+
+# -- every engine takes a network ---------------------------------------------------------
+#
+# Monte Carlo checks compare with exact values within Z = 4 standard errors: a two-sided normal
+# tail of 6.3e-5 per check.
+
+Z = 4.0
+
+
+@pytest.fixture(scope="module")
+def fixed():
+    """A tanh network at a perturbed start on N = 120 fixed examples: its losses and per-example
+    gradients are a finite population, whose batch means have exact moments."""
+    net = MLP((4, 6, 3), "tanh", l2=1e-2)
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((120, 4))
+    y = rng.integers(0, 3, 120)
+    w = net.init(rng) + 0.3 * rng.standard_normal(net.p)
+    return net, lossvar.Dataset(X, y, name="fixed", task="classification"), w
+
+
+def test_variance_study_of_network_losses_agrees_with_the_exact_finite_population_law(fixed):
+    # Var of the mean of B losses drawn without replacement from N: s^2 / B (N - B) / (N - 1),
+    # s^2 the population variance of the N losses (docs/theory.md, section 1).
+    net, data, w = fixed
+    losses = net.loss(w, data.X, data.y)
+    sizes = np.array([1, 8, 60, 120])
+    res = lossvar.variance_study(net, data, w, sizes, replicates=20_000, rng=3)
+    t = res.table
+    want = losses.var() / sizes * (120 - sizes) / 119
+    assert_allclose(t.exact_variance, want, rtol=1e-12, atol=1e-300)
+    assert t.variance.iloc[-1] == 0.0  # the full batch is the data set: no spread at all
+    inner = t.iloc[:-1]
+    assert ((inner.variance - inner.exact_variance).abs() <= Z * inner.variance_se).all(), inner
+    assert ((t["mean"] - losses.mean()).abs() <= Z * t.mean_se + 1e-12).all()
+
+
+def test_gradient_noise_of_a_network_is_the_formulas_on_its_per_example_gradients(fixed):
+    # tr Sigma, ||G||^2, B_simple = tr Sigma / ||G||^2 and B_noise = tr(H Sigma) / G^T H G
+    # (McCandlish et al. 2018, eqs. 2.7-2.8) from MLP.grad and the dense MLP.hessian.
+    net, data, w = fixed
+    g = net.grad(w, data.X, data.y)
+    G = g.mean(axis=0)
+    S = (g - G).T @ (g - G) / len(g)
+    H = net.hessian(w, data.X, data.y)
+    noise = lossvar.gradient_noise(net, data, w)
+    assert noise.trace_cov == pytest.approx(np.trace(S), rel=1e-12)
+    assert noise.grad_norm2 == pytest.approx(G @ G, rel=1e-12)
+    assert noise.b_simple == pytest.approx(np.trace(S) / (G @ G), rel=1e-12)
+    assert noise.b_noise == pytest.approx(np.sum(H * S) / (G @ H @ G), rel=1e-9)
+
+
+def test_gradient_variance_of_a_network_agrees_with_tr_sigma_over_b_times_the_fpc(fixed):
+    net, data, w = fixed
+    g = net.grad(w, data.X, data.y)
+    trace = np.sum(np.var(g, axis=0))
+    t = lossvar.gradient_variance(net, data, w, [1, 8, 60], replicates=4000, rng=5).table
+    assert_allclose(t.exact, trace / t.batch_size * (120 - t.batch_size) / 119, rtol=1e-12)
+    assert ((t["mean"] - t.exact).abs() <= Z * t.mean_se).all(), t
+
+
+def test_two_batch_estimate_on_network_gradients_is_unbiased(fixed):
+    # Pairs of batch means (B = 4 and 30) drawn without replacement; with n = N the estimator
+    # corrects for the finite population.
+    net, data, w = fixed
+    rng = np.random.default_rng(6)
+    i = lossvar.sampling.without_replacement(rng, 120, 4, 3000)
+    j = lossvar.sampling.without_replacement(rng, 120, 30, 3000)
+    small = net.mean_grad(w, data.X[i], data.y[i])
+    big = net.mean_grad(w, data.X[j], data.y[j])
+    est = lossvar.two_batch_estimate(small, big, 4, 30, n=120, sampling="without_replacement")
+    exact = lossvar.gradient_noise(net, data, w)
+    assert abs(est.grad_norm2 - exact.grad_norm2) <= Z * est.grad_norm2_se
+    assert abs(est.trace_cov - exact.trace_cov) <= Z * est.trace_cov_se
+
+
+def test_adaptive_batch_tests_on_network_gradients(fixed):
+    # theta_norm^2 = B_simple / B of the batch's own gradients (sample variance), and the norm
+    # test splits into the inner-product and orthogonality tests (Bollapragada et al. 2018).
+    net, data, w = fixed
+    g = net.grad(w, data.X[:16], data.y[:16])
+    own = lossvar.GradientNoiseResult.from_grads(g, ddof=1)
+    theta = lossvar.noise.norm_test(g)
+    assert theta**2 == pytest.approx(own.b_simple / 16, rel=1e-12)
+    ip, orth = lossvar.noise.inner_product_test(g), lossvar.noise.orthogonality_test(g)
+    assert theta**2 == pytest.approx(ip**2 + orth**2, rel=1e-12)
+
+
+OPTIMIZERS = [  # every alias, each with another schedule of lossvar.schedules
+    lambda: lossvar.optim.sgd(lossvar.schedules.constant(0.2)),
+    lambda: lossvar.optim.momentum(lossvar.schedules.cosine(0.1, 12)),
+    lambda: lossvar.optim.nesterov(lossvar.schedules.step(0.1, 0.5, 4)),
+    lambda: lossvar.optim.rmsprop(lossvar.schedules.exponential(0.01, 0.9)),
+    lambda: lossvar.optim.adam(lossvar.schedules.inverse_time(0.02, 5)),
+    lambda: lossvar.optim.adamw(lossvar.schedules.polynomial(0.05, 0.6, 2), weight_decay=0.1),
+    lambda: lossvar.optim.adagrad(0.1),
+    lambda: lossvar.optim.amsgrad(lossvar.schedules.cosine(0.02, 12)),
+]
+
+
+@pytest.mark.reproducibility
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=lambda m: m().name)
+def test_a_network_ensemble_equals_its_runs_one_at_a_time_on_the_same_batches(fixed, make):
+    # R = 3 stacked runs from their own Glorot starts against the public pieces in a loop, one
+    # replicate at a time, on the documented draws of block 0 (stream(root, 0, 0, 0)).
+    net, data, _ = fixed
+    R, B, steps = 3, 8, 12
+    w0 = net.init(np.random.default_rng(8), size=R)
+    tr = lossvar.run_sgd(net, data, make(), steps=steps, batch_size=B, replicates=R, w0=w0,
+                         sampling="with_replacement", rng=42, record=[0, steps])
+    gen = lossvar.streams.stream(tr.seed, 0, 0, 0)
+    idx = [gen.integers(0, data.n, (R, B), dtype=np.int32) for _ in range(steps)]
+    for r in range(R):
+        opt, w = make(), w0[r].copy()
+        state = opt.init(w)
+        for t in range(steps):
+            i = idx[t][r]
+            updates, state = opt.update(net.mean_grad(w, data.X[i], data.y[i]), state, w)
+            w = lossvar.optim.apply_updates(w, updates)
+        assert_array_equal(tr.final_params[r], w)
+    assert tr.by_step.loss_mean.iloc[-1] < tr.by_step.loss_mean.iloc[0]  # it trains
+
+
+@pytest.mark.reproducibility
+def test_network_runs_have_the_same_bits_with_workers_dask_and_a_resumed_checkpoint(fixed, tmp_path):
+    net, data, _ = fixed
+    kw = dict(steps=15, batch_size=8, replicates=300, rng=4, record=[0, 7, 15], record_params="all",
+              w0=net.init(np.random.default_rng(9), size=300))
+    plain = lossvar.run_sgd(net, data, lossvar.optim.adam(0.05), **kw)
+    how = lossvar.Execution(workers=2, chunk_size=100, checkpoint=str(tmp_path / "ckpt"))
+    for execution in (how, how):  # the second resumes from the checkpoint
+        other = lossvar.run_sgd(net, data, lossvar.optim.adam(0.05), execution=execution, **kw)
+        assert_array_equal(other.params, plain.params)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        other = lossvar.run_sgd(net, data, lossvar.optim.adam(0.05),
+                                execution=lossvar.Execution(executor=client.get_executor()), **kw)
+    assert_array_equal(other.params, plain.params)

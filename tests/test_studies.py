@@ -30,6 +30,8 @@ from dispatch import alternate_environment  # noqa: E402
 
 matplotlib.use("Agg")
 Z = 3.29
+#: The network case of the studies' --quick runs (--network 64-32-10 on digits).
+NET = "mlp 64-32-10 tanh (digits)"
 
 
 #: The progress bars each fixture's run wrote (its stderr), by study.
@@ -136,8 +138,9 @@ def test_same_tables_with_two_workers(fixture, request, tmp_path):
 
 def test_variance_scaling_exponent_is_minus_one(variance_scaling):
     fits = _csv(variance_scaling, "scaling_fit")
-    # both sources, the three regimes for the synthetic problem, two for the real set
-    assert set(fits.source) == {"synthetic", "breast_cancer"}
+    # every source, the three regimes for the synthetic problem, two for the real sets
+    assert set(fits.source) == {"synthetic", "breast_cancer", NET}
+    assert set(fits.sampling[fits.source == NET]) == {"without_replacement", "with_replacement"}
     assert set(fits.sampling[fits.source == "synthetic"]) == {
         "fresh", "without_replacement", "with_replacement"}
     assert ((fits.exponent + 1).abs() <= Z * fits.se).all(), fits
@@ -161,15 +164,19 @@ def test_variance_scaling_matches_exact_and_full_batch(variance_scaling):
 
 def test_sgd_beats_gd_at_equal_examples_on_redundant_set(sgd_vs_batch):
     curves = _csv(sgd_vs_batch, "curves")
-    last = curves[curves.epoch == curves.epoch.max()].set_index("method")
-    gd = last.loc["GD (full batch)"]
-    sgd = last.loc["SGD (B = 1)"]
-    assert gd.excess_loss_se == 0  # deterministic
-    assert sgd.excess_loss + Z * sgd.excess_loss_se < gd.excess_loss
+    assert set(curves.problem) == {"least squares", NET}
+    for _, t in curves.groupby("problem"):
+        last = t[t.epoch == t.epoch.max()].set_index("method")
+        gd = last.loc["GD (full batch)"]
+        sgd = last.loc["SGD (B = 1)"]
+        assert gd.excess_loss_se == 0  # deterministic
+        assert sgd.excess_loss + Z * sgd.excess_loss_se < gd.excess_loss
 
 
-def test_sgd_advantage_grows_with_redundancy_and_shrinks_with_diversity(sgd_vs_batch):
+@pytest.mark.parametrize("problem", ["least squares", NET])
+def test_sgd_advantage_grows_with_redundancy_and_shrinks_with_diversity(sgd_vs_batch, problem):
     sweep = _csv(sgd_vs_batch, "sweep")
+    sweep = sweep[sweep.problem == problem]
     red = sweep[sweep.sweep == "redundancy"].sort_values("copies")
     div = sweep[sweep.sweep == "diversity"].sort_values("diversity")
     lo = red.advantage - Z * red.advantage_se
@@ -180,6 +187,8 @@ def test_sgd_advantage_grows_with_redundancy_and_shrinks_with_diversity(sgd_vs_b
     assert lo.iloc[0] > hi.iloc[-1], div  # shrinks with diversity ...
     assert (lo > 1).all(), div  # ... without vanishing
     assert div.var_div.is_monotonic_increasing
+    verdict = f"- {problem}: the advantage decreases with diversity"
+    assert verdict in (sgd_vs_batch / "summary.md").read_text()
 
 
 def test_erm_spread_falls_like_one_over_n(erm_spread):
@@ -230,6 +239,32 @@ def test_trend_optimizers_smooth_the_steep_direction(trend_optimizers):
     assert np.isfinite(curves.excess_loss).all()
     paths = _csv(trend_optimizers, "paths")
     assert set(paths.optimizer) == set(u.optimizer)
+
+
+def test_trend_optimizers_differ_on_the_network_and_say_so_run_by_run(trend_optimizers):
+    # Paired comparisons with SGD on the same batches: each interval holds its difference, the
+    # verdicts follow the Holm p-values, and the optimizers differ somewhere (empirical claims).
+    c = _csv(trend_optimizers, "network_comparisons")
+    assert set(c.baseline) == {"SGD"} and len(c) == 8
+    assert ((c.ci_low <= c.difference) & (c.difference <= c.ci_high)).all()
+    assert (c.holm_pvalue >= c.pvalue).all()
+    significant = c.holm_pvalue < 0.05
+    assert (c.verdict[~significant] == "no difference detected").all()
+    assert c.verdict[significant].str.endswith("than SGD").all() and significant.any()
+    u = _csv(trend_optimizers, "network_updates")
+    assert set(u.optimizer) == {"SGD", "momentum 0.9", "Nesterov 0.9", "RMSProp", "Adam"}
+    assert ((u.ci_low < u.mean_sq_update) & (u.mean_sq_update < u.ci_high)).all()
+    assert "(empirical: no exact theory)" in (trend_optimizers / "summary.md").read_text()
+
+
+def test_robbins_monro_network_schedules_that_stall_end_higher(robbins_monro):
+    # sum eta_k < inf (0.5 (101/(k + 100))^2 and the exponential decay) freezes the network
+    # early: both end above the constant step, run by run.
+    c = _csv(robbins_monro, "network_comparisons").set_index(["metric", "method"])
+    for method in ("p = 2", "exponential"):
+        row = c.loc[("final loss", method)]
+        assert row.verdict == "higher than constant" and row.ci_low > 0, row
+    assert "(empirical: no exact theory)" in (robbins_monro / "summary.md").read_text()
 
 
 VERDICT_STUDIES = ["variance_scaling", "erm_spread", "robbins_monro", "trend_optimizers"]
@@ -335,11 +370,16 @@ PHASES = {
                          "variance, synthetic, fixed data, without replacement",
                          "variance, synthetic, fixed data, with replacement",
                          "variance, breast_cancer, without replacement",
-                         "variance, breast_cancer, with replacement"],
-    "sgd_vs_batch": ["SGD, mini-batch and GD at equal computation", "redundancy and diversity sweeps"],
+                         "variance, breast_cancer, with replacement",
+                         f"variance, {NET}, without replacement",
+                         f"variance, {NET}, with replacement"],
+    "sgd_vs_batch": [f"{phase}, {case}" for case in ("least squares", NET)
+                     for phase in ("SGD, mini-batch and GD at equal computation",
+                                   "redundancy and diversity sweeps")],
     "erm_spread": ["E||w_N - w*||^2, 18 (sigma, N) cells"],
-    "robbins_monro": ["SGD runs, 10 schedules"],
-    "trend_optimizers": ["5 optimizers on the noisy quadratic", "5 optimizers on wine"],
+    "robbins_monro": ["SGD runs, 10 schedules", f"SGD runs, 6 schedules on {NET}"],
+    "trend_optimizers": ["5 optimizers on the noisy quadratic", "5 optimizers on wine",
+                         f"5 optimizers on {NET}"],
 }
 
 
@@ -369,8 +409,8 @@ def test_gd_and_the_whole_data_set_are_exact_not_zero_width(sgd_vs_batch, varian
     assert "| GD (full batch) | " in (sgd_vs_batch / "summary.md").read_text()
     assert "exact (deterministic) |" in (sgd_vs_batch / "summary.md").read_text()
     lines = (variance_scaling / "summary.md").read_text().splitlines()
-    whole = [line for line in lines if "without_replacement, B = N" in line]
-    assert len(whole) == 2 and all("exactly 0" in line for line in whole), whole
+    whole = [line for line in lines if "without_replacement, B = N" in line]  # synthetic, real, network
+    assert len(whole) == 3 and all("exactly 0" in line for line in whole), whole
 
 
 @pytest.mark.parametrize(("name", "argv"), [

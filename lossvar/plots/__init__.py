@@ -53,8 +53,14 @@ from .draw import (
     variance_plot,
 )
 from .incremental import advantage_sweep_figure, equal_computation_figure
-from .optimizers import optimizer_convergence_figure, trajectories_figure, update_variance_figure
-from .schedules import schedules_figure
+from .noise_scale import noise_scale_figure
+from .optimizers import (
+    network_optimizers_figure,
+    optimizer_convergence_figure,
+    trajectories_figure,
+    update_variance_figure,
+)
+from .schedules import network_schedules_figure, schedules_figure
 from .spread import erm_spread_figure
 from .style import (
     COLUMN_WIDTH,
@@ -96,7 +102,8 @@ __all__ = [
     "RC", "REFERENCE", "advantage_sweep_figure", "band", "caption", "convergence_plot",
     "equal_computation_figure", "erm_spread_figure", "figure", "figure_legend",
     "gradient_noise_figure", "interval_plot", "interval_text", "interval_words", "legend_order",
-    "log_ticks", "loss_curves", "markers", "mc_points", "minus", "number", "one_step_figure",
+    "log_ticks", "loss_curves", "markers", "mc_points", "minus", "network_optimizers_figure",
+    "network_schedules_figure", "noise_scale_figure", "number", "one_step_figure",
     "optimizer_convergence_figure", "palette", "percent", "ratio_plot", "sampling_label",
     "schedules_figure", "spread_plot", "steps_examples_figure", "style", "styled", "subplots",
     "table_panel", "trajectories_figure", "trajectories_plot", "update_variance_figure",

@@ -256,8 +256,13 @@ def steps_examples_figure(measured, crit, *, confidence):
     labels = list(crit.problem)
     z = two_sided_z(confidence)
     color = palette(["Monte Carlo"])["Monte Carlo"]
-    fig, axes = subplots(1, len(labels), width="full", height=2.75, squeeze=False)
-    for ax, label in zip(axes[0], labels, strict=True):
+    # four panels or more in two rows: a row of four leaves each title no room
+    rows = 1 if len(labels) <= 3 else 2
+    cols = -(-len(labels) // rows)
+    fig, axes = subplots(rows, cols, width="full", height=2.75 * rows, squeeze=False)
+    for ax in axes.flat[len(labels):]:
+        ax.set_axis_off()
+    for ax, label in zip(axes.flat, labels, strict=False):
         s = measured[(measured.problem == label) & (measured.reached > 0)].sort_values("batch_size")
         c = crit[crit.problem == label].iloc[0]
         b = s.batch_size.to_numpy(float)
@@ -298,7 +303,8 @@ def steps_examples_figure(measured, crit, *, confidence):
                   f"{interval_words(confidence)} (bars; numbers: batch size $B$)")
     caption(fig, (
         "McCandlish et al. (2018), section 2.2: steps $S$ and examples $E = BS$ to reach the target "
-        "excess loss (a fraction of that at $w_0 = 0$, after each panel's name) with SGD (batches "
+        "excess loss (a fraction of that at the start $w_0$, after each panel's name; $w_0 = 0$, the "
+        "network's a Glorot draw) with SGD (batches "
         "drawn with replacement), for each batch size $B$ of the ladder at "
         "its best constant learning rate (tuned on a grid, then measured on fresh runs). Bars: "
         f"{interval_words(confidence)} of the mean steps (normal approximation, mean $\\pm z$ "
@@ -309,7 +315,7 @@ def steps_examples_figure(measured, crit, *, confidence):
         "$B = B_{\\rm crit} = E_{\\min}/S_{\\min}$. $B_{\\rm crit}$'s interval: percentile "
         "bootstrap over runs (the "
         "tuned learning rates held fixed). $B_{\\rm noise}$ from the exact gradient covariance, "
-        "at $w_0 = 0$ and where full-batch descent reaches the target."))
+        "at $w_0$ and where full-batch descent reaches the target."))
     return fig
 
 
@@ -359,7 +365,8 @@ def gradient_noise_figure(gv, fits, *, confidence):
                 rows, colors=colors, marks=mk, color_col=1)
     ns = ", ".join(f"{int(n)}" for n in dict.fromkeys(gv[gv.exact_variance == 0].n))
     caption(fig, (
-        "The gradient noise at $w_0 = 0$: Monte Carlo mean of $|g_B - G|^2$ over random batches "
+        "The gradient noise at the start $w_0$ (0; the network's a Glorot draw): Monte Carlo mean of "
+        "$|g_B - G|^2$ over random batches "
         "(markers, offset slightly in $B$ per sampling scheme; bars: "
         f"{interval_words(confidence)}, normal approximation) against the exact "
         "$\\mathrm{tr}\\,\\Sigma/B$, times $(N - B)/(N - 1)$ without replacement (dark line, drawn "

@@ -10,9 +10,10 @@ import numpy as np
 
 from .draw import band, mc_points
 from .style import EXACT, figure, markers, palette, styled, subplots
-from .text import caption, interval_words, percent, verdict_word
+from .text import caption, interval_words, minus, percent, table_panel, verdict_word
 
-__all__ = ["optimizer_convergence_figure", "trajectories_figure", "update_variance_figure"]
+__all__ = ["network_optimizers_figure", "optimizer_convergence_figure", "trajectories_figure",
+           "update_variance_figure"]
 
 
 @styled
@@ -204,4 +205,63 @@ def update_variance_figure(updates, verdicts, *, steps, replicates, confidence):
         f"{1 - confidence:.2g} for the study."))
     return fig
 
+
+
+@styled
+def network_optimizers_figure(curves, updates, comparisons, *, label, batch_size, replicates,
+                              tail, confidence):
+    """The optimizers on a network: the training loss against epochs with bands (table
+    ``network_curves``), the mean squared update per parameter at the end of training
+    (``network_updates``) and each optimizer against SGD with its verdict
+    (``network_comparisons``). Nothing here has exact theory."""
+    names = list(dict.fromkeys(curves.optimizer))
+    colors, marks = palette(names), markers(names)
+    level = percent(confidence)
+    table_height = (len(comparisons) + 2.6) * 1.3 * 7 / 72
+    fig = figure("full", 2.6 + table_height)
+    grid = fig.add_gridspec(2, 2, height_ratios=[2.4, table_height], width_ratios=[1.5, 1])
+    ax, uax, tab = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    for name in names:
+        c = curves[curves.optimizer == name].sort_values("epoch")
+        band(ax, c.epoch, c.loss, c.loss_ci_low, c.loss_ci_high, color=colors[name], label=name,
+             positive=True)
+        ax.plot(c.epoch.iloc[-1], c.loss.iloc[-1], marks[name], color=colors[name], ms=3.5, zorder=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(r"training loss $L(w)$")
+    ax.set_title(f"Training loss: {replicates} runs, mini-batch {batch_size}, reshuffled")
+    for i, name in enumerate(names):
+        r = updates[updates.optimizer == name]
+        mc_points(uax, [i], r.mean_sq_update, r.ci_low, r.ci_high, color=colors[name],
+                  marker=marks[name])
+    uax.set_yscale("log")
+    uax.set_xticks(range(len(names)))
+    uax.set_xticklabels(names, rotation=30, ha="right", rotation_mode="anchor")
+    for tick, name in zip(uax.get_xticklabels(), names, strict=True):
+        tick.set_color(colors[name])
+    uax.set_ylabel(r"$\|w_t - w_{t-1}\|^2 / p$")
+    uax.set_title(f"Mean squared update, last {tail}")
+    rows, row_colors, row_marks = [], [], []
+    for r in comparisons.itertuples():
+        rows.append([r.metric, r.method, f"{r.value:.4g} ({r.baseline_value:.4g})",
+                     minus(f"{r.difference:.3g}  [{r.ci_low:.3g}, {r.ci_high:.3g}]"),
+                     f"{r.holm_pvalue:#.2g}", r.verdict])
+        row_colors.append(colors.get(r.method, "0.1"))
+        row_marks.append(marks.get(r.method, "o"))
+    base = comparisons.baseline.iloc[0] if len(comparisons) else "SGD"
+    table_panel(tab, ["comparison", "optimizer", f"mean ({base}'s)",
+                      f"paired difference\n({level} CI)", "p-value\n(Holm)", "verdict"],
+                rows, colors=row_colors, marks=row_marks, color_col=1, x0=0.0, pad=0.14)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=len(names),
+               title=f"{label}: mean across runs (lines) with {level} confidence bands (shaded; "
+               "normal approximation); empirical, no exact theory on a network")
+    caption(fig, (
+        f"Left: the training loss $L$ over all {label.split('(')[-1].rstrip(')')} examples (mean "
+        "cross-entropy plus the ridge) at each half epoch. Right: the mean over the last "
+        f"{tail} updates of $\\|w_t - w_{{t-1}}\\|^2$ per parameter, then across runs, with "
+        f"{interval_words(confidence)}. Table: each optimizer against {base}, run by run (every "
+        "run starts from the same point and sees the same batches): the paired difference with "
+        "its Student t interval, and the verdict after Holm's correction across the "
+        f"{len(comparisons)} comparisons, at level {1 - confidence:.2g}."))
+    return fig
 

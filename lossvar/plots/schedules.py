@@ -10,11 +10,11 @@ import math
 import numpy as np
 
 from .. import theory
-from .draw import mc_points
-from .style import EXACT, FULL_WIDTH, REFERENCE, markers, palette, styled
-from .text import caption, interval_text, percent, table_panel, verdict_word
+from .draw import band, mc_points
+from .style import EXACT, FULL_WIDTH, REFERENCE, figure, markers, palette, styled
+from .text import caption, interval_text, minus, percent, table_panel, verdict_word
 
-__all__ = ["schedules_figure"]
+__all__ = ["network_schedules_figure", "schedules_figure"]
 
 
 def _three(x):
@@ -141,3 +141,69 @@ def schedules_figure(curves, exact, rows, verdicts, *, short, averaged, mu, nois
         "p-values per step, combined by Holm's test, at level "
         f"{1 - confidence:.2g} for the study."))
     return fig
+
+
+@styled
+def network_schedules_figure(curves, comparisons, *, label, described, batch_size, replicates,
+                             confidence):
+    """Step-size schedules on a network: the training loss of the iterate and of its
+    Polyak-Ruppert average against the step, mean across runs with bands (table
+    ``network_curves`` of the ``robbins_monro`` study: ``schedule``, ``step``, ``loss``,
+    ``avg_loss`` and their ``*_ci_low``, ``*_ci_high``, ``robbins_monro``), and the paired
+    comparisons with their verdicts (``network_comparisons``); ``described``: a sentence
+    defining the schedules. Nothing here has exact theory."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(curves.schedule))
+    colors, marks = palette(names), markers(names)
+    level = percent(confidence)
+    table_height = (len(comparisons) + 2.6) * 1.25 * 6.5 / 72
+    fig = figure("full", 2.5 + table_height)
+    grid = fig.add_gridspec(2, 2, height_ratios=[2.3, table_height])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+    axes[1].sharey(axes[0])
+    for ax, col, title in ((axes[0], "loss", "last iterate $w_k$"),
+                           (axes[1], "avg_loss", r"Polyak-Ruppert average $\bar w_k$")):
+        for name in names:
+            c = curves[(curves.schedule == name) & (curves.step > 0)].sort_values("step")
+            band(ax, c.step, c[col], c[f"{col}_ci_low"], c[f"{col}_ci_high"], color=colors[name],
+                 label=name, positive=True)
+            ax.plot(c.step.iloc[-1], c[col].iloc[-1], marks[name], color=colors[name], ms=3.5,
+                    zorder=4)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step $k$")
+        ax.set_title(f"Training loss of the {title}")
+    axes[0].set_ylabel("training loss $L$")
+    rm = dict(zip(curves.schedule, curves.robbins_monro, strict=False))
+    rows, row_colors, row_marks = [], [], []
+    for r in comparisons.itertuples():
+        name = r.baseline if r.metric == "Polyak-Ruppert" else r.method
+        what = "average vs last iterate" if r.metric == "Polyak-Ruppert" else f"vs {r.baseline}"
+        rows.append([name, "yes" if rm.get(name) else "no", what,
+                     f"{r.value:.4g} ({r.baseline_value:.4g})",
+                     minus(f"{r.difference:.3g}  [{r.ci_low:.3g}, {r.ci_high:.3g}]"),
+                     f"{r.holm_pvalue:#.2g}", r.verdict.split(" than ")[0]])
+        row_colors.append(colors.get(name, "0.1"))
+        row_marks.append(marks.get(name, "o"))
+    tab = fig.add_subplot(grid[1, :])
+    table_panel(tab, ["schedule", "Robbins-\nMonro", "at the last step", "mean (other's)",
+                      f"paired difference\n({level} CI)", "p-value\n(Holm)", "verdict"],
+                rows, colors=row_colors, marks=row_marks, color_col=0, fontsize=6.5, pad=0.12)
+    handles = [plt.Line2D([], [], color=colors[n], marker=marks[n], ms=3.5) for n in names]
+    fig.legend(handles, names, loc="outside upper center", ncol=len(names),
+               title=f"{label}, batches of {batch_size}, {replicates} runs per schedule: mean (lines) "
+               f"with {level} confidence bands\nempirical: no exact theory on a network")
+    caption(fig, (
+        f"{described} Training loss over all examples (mean cross-entropy plus the ridge) at about "
+        "ten steps a "
+        f"decade, mean across runs with {level} confidence bands (normal approximation). Every "
+        "schedule "
+        "starts at the same step and the runs of all schedules see the same batches, so the "
+        "table compares them run by run: a paired Student t interval of the difference and a "
+        "verdict after Holm's correction across the comparisons, at level "
+        f"{1 - confidence:.2g}. Robbins-Monro: the exact verdict on the schedule "
+        "(sum of steps infinite, sum of squares finite); on a non-convex loss it is not a "
+        "guarantee, and the curves say what happens."))
+    return fig
+

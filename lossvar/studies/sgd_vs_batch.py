@@ -38,18 +38,24 @@ measured curves, with intervals across replicates.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 import lossvar
 from lossvar import optim, plots, schedules, studies
 from lossvar.sgd import run_sgd
-from lossvar.studies import checks
+from lossvar.studies import checks, network
 
 NAME = "sgd_vs_batch"
 FULL = {"replicates": 200, "epochs": 5, "copies": [1, 2, 4, 8, 16],
-        "diversity": [0.0, 0.25, 0.5, 1.0, 2.0]}
-QUICK = {"replicates": 40, "epochs": 4, "copies": [1, 4, 8], "diversity": [0.0, 0.5, 2.0]}
+        "diversity": [0.0, 0.25, 0.5, 1.0, 2.0], "network": "64-32-10"}
+QUICK = {"replicates": 40, "epochs": 4, "copies": [1, 4, 8], "diversity": [0.0, 0.5, 2.0],
+         "network": "64-32-10"}
+#: Examples in the network's base set: the first 100 of digits (8 to 12 of each class).
+NET_BASE = 100
 
 
 def build_parser():
@@ -68,10 +74,11 @@ def build_parser():
     p.add_argument("--copies", type=checks.listing(checks.count(1)), default=None, metavar="LIST",
                    help="redundancy sweep r (default 1,2,4,8,16)")
     p.add_argument("--diversity", type=checks.listing(checks.number(0)), default=None,
-                   metavar="LIST", help="target noise s >= 0 added to each copy (default "
-                   "0,0.25,0.5,1,2)")
+                   metavar="LIST", help="noise s >= 0 added to each copy: to its targets (least "
+                   "squares) and to its pixels (the network) (default 0,0.25,0.5,1,2)")
     p.add_argument("--minibatch", type=checks.count(1), default=10, help="mini-batch size, at most "
                    "the N of the largest --copies (default 10)")
+    network.add_flag(p, FULL["network"], QUICK["network"])
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
     return p
@@ -92,6 +99,11 @@ def check(args):
                 f"--copies {max(args.copies)} with --base-size {args.base_size}, --dim {args.dim}")
     checks.held(4 * args.replicates * (4 * args.epochs + 1),
                 f"--replicates {args.replicates} with --epochs {args.epochs}")
+    if args.network != "none":  # the network's copies, their gradients and the runs' parameters
+        p = network.load(args.network).p
+        checks.held(max(args.copies) * NET_BASE * (network.D + 3 * p) + 4 * args.replicates * p,
+                    f"--network {args.network} with --copies {max(args.copies)} and --replicates "
+                    f"{args.replicates}")
 
 
 def _steps(data, batch, epochs):
@@ -126,14 +138,25 @@ def _optimizer(batch, data):
                                                                              2 * c * L)))
 
 
-def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records=1):
+def _network_optimizer(net, w0):
+    """GD: 1/lambda_max of the Hessian at the start; SGD: the constant 2/mean ||x_i||^2 (the
+    per-example curvature grows like ||x||^2), a mini-batch of B B times that, at most GD's."""
+    def make(batch, data):
+        gd = 1.0 / network.largest_eigenvalue(net.problem, w0, data)
+        if batch == "full":
+            return optim.sgd(gd)
+        return optim.sgd(min(gd, 2.0 * batch / float(np.mean(np.sum(data.X**2, axis=1)))))
+    return make
+
+
+def _run(case, data, batch, epochs, replicates, seed, args, per_epoch_records=1):
     per_epoch, steps = _steps(data, batch, epochs)
     record = np.unique(np.linspace(0, steps, epochs * per_epoch_records + 1).round().astype(int))
-    kw = studies.execution(args)
-    tr = run_sgd(problem, data, _optimizer(batch, data), steps=steps,
+    tr = run_sgd(case.problem, data, case.optimizer(batch, data), steps=steps,
                  batch_size=None if batch == "full" else batch,
                  sampling="full" if batch == "full" else "reshuffle",
-                 replicates=1 if batch == "full" else replicates, record=record, rng=seed, **kw)
+                 replicates=1 if batch == "full" else replicates, record=record, rng=seed,
+                 w0=case.w0, **studies.execution(args))
     s = tr.by_step
     out = pd.DataFrame({"epoch": s.step / per_epoch, "step": s.step,
                         "excess_loss": s.loss_mean - tr.loss_star,
@@ -141,12 +164,11 @@ def _run(problem, data, batch, epochs, replicates, seed, args, per_epoch_records
                         "replicates": s.n})
     out["ci_low"], out["ci_high"] = lossvar.stats.mean_interval(
         out.excess_loss, out.excess_loss_se, args.confidence)
-    return out
+    return out, tr
 
 
-def _noise_at_minimum(problem, d):
+def _noise_at_minimum(problem, d, w_hat):
     """Var(div) and the mean squared per-example gradient at the data set's minimizer."""
-    w_hat = problem.minimize(d.X, d.y)
     return dict(var_div=float(np.var(problem.loss(w_hat, d.X, d.y))),
                 grad_noise_trace=float(np.mean(np.sum((problem.grad(w_hat, d.X, d.y)) ** 2,
                                                       axis=1))))
@@ -161,61 +183,103 @@ def _advantage(gd, sgd, confidence):
                 advantage_se=g * se / m**2, ci_low=g / high, ci_high=g / low if low > 0 else np.inf)
 
 
+@dataclass(frozen=True)
+class _Case:
+    """One problem of the study: its base set, how its copies are made, its steps and start."""
+
+    label: str
+    problem: object
+    base: object
+    dataset: object  # (base, r, s, rng) -> Dataset
+    optimizer: object  # (batch, data) -> GradientTransformation
+    w0: object = None
+
+
+def _cases(args, base):
+    cases = [_Case("least squares", lossvar.LinearRegression(), base, _dataset, _optimizer)]
+    net = network.load(args.network)
+    if net is not None:
+        b = lossvar.Dataset(net.data.X[:NET_BASE], net.data.y[:NET_BASE], task="classification")
+        cases.append(_Case(net.label, net.problem, b, lambda base, r, s, rng: network.copies(
+            base.X, base.y, r, s, rng, name=f"{r} copies, s={s:g}", task="classification"),
+            _network_optimizer(net, net.start()), net.start()))
+    return cases
+
+
 def compute(args, folder):
     seeds = lossvar.streams.children(args.seed, 4)
     pop = lossvar.GaussianLinearPopulation(np.linspace(1.0, -1.0, args.dim),
                                            noise_std=args.noise_std)
-    base = pop.sample(args.base_size, seeds[0])
-    problem = lossvar.LinearRegression()
+    cases = _cases(args, pop.sample(args.base_size, seeds[0]))
     r_main = max(args.copies)
-
-    # 1. the comparison on the most redundant set
-    data = _dataset(base, r_main, 0.0, None)
-    curves = []
     methods = [(1, "SGD (B = 1)"), (args.minibatch, f"mini-batch (B = {args.minibatch})"),
                ("full", "GD (full batch)")]
-    comp_seeds = lossvar.streams.children(seeds[1], len(methods))
-    # the runs' cost: their steps (each step updates every replicate at once)
-    cost = [_steps(data, batch, args.epochs)[1] for batch, _ in methods]
-    with checks.phase(args, "SGD, mini-batch and GD at equal computation", sum(cost)) as ph:
-        for (batch, label), sd, c in zip(methods, comp_seeds, cost, strict=True):
-            with ph.part(c):
-                t = _run(problem, data, batch, args.epochs, args.replicates, sd, args,
-                         per_epoch_records=4)
-            curves.append(t.assign(method=label, copies=r_main, full_batch=batch == "full"))
-    curves = pd.concat(curves, ignore_index=True)
-    curves = curves[["method", "copies", *[c for c in curves.columns
-                                           if c not in ("method", "copies")]]]
-
-    # 2. redundancy and 3. diversity sweeps
-    sweep = []
-    settings = [("redundancy", r, 0.0) for r in args.copies]
-    settings += [("diversity", r_main, s) for s in args.diversity]
-    sweep_seeds = lossvar.streams.children(seeds[2], len(settings))
-    total = sum(args.epochs * (1 + r * args.base_size) for _, r, _ in settings)
-    with checks.phase(args, "redundancy and diversity sweeps", total) as ph:
-        for (kind, r, s), sd in zip(settings, sweep_seeds, strict=True):
-            data_seed, sgd_seed = lossvar.streams.children(sd, 2)
-            d = _dataset(base, r, s, lossvar.streams.stream(data_seed))
-            with ph.part(args.epochs):
-                gd = _run(problem, d, "full", args.epochs, 1, 0, args)
-            with ph.part(args.epochs * d.n):
-                sgd = _run(problem, d, 1, args.epochs, args.replicates, sgd_seed, args)
-            sweep.append(dict(sweep=kind, copies=r, diversity=s, n=d.n, epochs=args.epochs,
-                              **_noise_at_minimum(problem, d), **_advantage(gd, sgd, args.confidence),
-                              replicates=args.replicates))
-    sweep = pd.DataFrame(sweep)
+    curves, sweep = [], []
+    for i, case in enumerate(cases):
+        # case 0 keeps the seeds of a run without a network
+        root = seeds if i == 0 else lossvar.streams.children(seeds[3], 3)
+        with network.one_thread() if i else contextlib.nullcontext():
+            curves.append(_comparison(args, case, methods, r_main, root[1]))
+            sweep.append(_sweeps(args, case, r_main, root[2]))
+    curves, sweep = pd.concat(curves, ignore_index=True), pd.concat(sweep, ignore_index=True)
     folder.table("curves", curves)
     folder.table("sweep", sweep)
-    sizes = dict(copies=r_main, epochs=args.epochs, replicates=args.replicates,
-                 confidence=args.confidence)
-    folder.figure("curves", plots.equal_computation_figure(curves, base_size=args.base_size, **sizes))
-    folder.figure("sweep", plots.advantage_sweep_figure(sweep, method=methods[0][1], **sizes))
-    return _summary(args, curves, sweep, r_main, data)
+    sizes = dict(epochs=args.epochs, replicates=args.replicates, confidence=args.confidence)
+    titles = {c.label: f"{c.label}: {r_main} copies of {c.base.n} examples ($N = {r_main * c.base.n}$)"
+              for c in cases}
+    folder.figure("curves", plots.equal_computation_figure(curves, titles=titles, **sizes))
+    folder.figure("sweep", plots.advantage_sweep_figure(
+        sweep, method=methods[0][1], copies=r_main, noise={c.label: NOISE[i > 0]
+                                                           for i, c in enumerate(cases)}, **sizes))
+    return _summary(args, curves, sweep, r_main, cases)
 
 
-def _summary(args, curves, sweep, r_main, data):
-    mu, L, c, k0 = _step_sizes(data)
+#: What the diversity s perturbs, by case (least squares, network).
+NOISE = ("target noise", "pixel noise")
+
+
+def _comparison(args, case, methods, r_main, seed):
+    """SGD, mini-batch and GD on the most redundant set, at equal computation."""
+    data = case.dataset(case.base, r_main, 0.0, None)
+    comp_seeds = lossvar.streams.children(seed, len(methods))
+    cost = [_steps(data, batch, args.epochs)[1] for batch, _ in methods]
+    out = []
+    with checks.phase(args, f"SGD, mini-batch and GD at equal computation, {case.label}",
+                      sum(cost)) as ph:
+        for (batch, label), sd, c in zip(methods, comp_seeds, cost, strict=True):
+            with ph.part(c):
+                t, _ = _run(case, data, batch, args.epochs, args.replicates, sd, args,
+                            per_epoch_records=4)
+            out.append(t.assign(problem=case.label, method=label, copies=r_main,
+                                full_batch=batch == "full"))
+    out = pd.concat(out, ignore_index=True)
+    return out[["problem", "method", "copies",
+                *[c for c in out.columns if c not in ("problem", "method", "copies")]]]
+
+
+def _sweeps(args, case, r_main, seed):
+    """The redundancy and diversity sweeps of one case: SGD's advantage over GD."""
+    settings = [("redundancy", r, 0.0) for r in args.copies]
+    settings += [("diversity", r_main, s) for s in args.diversity]
+    seeds = lossvar.streams.children(seed, len(settings))
+    total = sum(args.epochs * (1 + r * case.base.n) for _, r, _ in settings)
+    rows = []
+    with checks.phase(args, f"redundancy and diversity sweeps, {case.label}", total) as ph:
+        for (kind, r, s), sd in zip(settings, seeds, strict=True):
+            data_seed, sgd_seed = lossvar.streams.children(sd, 2)
+            d = case.dataset(case.base, r, s, lossvar.streams.stream(data_seed))
+            with ph.part(args.epochs):
+                gd, tr = _run(case, d, "full", args.epochs, 1, 0, args)
+            with ph.part(args.epochs * d.n):
+                sgd, _ = _run(case, d, 1, args.epochs, args.replicates, sgd_seed, args)
+            rows.append(dict(problem=case.label, sweep=kind, copies=r, diversity=s, n=d.n,
+                             epochs=args.epochs, **_noise_at_minimum(case.problem, d, tr.w_star),
+                             **_advantage(gd, sgd, args.confidence), replicates=args.replicates))
+    return pd.DataFrame(rows)
+
+
+def _summary(args, curves, sweep, r_main, cases):
+    mu, L, c, k0 = _step_sizes(cases[0].dataset(cases[0].base, r_main, 0.0, None))
     last = curves[curves.epoch == curves.epoch.max()]
     level = f"{args.confidence:.0%}"
     lines = [f"# sgd_vs_batch (seed {args.seed}, {args.replicates} replicates, "
@@ -223,27 +287,43 @@ def _summary(args, curves, sweep, r_main, data):
              "No verdict against exact theory: nothing measured here has an exact value. GD is "
              "deterministic, and SGD's expected excess loss under random reshuffling has no closed "
              "form (the exact recursions of docs/theory.md, section 6 need independently drawn "
-             "batches). The claims below compare measured curves, with intervals across "
-             "replicates.", "",
+             "batches; on a network there is none at all). The claims below compare measured "
+             "curves, with intervals across replicates: they are empirical.", "",
              f"Least squares, base set of m = {args.base_size} examples (d = {args.dim}, noise "
              f"{args.noise_std}); excess loss f(w) - f(w_N) over the data set's minimizer; {level} "
              "intervals across replicates (GD is deterministic).", "",
              f"Step sizes: GD constant 1/L = {1 / L:.4g}; SGD c/(k + k0), c = 1/mu = {c:.4g}, "
              f"k0 = c max||x_i||^2 = {k0:.4g} (for the set of {r_main} copies); mini-batch "
              "c/(k + max(k0/B, 2cL)). GD converges linearly here and overtakes SGD after enough "
-             "epochs: the advantage is at a fixed, small budget of epochs.", "",
-             f"## Equal computation, {r_main} copies (N = {data.n}), after {args.epochs} epochs",
-             "", f"| method | excess loss | {level} interval |", "|---|---|---|"]
-    for r in last.itertuples():
-        interval = ("exact (deterministic)" if r.full_batch else
-                    plots.interval_text(r.ci_low, r.ci_high, r.replicates))
-        lines.append(f"| {r.method} | {r.excess_loss:.4g} | {interval} |")
+             "epochs: the advantage is at a fixed, small budget of epochs."]
+    if len(cases) > 1:
+        lines += ["", f"Network {cases[1].label}: the first {NET_BASE} digits as the base set, its "
+                  "copies' pixels perturbed by independent N(0, s^2) noise for the diversity sweep; "
+                  "every run starts from one Glorot draw; excess loss over a local minimum of each "
+                  "data set's mean loss (full-batch L-BFGS and Newton steps from a fixed start). "
+                  "Step sizes: GD 1/lambda_max of the Hessian at the start (Lanczos on exact "
+                  "Hessian-vector products); SGD the constant 2/mean ||x_i||^2, a mini-batch of B "
+                  "B times that, at most GD's."]
+    for label, t in last.groupby("problem", sort=False):
+        lines += ["", f"## Equal computation, {label}, {r_main} copies, after {args.epochs} epochs",
+                  "", f"| method | excess loss | {level} interval |", "|---|---|---|"]
+        for r in t.itertuples():
+            interval = ("exact (deterministic)" if r.full_batch else
+                        plots.interval_text(r.ci_low, r.ci_high, r.replicates))
+            lines.append(f"| {r.method} | {r.excess_loss:.4g} | {interval} |")
     lines += ["", "## Sweeps: advantage = GD excess loss / SGD excess loss", "",
-              f"| sweep | copies r | diversity s | Var(div) at w_N | advantage | {level} interval |",
-              "|---|---|---|---|---|---|"]
+              f"| problem | sweep | copies r | diversity s | Var(div) at w_N | advantage | {level} "
+              "interval |", "|---|---|---|---|---|---|---|"]
     for r in sweep.itertuples():
-        lines.append(f"| {r.sweep} | {r.copies} | {r.diversity:g} | {r.var_div:.4g} | "
+        lines.append(f"| {r.problem} | {r.sweep} | {r.copies} | {r.diversity:g} | {r.var_div:.4g} | "
                      f"{r.advantage:.4g} | {plots.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
+    lines += ["", "Verdicts (empirical, from the intervals of the diversity sweep):", ""]
+    for label, t in sweep[sweep.sweep == "diversity"].groupby("problem", sort=False):
+        lo, hi = t.iloc[0], t.iloc[-1]
+        falls = "decreases" if hi.ci_high < lo.ci_low else "does not clearly decrease"
+        stays = "does not vanish (its interval is above 1)" if hi.ci_low > 1 else "may vanish"
+        lines.append(f"- {label}: the advantage {falls} with diversity, {lo.advantage:.3g} at s = "
+                     f"{lo.diversity:g} to {hi.advantage:.3g} at s = {hi.diversity:g}, and {stays}.")
     return "\n".join(lines)
 
 

@@ -23,6 +23,15 @@ On an ill-conditioned 2-D quadratic with additive Gaussian gradient noise
 and on a real data set (mini-batches of --batch-size, reshuffled each epoch),
 the excess training loss against epochs with bands. RMSProp and Adam use the
 lecture's form, eps inside the square root.
+
+On a tanh network trained on digits (--network; the same batch size, runs and
+epochs as the real data set), where the loss is not convex and no exact theory
+exists: the training loss against epochs with bands, the mean squared update
+per parameter over the last 16 updates, and each optimizer against SGD on both,
+a verdict per comparison (every run of every optimizer starts from the same
+point and sees the same batches, so the runs are compared pairwise: a paired t
+test per comparison, Holm's correction across them). Momentum and Nesterov take
+SGD's effective step (0.01 / (1 - 0.9) = 0.1), RMSProp and Adam 3e-3.
 """
 
 from __future__ import annotations
@@ -33,11 +42,11 @@ import pandas as pd
 import lossvar
 from lossvar import optim, plots, studies, theory
 from lossvar.sgd import run_sgd
-from lossvar.studies import checks
+from lossvar.studies import checks, network
 
 NAME = "trend_optimizers"
-FULL = {"replicates": 400, "steps": 400, "real_replicates": 40, "epochs": 20}
-QUICK = {"replicates": 64, "steps": 200, "real_replicates": 8, "epochs": 4}
+FULL = {"replicates": 400, "steps": 400, "real_replicates": 40, "epochs": 20, "network": "64-32-10"}
+QUICK = {"replicates": 64, "steps": 200, "real_replicates": 8, "epochs": 4, "network": "64-32-10"}
 W0 = (-4.0, 1.5)
 #: The most by which the start's transient, left in the steady-state window, may move
 #: SGD's exact mean squared update (relatively): far below any Monte Carlo SE here.
@@ -59,11 +68,13 @@ def build_parser():
     p.add_argument("--data", default="wine",
                    help=f"real data set, one of {', '.join(lossvar.datasets.NAMES)}, or 'none'")
     p.add_argument("--batch-size", type=checks.count(1), default=8,
-                   help="mini-batch on the real data, at most its N (8)")
+                   help="mini-batch on the real data and the network, at most their N (8)")
     p.add_argument("--real-replicates", type=checks.count(2), default=None, help="runs per "
-                   f"optimizer on the real data, at least 2 (default {FULL['real_replicates']})")
+                   "optimizer on the real data and the network, at least 2 (default "
+                   f"{FULL['real_replicates']})")
     p.add_argument("--epochs", type=checks.count(1), default=None,
-                   help=f"epochs on the real data (default {FULL['epochs']})")
+                   help=f"epochs on the real data and the network (default {FULL['epochs']})")
+    network.add_flag(p, FULL["network"], QUICK["network"])
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
     return p
@@ -98,13 +109,20 @@ def check(args):
                          f"--noise-std {args.noise_std:g}: the steady-state window (the last half) "
                          f"still holds the start's transient, {left:.2g} of SGD's exact value "
                          f"(at most {TRANSIENT:g}); {advice}")
-    if args.data != "none":
-        n = lossvar.datasets.load(args.data).n
+    sets = [(args.data, f"--data {args.data}")] if args.data != "none" else []
+    if args.network != "none":
+        sets.append((network.DATA, f"--network {args.network} on {network.DATA}"))
+    for name, where in sets:
+        n = lossvar.datasets.load(name).n
         if args.batch_size > n:
-            raise ValueError(f"--batch-size must be at most N = {n} of --data {args.data}; got "
-                             f"{args.batch_size}")
+            raise ValueError(f"--batch-size must be at most N = {n} of {where}; got {args.batch_size}")
         checks.held(4 * args.real_replicates * (4 * args.epochs + 1),
                     f"--real-replicates {args.real_replicates} with --epochs {args.epochs}")
+    if args.network != "none":  # every run's parameters at the records of the network
+        p = network.load(args.network).p
+        checks.held(args.real_replicates * (2 * args.epochs + NET_TAIL + 2) * p,
+                    f"--real-replicates {args.real_replicates} with --epochs {args.epochs} and "
+                    f"--network {args.network}")
 
 
 def _transient(args, steps):
@@ -129,6 +147,7 @@ def compute(args, folder):
     pop = lossvar.GaussianNoisePopulation(q)
     opts = _optimizers(h.max())
     seeds = lossvar.streams.children(args.seed, 3)
+    net = network.load(args.network)
     kw = studies.execution(args)
     paths, updates, curves = [], [], []
     # Common random numbers: every optimizer gets the same seed, so the same noise
@@ -178,7 +197,16 @@ def compute(args, folder):
         curves, curvature=h, replicates=args.replicates, confidence=args.confidence, **real))
     folder.figure("update_variance", plots.update_variance_figure(
         updates, verdicts, steps=args.steps, replicates=args.replicates, confidence=args.confidence))
-    return _summary(args, updates, curves, verdicts)
+    if net is not None:
+        nc, nu, comparisons = _network(args, net, seeds[2])
+        folder.table("network_curves", nc)
+        folder.table("network_updates", nu)
+        folder.table("network_comparisons", comparisons)
+        folder.figure("network", plots.network_optimizers_figure(
+            nc, nu, comparisons, label=net.label, batch_size=args.batch_size,
+            replicates=args.real_replicates, tail=NET_TAIL, confidence=args.confidence))
+    summary = _summary(args, updates, curves, verdicts)
+    return summary if net is None else summary + "\n\n" + _network_summary(args, net, nu, comparisons)
 
 
 def _verdicts(updates, confidence):
@@ -214,6 +242,59 @@ def _real(args, seed, kw):
                                  "epoch": s.step / per_epoch,
                                  "excess_loss": s.loss_mean - tr.loss_star, "se": s.loss_se}))
     return out
+
+
+#: Updates at the end of the network's runs over which the mean squared update is averaged.
+NET_TAIL = 16
+
+
+def _network_optimizers():
+    """SGD at 0.1, momentum and Nesterov at the same effective step, RMSProp and Adam at 3e-3."""
+    return {"SGD": optim.sgd(0.1), "momentum 0.9": optim.momentum(0.01, 0.9),
+            "Nesterov 0.9": optim.nesterov(0.01, 0.9),
+            "RMSProp": optim.rmsprop(3e-3, decay=0.9, eps=1e-8, eps_in_sqrt=True),
+            "Adam": optim.adam(3e-3, eps=1e-8, eps_in_sqrt=True)}
+
+
+def _network(args, net, seed):
+    """The five optimizers on the network: curves, mean squared updates, paired comparisons."""
+    per_epoch = net.data.n // args.batch_size
+    steps = args.epochs * per_epoch
+    tail = min(NET_TAIL, steps)
+    record = np.unique(np.concatenate([np.arange(0, steps + 1, max(1, per_epoch // 2)),
+                                       np.arange(steps - tail, steps + 1)]))
+    runs = network.ensembles(net, _network_optimizers(), args, f"5 optimizers on {net.label}",
+                             steps=steps, batch_size=args.batch_size, rng=seed, record=record,
+                             replicates=args.real_replicates, record_params="all")
+    updates, final, moves = [], {}, {}
+    for name, tr in runs.items():
+        w = tr.params[:, -(tail + 1):]  # (R, tail + 1, p): steps - tail, ..., steps
+        moves[name] = np.mean(np.sum(np.diff(w, axis=1) ** 2, axis=2), axis=1) / net.p
+        final[name] = tr.values("loss", used_only=False)[:, -1]
+        m, se = (float(x) for x in lossvar.stats.mean_se(moves[name]))
+        low, high = lossvar.stats.mean_interval(m, se, args.confidence)
+        updates.append(dict(optimizer=name, mean_sq_update=m, se=se, ci_low=low, ci_high=high,
+                            steps_averaged=tail, replicates=moves[name].size))
+    rows = (network.paired_comparisons(final, "SGD", "final training loss", args.confidence)
+            + network.paired_comparisons(moves, "SGD", "mean squared update", args.confidence))
+    return (network.curves(runs, "optimizer", args.confidence, per_epoch), pd.DataFrame(updates),
+            network.verdicts(pd.DataFrame(rows), args.confidence))
+
+
+def _network_summary(args, net, updates, comparisons):
+    lines = [f"## Network: {net.label}, p = {net.p} (empirical: no exact theory)", "",
+             f"{args.real_replicates} runs per optimizer of {args.epochs} epochs, mini-batches of "
+             f"{args.batch_size} reshuffled each epoch, all from one start and on the same batches. "
+             "The loss is not convex and none of these numbers has an exact value: they are Monte "
+             "Carlo estimates with intervals across runs, and each optimizer is compared with SGD "
+             "run by run (paired t test, Holm's correction across the "
+             f"{len(comparisons)} comparisons, level {1 - args.confidence:.2g}).", "",
+             f"| optimizer | mean squared update per parameter, last {NET_TAIL} updates | interval |",
+             "|---|---|---|"]
+    for r in updates.itertuples():
+        lines.append(f"| {r.optimizer} | {r.mean_sq_update:.4g} | "
+                     f"{plots.interval_text(r.ci_low, r.ci_high, r.replicates)} |")
+    return "\n".join([*lines, "", *network.comparison_lines(comparisons)])
 
 
 def _summary(args, updates, curves, verdicts):

@@ -10,9 +10,11 @@ mini-batch and Var(div)/N for the full batch. Measured here in both regimes:
   examples Var(div)/N, the lecture's statement.
 
 On a synthetic problem with exact moments (Gaussian linear regression at
-w = 0) and on a real data set at its reference fit. The exponent of
-Var(B) ~ B^a is fitted after dividing by the finite-population factor, and
-must be -1.
+w = 0), on a real data set at its reference fit, and on a tanh network
+trained on digits (--network, at a local minimum): the law concerns batch
+means of fixed numbers, so it is exact for a network's losses at a fixed w as
+for any others. The exponent of Var(B) ~ B^a is fitted after dividing by the
+finite-population factor, and must be -1.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import pandas as pd
 
 import lossvar
 from lossvar import plots, studies
-from lossvar.studies import checks
+from lossvar.studies import checks, network
 
 NAME = "variance_scaling"
-FULL = {"replicates": "auto", "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, "full"]}
-QUICK = {"replicates": 3_000, "batch_sizes": [1, 4, 16, 64, "full"]}
+FULL = {"replicates": "auto", "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256, "full"],
+        "network": "64-32-10"}
+QUICK = {"replicates": 3_000, "batch_sizes": [1, 4, 16, 64, "full"], "network": "64-32-10"}
 W_TRUE = (1.0, -2.0, 0.5)
 #: Fewest replicates: with Gaussian batch means the sample variance's chi-square
 #: reference has R - 1 degrees of freedom, and a row below stats.MIN_DOF of them
@@ -50,6 +53,7 @@ def build_parser():
                    help="noise of the synthetic Gaussian linear model, >= 0 (default: 1)")
     p.add_argument("--data", default="breast_cancer",
                    help=f"real data set, one of {', '.join(lossvar.datasets.NAMES)}, or 'none'")
+    network.add_flag(p, FULL["network"], QUICK["network"])
     p.add_argument("--confidence", type=studies.fraction, default=0.95,
                    help="interval level (default 0.95)")
     return p
@@ -65,12 +69,15 @@ def check(args):
     if args.data != "none":
         n = lossvar.datasets.load(args.data).n
         checks.ladder(sizes, n, "--batch-sizes", f"--data {args.data}")
+    if args.network != "none":
+        checks.ladder(sizes, lossvar.datasets.load(network.DATA).n, "--batch-sizes",
+                      f"--network {args.network} on {network.DATA}")
     # a block of fresh full batches: at least 16 batches of N examples of 3 features and a loss
     checks.held(16 * args.n * (len(W_TRUE) + 1), f"--n {args.n}")
 
 
 def compute(args, folder):
-    seeds = lossvar.streams.children(args.seed, 6)
+    seeds = lossvar.streams.children(args.seed, 8)
     common = dict(replicates=args.replicates, confidence=args.confidence)
     common.update(studies.execution(args))
     pop = lossvar.GaussianLinearPopulation(np.array(W_TRUE), noise_std=args.noise_std)
@@ -97,6 +104,16 @@ def compute(args, folder):
                     problem, real, w_ref, checks.ladder(args.batch_sizes, real.n, "--batch-sizes",
                                                         args.data),
                     sampling=sampling, rng=seeds[4 + i], **common)))
+    net = network.load(args.network)
+    if net is not None:
+        with network.one_thread():
+            w_net = net.reference()
+        sizes = checks.ladder(args.batch_sizes, net.data.n, "--batch-sizes", net.label)
+        for i, sampling in enumerate(("without_replacement", "with_replacement")):
+            with checks.phase(args, f"variance, {net.label}, {plots.sampling_label(sampling, short=True)}"):
+                runs.append((net.label, lossvar.variance_study(
+                    net.problem, net.data, w_net, sizes, sampling=sampling, rng=seeds[6 + i],
+                    **common)))
     variance = pd.concat([r.table.assign(source=src) for src, r in runs], ignore_index=True)
     variance = variance[["source", *[c for c in variance.columns if c != "source"]]]
     fits = []
@@ -112,13 +129,16 @@ def compute(args, folder):
     folder.table("variance", variance)
     folder.table("scaling_fit", fit_table)
     folder.table("agreement", verdicts)
-    titles = {"synthetic": f"synthetic: Gaussian linear model at $w = 0$, $N = {args.n}$"}
+    titles = {"synthetic": f"synthetic, $N = {args.n}$:\nGaussian linear model at $w = 0$"}
     if real is not None:
-        titles[args.data] = (f"{args.data}: {lossvar.datasets.problem_for(real).name} model at its "
-                             f"fit, $N = {real.n}$")
+        titles[args.data] = (f"{args.data}, $N = {real.n}$:\n"
+                             f"{lossvar.datasets.problem_for(real).name} model at its fit")
+    if net is not None:
+        titles[net.label] = (f"{net.data.name}, $N = {net.data.n}$: network\n"
+                             f"{'-'.join(map(str, net.problem.sizes))} tanh at a local minimum")
     folder.figure("variance", plots.variance_scaling_figure(
         variance, fit_table, verdicts, confidence=args.confidence, titles=titles))
-    return _summary(args, variance, fit_table, verdicts)
+    return _summary(args, variance, fit_table, verdicts, net)
 
 
 def _verdicts(runs, confidence):
@@ -136,7 +156,7 @@ def _holm(fits):
     return fits.assign(holm_pvalue=lossvar.stats.holm(fits.pvalue.to_numpy(float)))
 
 
-def _summary(args, variance, fits, verdicts):
+def _summary(args, variance, fits, verdicts, net):
     reps = ("replicates planned per batch size from the exact kurtosis (relative standard "
             "error 0.02)" if args.replicates == "auto" else f"{args.replicates} batches per batch size")
     lines = [f"# variance_scaling (seed {args.seed}, {reps})", "",
@@ -175,6 +195,13 @@ def _summary(args, variance, fits, verdicts):
                     else f"{r.variance:.4g} {plots.interval_text(r.ci_low, r.ci_high, r.replicates)}")
         lines.append(f"- {r.source}, {r.sampling}, B = N = {r.batch_size}: variance {measured}, "
                      f"exact {r.exact_variance:.4g}")
+    if net is not None:
+        lines += ["", f"Network: {net.label}, p = {net.p}, at a local minimum of its mean loss "
+                  "(lossvar.datasets.reference_params: full-batch L-BFGS from a fixed start, then "
+                  "Newton steps, to gradient norm 1e-10). Every number of its rows has exact "
+                  "theory: at a fixed w the per-example losses are fixed numbers, and the "
+                  "variance of their batch means is exact for any numbers (docs/theory.md, "
+                  "section 1), however the network got there."]
     return "\n".join(lines)
 
 

@@ -39,6 +39,19 @@ every other batch size of the ladder (none with --quick), its SGD runs record
 the loss more sparsely, and its with-replacement gradient-noise ladder stops
 at the largest batch of --batch-sizes (a batch of all N examples drawn with
 replacement is not special, and costs most).
+
+A tanh network on digits (--network: 64-32-10, a smaller 64-8-10 with --quick),
+whose loss is not convex, runs beside them: it starts from a Glorot draw (w = 0
+is a saddle), its w* is a local minimum, it has no one-step curves, and parts 2
+and 3 run on it as on the others (--network-target, --network-batch-sizes).
+Along its training the noise scale grows as the loss falls (McCandlish et al.
+2018, section 3): B_noise and B_simple are exact at every point of the
+full-batch path (more points than for the convex problems), and at the end of
+training they are measured at the last point of 8 fresh SGD runs at the
+ladder's batch size nearest B_crit (its tuned rate, its mean steps to the
+target), with intervals across the runs. Beyond the noise scales at fixed
+points and the gradient noise of part 3, no number of the network has exact
+theory.
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ from threadpoolctl import threadpool_limits
 
 import lossvar
 from lossvar import plots, studies
-from lossvar.studies import checks
+from lossvar.studies import checks, network
 from lossvar.studies.critical_batch import parts
 from lossvar.studies.critical_batch.summary import summary
 
@@ -59,10 +72,11 @@ FULL = {"replicates": 64, "tune_replicates": 16, "onestep_replicates": 4000,
         "softmax_onestep_replicates": 256, "noise_replicates": 4000,
         "batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256],
         "softmax_batch_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 256], "lr_factor": 2 ** 0.5,
-        "bootstrap": 2000}
+        "bootstrap": 2000, "network": "64-32-10", "network_batch_sizes": [1, 4, 16, 64, 256]}
 QUICK = {"replicates": 16, "tune_replicates": 8, "onestep_replicates": 1000,
          "softmax_onestep_replicates": 0, "noise_replicates": 1000, "batch_sizes": [1, 4, 16, 64],
-         "softmax_batch_sizes": [4, 16, 64, 256], "lr_factor": 2.0, "bootstrap": 500}
+         "softmax_batch_sizes": [4, 16, 64, 256], "lr_factor": 2.0, "bootstrap": 500,
+         "network": "64-8-10", "network_batch_sizes": [4, 16, 64, 256]}
 #: Widest ratio of neighbouring learning rates: the grid must keep rates on both sides of
 #: the best within the range where SGD reaches the target (a few decades here).
 MAX_LR_FACTOR = 10.0
@@ -110,6 +124,14 @@ def build_parser():
                    help="batches per batch size for the softmax problem's one-step curves, at every "
                    f"other size of the ladder; 0 skips them (default "
                    f"{FULL['softmax_onestep_replicates']}, quick {QUICK['softmax_onestep_replicates']})")
+    network.add_flag(p, FULL["network"], QUICK["network"])
+    p.add_argument("--network-target", type=checks.number(0, 1, low_open=True, high_open=True),
+                   default=0.2, help="target excess loss of the network, as a fraction in (0, 1) "
+                   "of its excess loss at its start (default 0.2: below it, the smallest batches' "
+                   "noise floor at a constant rate lies above the target)")
+    p.add_argument("--network-batch-sizes", type=checks.listing(checks.count(1), at_least=3),
+                   default=None, metavar="LIST", help="the ladder of the network (default "
+                   "1,4,16,64,256; quick 4,16,64,256)")
     p.add_argument("--bootstrap", type=checks.count(2), default=None, help="bootstrap resamples of "
                    "the runs for the hyperbola's intervals, at least 2 / (1 - --confidence) (default "
                    f"{FULL['bootstrap']}, quick {QUICK['bootstrap']})")
@@ -135,6 +157,9 @@ def check(args):
         ladders.append(("--softmax-batch-sizes", args.softmax_batch_sizes,
                         lossvar.datasets.load(args.softmax_data).n,
                         f"--softmax-data {args.softmax_data}"))
+    if args.network != "none":
+        ladders.append(("--network-batch-sizes", args.network_batch_sizes,
+                        lossvar.datasets.load(network.DATA).n, f"--network {args.network}"))
     for flag, sizes, n, where in ladders:
         if sum(b <= n for b in sizes) < 3:
             raise ValueError(f"{flag} must hold at least 3 sizes up to N = {n} of {where} (larger "
@@ -167,7 +192,7 @@ def _compute(args, folder):
                              "noise_path", "gradient_variance", "gradient_scaling")}
     for spec, seed in zip(problems, lossvar.streams.children(seeds[1], len(problems)), strict=True):
         s1, s2, s3, s4 = lossvar.streams.children(seed, 4)
-        ref = parts.Reference(spec.problem, spec.data, spec.target)
+        ref = parts.Reference(spec.problem, spec.data, spec.target, spec.net)
         sizes = [b for b in spec.sizes if b <= spec.data.n]
         one, opt = parts.one_step(spec, ref, args, s1)
         with checks.phase(args, f"SGD tuning and runs per batch size, {spec.label}",
@@ -177,6 +202,10 @@ def _compute(args, folder):
         fit = parts.critical_batch(spec, runs, args, s3, path, steps)
         with checks.phase(args, f"gradient noise, {spec.label}", 2):
             gv, gfit = parts.gradient_noise_table(spec, ref, sizes, args, s4)
+        if spec.net is not None:
+            with checks.phase(args, f"noise scale at the end of training, {spec.label}"):
+                found.setdefault("noise_in_training", []).append(parts.noise_in_training(
+                    spec, ref, steps, fit, args, lossvar.streams.children(seed, 5)[4]))
         for key, value in (("one_step", one), ("one_step_opt", opt), ("steps", steps),
                            ("tuning", tuning), ("critical_batch", pd.DataFrame([fit])),
                            ("noise_path", path), ("gradient_variance", gv),
@@ -197,6 +226,9 @@ def _compute(args, folder):
                                                                     confidence=c))
         folder.figure("gradient_variance", plots.gradient_noise_figure(
             t["gradient_variance"], t["gradient_scaling"], confidence=c))
+        if "noise_in_training" in t:
+            folder.figure("noise_scale", plots.noise_scale_figure(
+                t["noise_path"], t["noise_in_training"], t["critical_batch"], confidence=c))
     return summary(args, t)
 
 

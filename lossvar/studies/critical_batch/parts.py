@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 import lossvar
 from lossvar import critical, optim, studies, theory
-from lossvar.studies import checks
+from lossvar.studies import checks, network
 
 #: One-step learning rates, as multiples of eps_max = ||G||^2 / G^T H G.
 EPS_MULTIPLES = np.geomspace(0.03, 2.0, 11)
@@ -20,6 +22,10 @@ EPS_MULTIPLES = np.geomspace(0.03, 2.0, 11)
 PATH_FRACTIONS = (1.0, 0.5, 0.1)
 #: How the batches of parts 1 and 2 are drawn (c_B = 1/B, as in the paper).
 DRAWS = "with_replacement"
+#: The network's levels: more of them, to follow its noise scale as the loss falls.
+NET_PATH_FRACTIONS = (1.0, 0.7, 0.5, 0.3, 0.2, 0.1)
+#: Runs whose noise scale is measured at the end of training on the network.
+NET_END_RUNS = 8
 
 
 # -- the problems ---------------------------------------------------------------------
@@ -40,6 +46,7 @@ class Spec:
     first_cap: int  # steps allowed to the first learning rate tried
     record: dict  # keyword arguments of record
     full_with_replacement: bool  # the gradient-noise ladder adds B = N with replacement
+    net: network.Network | None = None  # the network case: its start, curvature by Lanczos
 
 
 def problems(args, seed):
@@ -63,27 +70,56 @@ def problems(args, seed):
                         False, args.softmax_target, args.softmax_batch_sizes,
                         args.softmax_onestep_replicates, args.softmax_batch_sizes[::2], 4000,
                         dict(dense=20, points=50), False))
+    net = network.load(args.network)
+    if net is not None:
+        out.append(Spec(f"network {'-'.join(map(str, net.problem.sizes))} (digits)", net.problem,
+                        net.data, False, args.network_target, args.network_batch_sizes, 0, [], 4000,
+                        dict(dense=20, points=50), False, net))
     return out
 
 
 class Reference:
-    """What every part needs of one problem: w0, w*, losses, target, curvature, noise at w0."""
+    """What every part needs of one problem: w0, w*, losses, target, curvature, noise at w0
+    (the last three when first asked). A network starts from its Glorot draw (w = 0 is a
+    saddle) and its lambda_max comes from Hessian-vector products (Lanczos)."""
 
-    def __init__(self, problem, data, target):
-        self.problem, self.data = problem, data
+    def __init__(self, problem, data, target, net=None):
+        self.problem, self.data, self.net = problem, data, net
         self.X, self.y = data.X, np.asarray(data.y, dtype=np.float64)
-        self.w0 = np.zeros(problem.n_params(data.d))
+        self.w0 = np.zeros(problem.n_params(data.d)) if net is None else net.start()
         self.w_star = lossvar.datasets.reference_params(data, problem)
         self.loss0 = float(problem.mean_loss(self.w0, self.X, self.y))
         self.loss_star = float(problem.mean_loss(self.w_star, self.X, self.y))
         self.target = self.loss_star + target * (self.loss0 - self.loss_star)
-        self.hessian = problem.hessian(self.w0, self.X, self.y)
-        self.lambda_max = float(np.linalg.eigvalsh(self.hessian)[-1])
-        self.noise = lossvar.gradient_noise(problem, data, self.w0)
+
+    @cached_property
+    def hessian(self):
+        return self.problem.hessian(self.w0, self.X, self.y)
+
+    @cached_property
+    def lambda_max(self) -> float:
+        if self.net is not None:
+            return network.largest_eigenvalue(self.problem, self.w0, self.data)
+        return float(np.linalg.eigvalsh(self.hessian)[-1])
+
+    @cached_property
+    def noise(self):
+        return lossvar.gradient_noise(self.problem, self.data, self.w0)
+
+    @cached_property
+    def cov(self):
         # Sigma itself, which the one-step theory takes: gradient_noise reports its trace and
         # tr(H Sigma), not the matrix
-        grads = problem.grad(self.w0, self.X, self.y)
-        self.cov = np.atleast_2d(np.cov(grads, rowvar=False, bias=True))
+        grads = self.problem.grad(self.w0, self.X, self.y)
+        return np.atleast_2d(np.cov(grads, rowvar=False, bias=True))
+
+    def best_rate(self, batch_size) -> float:
+        """eps_opt(B) = eps_max / (1 + B_noise/B) at w0 (independent draws; McCandlish et al.,
+        eq. 2.6): from the dense covariance, or for a network from its noise scale alone."""
+        if self.net is None:
+            return self.one_step(batch_size).learning_rate
+        n = self.noise
+        return n.grad_norm2 / n.grad_hess_grad / (1 + n.b_noise / batch_size)
 
     def one_step(self, batch_size, eps=None):
         """The one-step theory at w0 (independent draws): the expected loss after a step of
@@ -145,7 +181,7 @@ def ensemble(spec, ref, b, lr, replicates, max_steps, seed, args):
     with warnings.catch_warnings():  # a diverging learning rate is a tuning outcome, not an error
         warnings.simplefilter("ignore", lossvar.DivergenceWarning)
         tr = lossvar.run_sgd(ref.problem, ref.data, optim.sgd(lr), steps=int(max_steps), batch_size=b,
-                             replicates=replicates, sampling="with_replacement",
+                             replicates=replicates, sampling="with_replacement", w0=ref.w0,
                              record=record(max_steps, **spec.record), rng=seed,
                              **studies.execution(args))
     return critical.steps_to_target(tr, ref.target, loss_star=ref.loss_star), len(tr.diverged)
@@ -157,7 +193,7 @@ def steps_to_target(spec, ref, sizes, args, root, bar):
     larger one from the best k of the one before (the best rate grows with B)."""
     rows, tuning, runs = [], [], {}
     base = 1.5 / ref.lambda_max  # stable for full-batch descent at w0
-    start = int(np.round(np.log(base / ref.one_step(sizes[0]).learning_rate) / np.log(args.lr_factor)))
+    start = int(np.round(np.log(base / ref.best_rate(sizes[0])) / np.log(args.lr_factor)))
     cap = spec.first_cap
     for b, seed in zip(sizes, lossvar.streams.children(root, len(sizes)), strict=True):
         with bar.part(1, calls=None):  # rates tried: not known beforehand
@@ -182,7 +218,8 @@ def critical_batch(spec, runs, args, seed, path, measured):
                          "target")
     f = critical.critical_batch_fit(runs, confidence=args.confidence, n_resamples=args.bootstrap,
                                     rng=seed)
-    start, end = path.iloc[0], path.iloc[-1]
+    start = path.iloc[0]
+    end = path[path.point == f"excess {spec.target:g} of initial"].iloc[0]
     return dict(problem=spec.label, **f.to_frame().to_dict("records")[0], b_noise_start=start.b_noise,
                 b_simple_start=start.b_simple, b_noise_target=end.b_noise,
                 b_simple_target=end.b_simple, target=spec.target,
@@ -191,8 +228,9 @@ def critical_batch(spec, runs, args, seed, path, measured):
 
 def noise_path(spec, ref):
     """B_simple and B_noise along full-batch gradient descent (step 1/lambda_max) to the target."""
+    levels = PATH_FRACTIONS if spec.net is None else NET_PATH_FRACTIONS
     points = critical.gradient_descent_path(ref.problem, ref.data, ref.w0, learning_rate=1 / ref.lambda_max,
-                                            fractions={*PATH_FRACTIONS, spec.target},
+                                            fractions={*levels, spec.target},
                                             loss_star=ref.loss_star)
     rows = []
     for p in points:
@@ -223,3 +261,37 @@ def gradient_noise_table(spec, ref, sizes, args, root):
     table = table[["problem", *[c for c in table.columns if c != "problem"]]]
     return table, pd.DataFrame(fits)
 
+
+def noise_in_training(spec, ref, steps, fit, args, seed):
+    """The network's noise scales at the start of training (exact: every run starts at w0)
+    and at its end: NET_END_RUNS fresh SGD runs at the ladder's batch size nearest B_crit, at
+    its tuned rate, for its mean steps to the target; B_noise and B_simple at each run's
+    last point, with intervals across the runs (Student t)."""
+    measured = steps[(steps.problem == spec.label) & (steps.reached >= 2)]
+    row = measured.iloc[int(np.argmin(np.abs(np.log(measured.batch_size / fit["b_crit"]))))]
+    b, lr, n_steps = int(row.batch_size), float(row.lr), int(np.ceil(row.steps))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lossvar.DivergenceWarning)
+        tr = lossvar.run_sgd(ref.problem, ref.data, optim.sgd(lr), steps=n_steps, batch_size=b,
+                             replicates=NET_END_RUNS, sampling=DRAWS, w0=ref.w0, rng=seed,
+                             record=[0, n_steps], **studies.execution(args))
+    ends = [lossvar.gradient_noise(ref.problem, ref.data, w) for w in tr.final_params
+            if np.isfinite(w).all()]
+    start = ref.noise
+    rows = [dict(problem=spec.label, point="start (w0, every run)", runs=NET_END_RUNS, batch_size=b,
+                 lr=lr, steps=0, loss=ref.loss0, loss_ci_low=ref.loss0, loss_ci_high=ref.loss0,
+                 excess_fraction=1.0,
+                 b_noise=start.b_noise, b_noise_ci_low=start.b_noise, b_noise_ci_high=start.b_noise,
+                 b_simple=start.b_simple, b_simple_ci_low=start.b_simple,
+                 b_simple_ci_high=start.b_simple, exact=True)]
+    end = dict(problem=spec.label, point="end (mean steps to the target)", runs=len(ends),
+               batch_size=b, lr=lr, steps=n_steps, exact=False)
+    final = tr.values("loss")[:, -1]
+    for key, values in (("loss", final), ("b_noise", [e.b_noise for e in ends]),
+                        ("b_simple", [e.b_simple for e in ends])):
+        v = np.asarray(values, dtype=np.float64)
+        m, se = lossvar.stats.mean_se(v)
+        ci = scipy.stats.t.interval(args.confidence, v.size - 1, loc=m, scale=se)
+        end.update({key: float(m), f"{key}_ci_low": float(ci[0]), f"{key}_ci_high": float(ci[1])})
+    end["excess_fraction"] = (end["loss"] - ref.loss_star) / (ref.loss0 - ref.loss_star)
+    return pd.DataFrame([*rows, end])

@@ -43,9 +43,10 @@ def summary(args, t):
                      "(--softmax-onestep-replicates 0).")
     targets = ", ".join(f"{c.target:g} for {c.problem}" for c in t["critical_batch"].itertuples())
     lines += ["", "## 2. Steps against examples", "",
-              f"Target: excess loss as a fraction of its value at w = 0: {targets}. Learning rate "
+              f"Target: excess loss as a fraction of its value at the start w0 (0; the network: a "
+              f"Glorot draw): {targets}. Learning rate "
               f"per B: the best of the grid 1.5/lambda_max * {args.lr_factor:.4g}^-k (k of either "
-              f"sign, lambda_max of H at w = 0) on {args.tune_replicates} tuning runs, the grid "
+              f"sign, lambda_max of H at w0) on {args.tune_replicates} tuning runs, the grid "
               "walked upward until a rate diverges or misses the target and downward until the "
               f"mean steps grow twice in a row; then {args.replicates} fresh runs measured. "
               "S(B) = S_min + E_min/B is the hyperbola (S/S_min - 1)(E/E_min - 1) = 1; fitted by "
@@ -87,7 +88,7 @@ def summary(args, t):
                      "of magnitude here, so the paper's B_crit ~ B_noise (its eq. 2.11, derived for "
                      "a noise scale that stays put) is an order-of-magnitude statement on these "
                      "problems, not a sharp test.")
-    lines += ["", "## 3. Gradient noise E||g_B - G||^2 at w = 0", ""]
+    lines += ["", "## 3. Gradient noise E||g_B - G||^2 at w0", ""]
     gv = t["gradient_variance"]
     pos = gv[gv.exact > 0]
     worst = float(((pos["mean"] - pos.exact) / pos.mean_se).abs().max())
@@ -98,6 +99,39 @@ def summary(args, t):
         lines.append(f"- {f.problem}, {f.sampling}: exponent {f.exponent:.4f} [{f.ci_low:.4f}, "
                      f"{f.ci_high:.4f}] (1/B law: p = {f.pvalue:.3g}, {f.holm_pvalue:.3g} after Holm "
                      f"across the {len(t['gradient_scaling'])} fits).")
+    if "noise_in_training" in t:
+        lines += _network(args, t)
     return "\n".join(lines)
 
+
+def _network(args, t):
+    """The network's noise scale along its training, beside its B_crit."""
+    lines = []
+    for label, g in t["noise_in_training"].groupby("problem", sort=False):
+        c = t["critical_batch"].set_index("problem").loc[label]
+        path = t["noise_path"][t["noise_path"].problem == label]
+        start, end = g.iloc[0], g.iloc[-1]
+        lines += ["", f"## The noise scale along the training of the {label}", "",
+                  "Empirical where marked: the loss is not convex, so S(B), the hyperbola and "
+                  "B_crit are measured, not predicted; B_noise and B_simple are exact at any fixed "
+                  "point (from all N per-example gradients and exact Hessian-vector products).", "",
+                  "- along full-batch descent (exact at each point; excess fraction in brackets): "
+                  "B_noise " + ", ".join(f"{r.b_noise:.3g} ({r.excess_fraction:.2g})"
+                                         for r in path.itertuples())
+                  + "; B_simple " + ", ".join(f"{r.b_simple:.3g}" for r in path.itertuples()) + ".",
+                  f"- start of training (w0, every run; exact): B_noise {start.b_noise:.3g}, "
+                  f"B_simple {start.b_simple:.3g}, loss {start.loss:.4g}.",
+                  f"- end of training ({end.runs} SGD runs at B = {end.batch_size}, rate "
+                  f"{end.lr:.3g}, {end.steps} steps; empirical, {args.confidence:.0%} Student t "
+                  f"intervals across the runs): B_noise {end.b_noise:.3g} [{end.b_noise_ci_low:.3g}, "
+                  f"{end.b_noise_ci_high:.3g}], B_simple {end.b_simple:.3g} "
+                  f"[{end.b_simple_ci_low:.3g}, {end.b_simple_ci_high:.3g}], loss {end.loss:.4g} "
+                  f"[{end.loss_ci_low:.4g}, {end.loss_ci_high:.4g}].",
+                  f"- B_crit (empirical) {c.b_crit:.3g} [{c.b_crit_ci_low:.3g}, "
+                  f"{c.b_crit_ci_high:.3g}]: the noise scale grows "
+                  f"{end.b_noise / start.b_noise:.2g}-fold from the start to the end of training, "
+                  "and B_crit, one number for the whole run, lies "
+                  + ("between" if start.b_noise <= c.b_crit <= end.b_noise_ci_high else "outside")
+                  + " B_noise at the start and at the end."]
+    return lines
 
