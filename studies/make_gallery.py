@@ -51,7 +51,7 @@ CHECK_DPI = 50
 #: The gallery's settings of each study, beyond ``--seed 1 --dpi 300``: full size (the
 #: defaults), except robbins_monro at 1000 runs per schedule instead of 2000 (35 s at
 #: full size on 2 cores, the README's own example runs it so), so that the CI check of
-#: the whole gallery stays under about two minutes (docs/gallery.md).
+#: the whole gallery stays under about six minutes on 2 cores (docs/gallery.md).
 PRESET: dict[str, list[str]] = {
     "variance_scaling": [],
     "sgd_vs_batch": [],
