@@ -27,10 +27,15 @@ from ._inputs import Spec, to_host
 __all__ = ["DeviceBlock", "array_kind", "check_optimizer", "start_arrays"]
 
 
+def _type_name(obj) -> str:
+    """``torch.Tensor``: the qualified name of an object's type, for errors (its repr,
+    ``<class 'torch.Tensor'>``, unwrapped)."""
+    return str(type(obj)).removeprefix("<class '").removesuffix("'>")
+
+
 def array_kind(a) -> str:
     """``torch.Tensor of dtype torch.float64 on cpu``: what a device array is, for errors."""
-    kind = type(a)
-    return f"{kind.__module__}.{kind.__name__} of dtype {a.dtype} on {array_api_compat.device(a)}"
+    return f"{_type_name(a)} of dtype {a.dtype} on {array_api_compat.device(a)}"
 
 
 def _same_kind(a, like) -> bool:
@@ -63,7 +68,7 @@ def check_optimizer(optimizer, w) -> None:
             from exc
     bad = [a for a in [updates, *_leaves(state)] if not _same_kind(a, w)]
     if bad or tuple(getattr(updates, "shape", ())) != tuple(w.shape):
-        got = (f"{type(bad[0]).__module__}.{type(bad[0]).__name__}"
+        got = (_type_name(bad[0])
                + (f" of dtype {bad[0].dtype}" if hasattr(bad[0], "dtype") else "")) if bad else \
             f"updates of shape {tuple(getattr(updates, 'shape', ()))}"
         raise TypeError(f"`optimizer` must give updates and a state of the problem's arrays "

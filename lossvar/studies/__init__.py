@@ -64,14 +64,31 @@ def run(name: str, argv=None) -> int:
     return get(name).main(argv)
 
 
+#: Flags added to studies after a manifest may have been written, and what their absence
+#: from the manifest's parameters means: the run as it was made (lossvar 0.2 had no
+#: network case; today's default adds one).
+ADDED_FLAGS = {"network": ("--network", "none")}
+
+
 def verify(folder) -> results.VerifyResult:
     """Check the inputs of a results folder, rerun its study from the manifest and
     compare the tables (:func:`lossvar.results.verify`).
 
-    The rerun's own output is not shown; if it fails, its error line becomes
-    the report's ``rerun_error``.
+    A manifest written before a flag of :data:`ADDED_FLAGS` existed is rerun
+    with that flag's neutral value, so that the rerun makes the run that was
+    made. The rerun's own output is not shown; if it fails, its error line
+    becomes the report's ``rerun_error``.
     """
+    try:
+        recorded = set(results.read_manifest(folder)["parameters"])
+    except results.ManifestError:
+        recorded = None  # results.verify reports it
+
     def rerun(study, argv, out):
+        if recorded is not None:
+            known = {a.dest for a in get(study).build_parser()._actions}
+            argv = [*argv, *(w for dest, words in ADDED_FLAGS.items()
+                             if dest in known and dest not in recorded for w in words)]
         err = io.StringIO()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             try:

@@ -23,7 +23,6 @@ for PyTorch" (now torch.func), and its tutorial "Per-sample gradients".
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from lossvar._validate import as_choice, as_int
 
 from . import _inputs
+from ._forward import load_forward_mode
 from .params import ParameterSlot, parameter_layout
 
 __all__ = ["TorchProblem"]
@@ -566,7 +566,7 @@ class TorchProblem:
             return jvp(g, (params,), (tangent,))[1]
 
         many = vmap(product, in_dims=(0, None, None))
-        _load_forward_mode()
+        load_forward_mode()
         for a in range(0, V.shape[0], chunk):
             c = min(V.shape[0], a + chunk)
             tangents = self._params(V[a:c])
@@ -583,23 +583,3 @@ class TorchProblem:
         if n < 1:
             raise ValueError("`X` must have at least one row for a mean over the examples; got 0")
 
-
-_forward_mode_loaded = False
-
-
-def _load_forward_mode() -> None:
-    """Let torch load its forward-mode decompositions, once, without its DeprecationWarning.
-
-    torch loads them at the first forward-mode derivative of a process, through
-    ``torch.jit.script``, which warns (torch >= 2.10) that torch.jit.script is
-    deprecated: a warning about torch's internals that a caller can do nothing about.
-    """
-    global _forward_mode_loaded
-    if _forward_mode_loaded:
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
-                                category=DeprecationWarning)
-        x = torch.zeros(1, dtype=torch.float64)
-        jvp(torch.sin, (x,), (x,))
-    _forward_mode_loaded = True
