@@ -32,7 +32,8 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
-__all__ = ["EmptyState", "GradientTransformation", "Ops", "apply_updates", "chain", "in_place"]
+__all__ = ["EmptyState", "GradientTransformation", "Ops", "apply_updates", "chain", "in_place",
+           "state_leaves"]
 
 
 class EmptyState(NamedTuple):
@@ -195,19 +196,19 @@ def _check(updates, state, params) -> None:
     if params is not None and _shape(params) != _shape(updates):
         raise ValueError(f"`updates` must have the same shape as `params` {_shape(params)}; "
                          f"got shape {_shape(updates)}")
-    leaf = next(_leaves(state), None)
+    leaf = next(state_leaves(state), None)
     if leaf is not None and _shape(leaf) != _shape(updates):
         raise ValueError(f"`state` was made by init for params of shape {_shape(leaf)}; "
                          f"got updates of shape {_shape(updates)}")
 
 
-def _leaves(state):
+def state_leaves(state):
     """The arrays of a (nested) state, in order."""
     if array_api_compat.is_array_api_obj(state):
         yield state
     elif isinstance(state, tuple):
         for part in state:
-            yield from _leaves(part)
+            yield from state_leaves(part)
 
 
 def transformation(init: Callable, arithmetic: Callable, name: str,

@@ -20,7 +20,7 @@ import array_api_compat
 import numpy as np
 
 from ..optim import in_place
-from ..optim.base import _leaves
+from ..optim.base import state_leaves
 from ._block import batches
 from ._inputs import Spec, to_host
 
@@ -66,7 +66,7 @@ def check_optimizer(optimizer, w) -> None:
         raise TypeError(f"`optimizer` must run on the problem's arrays ({array_kind(w)}) for an ensemble "
                         f"kept on the device; its init or update raised {type(exc).__name__}: {exc}") \
             from exc
-    bad = [a for a in [updates, *_leaves(state)] if not _same_kind(a, w)]
+    bad = [a for a in [updates, *state_leaves(state)] if not _same_kind(a, w)]
     if bad or tuple(getattr(updates, "shape", ())) != tuple(w.shape):
         got = (_type_name(bad[0])
                + (f" of dtype {bad[0].dtype}" if hasattr(bad[0], "dtype") else "")) if bad else \
