@@ -42,3 +42,14 @@ def dask_scratch_in_pytest_tmp(tmp_path_factory):
         os.environ.pop("DASK_TEMPORARY_DIRECTORY", None)
     else:
         os.environ["DASK_TEMPORARY_DIRECTORY"] = before
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch thread for the PyTorch tests' small models: threads only add contention on
+    a busy machine. A module asks for it with ``pytest.mark.usefixtures``."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,15 +34,8 @@ EPS = np.finfo(np.float64).eps
 Z = 4.0
 CE = torch.nn.CrossEntropyLoss(reduction="none")
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread for these small models: threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def iris():

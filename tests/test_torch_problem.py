@@ -39,15 +39,8 @@ CE = torch.nn.CrossEntropyLoss(reduction="none")
 def _half_squared(out, t):
     return 0.5 * (out[:, 0] - t) ** 2
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread for these small models: threads only add contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture(scope="module")
 def digits():
