@@ -102,6 +102,17 @@ def test_fieller_interval_is_nan_where_the_denominator_is_not_significant():
     assert lo < 0.5 < hi and hi - lo < 1e-2
 
 
+def test_mean_interval_with_degrees_of_freedom_is_student_t():
+    m, se = np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.2, 0.3])
+    low, high = stats.mean_interval(m, se, 0.9, dof=np.array([1, 5, 40]))
+    want = st.t.interval(0.9, [1, 5, 40], loc=m, scale=se)
+    np.testing.assert_allclose(low, want[0], rtol=1e-14)
+    np.testing.assert_allclose(high, want[1], rtol=1e-14)
+    assert np.isnan(stats.mean_interval(1.0, 0.1, 0.95, dof=0)).all()  # one run: no interval
+    low, high = stats.mean_interval(1.0, 0.1, 0.95)  # without dof: the normal interval
+    assert high - low == pytest.approx(2 * st.norm.ppf(0.975) * 0.1, rel=1e-14)
+
+
 def test_fieller_interval_with_a_lower_bound_reports_the_hull_above_it():
     z2 = st.norm.ppf(0.975) ** 2
     # Both estimates clearly positive: the bounded interval, unchanged by the bound.

@@ -279,6 +279,9 @@ def test_sgd_verdict_in_more_dimensions_uses_student_t():
     assert "pvalue" not in frame and (frame.dof == 999).all() and not frame.attrs["independent"]
     with pytest.raises(ValueError, match="must cover the recorded steps"):
         tr.comparison(theory.quadratic_moments(sched, [1.0, 2.0], 1.0, [3.0, 1.0], steps=10))
+    # the moments of another dimension are no reference (the 1-D law would give exact p-values)
+    with pytest.raises(ValueError, match=r"run's 2 parameter\(s\).*got the moments of 1"):
+        tr.comparison(theory.quadratic_moments(sched, 1.0, 1.0, 3.0, steps=20))
 
 
 def test_fit_verdicts_test_the_exponent():

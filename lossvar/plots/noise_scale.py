@@ -65,7 +65,8 @@ def noise_scale_figure(path, training, crit, *, confidence):
         "{\\rm tr}\\,\\Sigma/|G|^2$ at the points where full-batch descent (step $1/\\lambda_{\\max}$ "
         "at the start) first reaches each level of the excess loss, exact there (all per-example "
         "gradients, exact Hessian-vector products). Markers: their means at the last point of "
-        f"fresh SGD runs at the batch size nearest $B_{{\\rm crit}}$, with {interval_words(confidence)} "
+        "new SGD runs (independent draws) at the batch size nearest $B_{\\rm crit}$, with "
+        f"{interval_words(confidence)} "
         "(Student t across the runs; empirical). Horizontal line and band: $B_{\\rm crit} = "
         "E_{\\min}/S_{\\min}$ from the hyperbola of steps against examples, with its bootstrap "
         "interval (empirical). Excess losses over a local minimum of the network."))

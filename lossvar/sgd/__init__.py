@@ -202,6 +202,11 @@ class SGDResult(TableResultBase):
         if not isinstance(exact, QuadraticMoments):
             raise TypeError(f"`exact` must be the lossvar.theory.QuadraticMoments of the run "
                             f"(theory.quadratic_moments); got {type(exact).__name__}")
+        dim = int(np.shape(self.final_params)[-1])
+        if exact.mean.shape[1] != dim:
+            raise ValueError(f"`exact` must describe the run's {dim} parameter(s) (the same "
+                             f"curvatures as the problem); got the moments of "
+                             f"{exact.mean.shape[1]} parameter(s)")
         s = self.by_step[self.by_step["step"] >= 1]
         steps = s["step"].to_numpy()
         if steps.size and steps.max() >= exact.step.size:

@@ -90,14 +90,25 @@ def mean_se(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return mean, v.std(axis=axis, ddof=1) / np.sqrt(n)
 
 
-def mean_interval(mean, se, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """The normal ``confidence`` interval ``mean +- z se`` of a Monte Carlo mean.
+def mean_interval(mean, se, confidence: float = 0.95, *, dof=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``confidence`` interval ``mean +- q se`` of a Monte Carlo mean.
 
-    Valid for a mean of many independent replicates (central limit theorem);
-    ``z`` is the standard normal ``(1 + confidence) / 2`` quantile. Returns
-    ``(low, high)``, arrays or scalars like ``mean``.
+    Without ``dof``, ``q`` is the standard normal ``(1 + confidence) / 2``
+    quantile: valid for a mean of many independent replicates (central limit
+    theorem). With ``dof`` (``n - 1`` for a mean of n replicates whose
+    standard error is estimated from them), ``q`` is Student t's quantile with
+    those degrees of freedom: exact for normal replicates, and the honest width
+    for a few runs (NaN where ``dof < 1``). Returns ``(low, high)``, arrays or
+    scalars like ``mean``.
     """
-    half = two_sided_z(confidence) * np.asarray(se, dtype=np.float64)
+    q: float | np.ndarray
+    if dof is None:
+        q = two_sided_z(confidence)
+    else:
+        two_sided_z(confidence)  # checks the level
+        d = np.asarray(dof, dtype=np.float64)
+        q = np.where(d >= 1, _st.t.ppf(0.5 + confidence / 2.0, np.maximum(d, 1.0)), np.nan)
+    half = q * np.asarray(se, dtype=np.float64)
     return mean - half, mean + half
 
 

@@ -197,8 +197,8 @@ def ensembles(net: Network, optimizers: dict, args, label: str, **kwargs) -> dic
 
 def curves(runs: dict, key: str, confidence: float, per_epoch: int | None = None):
     """The training loss of each run against the step, mean across runs with its standard
-    error and interval (and of the Polyak-Ruppert average where recorded), one row per
-    (``key`` = name, step)."""
+    error and Student t interval (few runs: n - 1 degrees of freedom), and of the
+    Polyak-Ruppert average where recorded, one row per (``key`` = name, step)."""
     import pandas as pd
 
     out = []
@@ -211,7 +211,7 @@ def curves(runs: dict, key: str, confidence: float, per_epoch: int | None = None
             if f"{col}_mean" in s:
                 t[col], t[f"{col}_se"] = s[f"{col}_mean"], s[f"{col}_se"]
                 t[f"{col}_ci_low"], t[f"{col}_ci_high"] = lossvar.stats.mean_interval(
-                    s[f"{col}_mean"], s[f"{col}_se"], confidence)
+                    s[f"{col}_mean"], s[f"{col}_se"], confidence, dof=s.n - 1)
         out.append(t.assign(replicates=s.n))
     return pd.concat(out, ignore_index=True)
 

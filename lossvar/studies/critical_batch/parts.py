@@ -189,7 +189,7 @@ def ensemble(spec, ref, b, lr, replicates, max_steps, seed, args):
 
 def steps_to_target(spec, ref, sizes, args, root, bar):
     """Part 2: per B, the best rate of the grid 1.5/lambda_max * f^-k on tuning runs, then
-    fresh runs at it; the smallest B starts from the grid point nearest eps_opt(B), each
+    new runs at it; the smallest B starts from the grid point nearest eps_opt(B), each
     larger one from the best k of the one before (the best rate grows with B)."""
     rows, tuning, runs = [], [], {}
     base = 1.5 / ref.lambda_max  # stable for full-batch descent at w0
@@ -264,11 +264,17 @@ def gradient_noise_table(spec, ref, sizes, args, root):
 
 def noise_in_training(spec, ref, steps, fit, args, seed):
     """The network's noise scales at the start of training (exact: every run starts at w0)
-    and at its end: NET_END_RUNS fresh SGD runs at the ladder's batch size nearest B_crit, at
+    and at its end: NET_END_RUNS new SGD runs at the ladder's batch size nearest B_crit, at
     its tuned rate, for its mean steps to the target; B_noise and B_simple at each run's
     last point, with intervals across the runs (Student t)."""
     measured = steps[(steps.problem == spec.label) & (steps.reached >= 2)]
-    row = measured.iloc[int(np.argmin(np.abs(np.log(measured.batch_size / fit["b_crit"]))))]
+    if measured.empty:
+        raise ValueError(f"no batch size of the network's ladder reached the target in 2 runs or "
+                         f"more; raise --network-target (got {args.network_target}) or --replicates")
+    # Without a finite B_crit (a failed hyperbola fit), the middle of the ladder, geometrically.
+    b_crit = fit["b_crit"] if np.isfinite(fit["b_crit"]) and fit["b_crit"] > 0 else \
+        float(np.exp(np.log(measured.batch_size).mean()))
+    row = measured.iloc[int(np.argmin(np.abs(np.log(measured.batch_size / b_crit))))]
     b, lr, n_steps = int(row.batch_size), float(row.lr), int(np.ceil(row.steps))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lossvar.DivergenceWarning)
