@@ -254,7 +254,7 @@ def network_optimizers_figure(curves, updates, comparisons, *, label, batch_size
                 rows, colors=row_colors, marks=row_marks, color_col=1, x0=0.0, pad=0.14)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside upper center", ncol=len(names),
                title=f"{label}: mean across runs (lines) with {level} confidence bands (shaded; "
-               "normal approximation); empirical, no exact theory on a network")
+               "Student t across the runs); empirical, no exact theory on a network")
     caption(fig, (
         f"Left: the training loss $L$ over all {label.split('(')[-1].rstrip(')')} examples (mean "
         "cross-entropy plus the ridge) at each half epoch. Right: the mean over the last "

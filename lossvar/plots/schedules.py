@@ -197,7 +197,7 @@ def network_schedules_figure(curves, comparisons, *, label, described, batch_siz
     caption(fig, (
         f"{described} Training loss over all examples (mean cross-entropy plus the ridge) at about "
         "ten steps a "
-        f"decade, mean across runs with {level} confidence bands (normal approximation). Every "
+        f"decade, mean across runs with {level} confidence bands (Student t across the runs). Every "
         "schedule "
         "starts at the same step and the runs of all schedules see the same batches, so the "
         "table compares them run by run: a paired Student t interval of the difference and a "
